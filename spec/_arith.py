@@ -1,0 +1,146 @@
+"""The oracle's arithmetic: exact rationals, high-precision reals and forward-mode duals.
+
+Every float is a dyadic rational, so converting an input to :class:`fractions.Fraction` is
+exact; sums and products of inputs (the logits of Shaw's encoding) then stay exact. Whatever is
+transcendental (the sinusoid, an irrational scale, the softmax) is evaluated in mpmath at
+:data:`DPS` significant digits. Gradients use :class:`Dual`, forward-mode differentiation over
+the same code path: each dual carries its value and its sparse derivative with respect to every
+input element.
+
+The same encoding code runs in three modes (a :class:`Mode`): ``exact`` (values), ``dual``
+(values and derivatives) and ``abs`` (every input and constant replaced by its absolute value,
+which turns the formula into the magnitude bound that the tolerance model scales).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from fractions import Fraction
+from typing import Any, Literal
+
+import mpmath
+import numpy as np
+
+__all__ = ["DPS", "Dual", "Mode", "to_fraction_array", "to_mpf"]
+
+#: Working precision of the oracle, in significant decimal digits.
+DPS = 60
+
+Mode = Literal["exact", "dual", "abs"]
+
+Key = tuple[str, int]
+
+
+def to_mpf(x: Any) -> Any:
+    """Convert an int, Fraction, float or mpf to mpf at the working precision (exact for
+    dyadic rationals, which is every value that came from a float)."""
+    if isinstance(x, Fraction):
+        return mpmath.mpf(x.numerator) / x.denominator
+    if isinstance(x, Dual):
+        return x
+    return mpmath.mpf(x)
+
+
+class Dual:
+    """A value with its derivatives: ``value`` (mpf) and ``tangent`` mapping an input element
+    (tensor name, flat index) to d value / d element. Sparse, so a logit carries only the few
+    inputs it depends on."""
+
+    __slots__ = ("tangent", "value")
+
+    def __init__(self, value: Any, tangent: Mapping[Key, Any] | None = None) -> None:
+        self.value = to_mpf(value)
+        self.tangent: dict[Key, Any] = dict(tangent) if tangent else {}
+
+    @staticmethod
+    def _lift(other: Any) -> Dual:
+        return other if isinstance(other, Dual) else Dual(other)
+
+    @staticmethod
+    def _combine(a: Mapping[Key, Any], ca: Any, b: Mapping[Key, Any], cb: Any) -> dict[Key, Any]:
+        out = {key: ca * d for key, d in a.items()}
+        for key, d in b.items():
+            out[key] = out[key] + cb * d if key in out else cb * d
+        return out
+
+    def __add__(self, other: Any) -> Dual:
+        o = self._lift(other)
+        return Dual(self.value + o.value, self._combine(self.tangent, 1, o.tangent, 1))
+
+    __radd__ = __add__
+
+    def __neg__(self) -> Dual:
+        return Dual(-self.value, {key: -d for key, d in self.tangent.items()})
+
+    def __sub__(self, other: Any) -> Dual:
+        return self + (-self._lift(other))
+
+    def __rsub__(self, other: Any) -> Dual:
+        return self._lift(other) - self
+
+    def __mul__(self, other: Any) -> Dual:
+        o = self._lift(other)
+        return Dual(
+            self.value * o.value, self._combine(self.tangent, o.value, o.tangent, self.value)
+        )
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other: Any) -> Dual:
+        o = self._lift(other)
+        inv = 1 / o.value
+        value = self.value * inv
+        return Dual(value, self._combine(self.tangent, inv, o.tangent, -value * inv))
+
+    def __rtruediv__(self, other: Any) -> Dual:
+        return self._lift(other) / self
+
+    def exp(self) -> Dual:
+        e = mpmath.exp(self.value)
+        return Dual(e, {key: e * d for key, d in self.tangent.items()})
+
+    def __repr__(self) -> str:
+        return f"Dual({mpmath.nstr(self.value, 12)}, {len(self.tangent)} partials)"
+
+
+_FRACTION = np.frompyfunc(Fraction, 1, 1)
+
+
+def to_fraction_array(array: Any) -> np.ndarray:
+    """An object array of exact Fractions from floats (exact: floats are dyadic), ints,
+    Fractions, or decimal strings."""
+    arr = np.asarray(array)
+    if arr.dtype == object or arr.dtype.kind in "US":
+        return np.asarray(_FRACTION(arr.astype(object)), dtype=object)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"cannot convert dtype {arr.dtype} to exact rationals")
+    return np.asarray(_FRACTION(arr.astype(np.float64).astype(object)), dtype=object)
+
+
+def lift(name: str, array: Any, mode: Mode) -> np.ndarray:
+    """An input tensor as an object array in ``mode``: Fractions (exact), their absolute
+    values (abs), or duals seeded with d x[n] / d x[n] = 1 (dual)."""
+    exact = to_fraction_array(array)
+    if mode == "exact":
+        return exact
+    if mode == "abs":
+        return np.asarray(np.frompyfunc(abs, 1, 1)(exact), dtype=object).reshape(exact.shape)
+    flat = [Dual(x, {(name, n): mpmath.mpf(1)}) for n, x in enumerate(exact.ravel())]
+    out = np.empty(len(flat), dtype=object)
+    out[:] = flat
+    return out.reshape(exact.shape)
+
+
+def constant(value: Any, mode: Mode) -> Any:
+    """A constant of the formula (a sinusoid entry, a scale) in ``mode``."""
+    value = value if isinstance(value, Fraction | int) else to_mpf(value)
+    return abs(value) if mode == "abs" else value
+
+
+def exp(x: Any) -> Any:
+    return x.exp() if isinstance(x, Dual) else mpmath.exp(to_mpf(x))
+
+
+def value_of(x: Any) -> Any:
+    """The mpf value of an exact, mpf or dual scalar."""
+    return x.value if isinstance(x, Dual) else to_mpf(x)

@@ -1,0 +1,202 @@
+"""The oracle: evaluates an encoding's spec on concrete inputs, exactly or in high precision.
+
+Pipeline, the same for every encoding:
+
+1. validate the arguments (:meth:`Encoding.validate`, shapes and options only);
+2. convert every float input to exact rationals (a float is a dyadic rational);
+3. logits e[b, h, i, j] from the encoding's formulas (exact rationals where the formula is
+   rational, mpmath at :data:`~spec._arith.DPS` digits where it is not, e.g. the sinusoid or
+   an irrational scale);
+4. the full mask: the ``mask`` argument broadcast to (bsz, n_head, qlen, klen), AND the
+   encoding's own structural mask (XLNet's ``uni``);
+5. probabilities alpha_ij = exp(e_ij) / sum_k exp(e_ik) over the visible keys, in mpmath; a
+   row with no visible key has alpha = 0 and output 0 (never NaN);
+6. outputs o_i = sum_j alpha_ij V_ij with the encoding's per-pair values V.
+
+:func:`gradients` runs the same pipeline on :class:`~spec._arith.Dual` numbers (forward-mode
+differentiation over the oracle's own arithmetic) for the loss sum(w * out).
+:func:`magnitudes` runs it with absolute values, giving the per-element magnitudes the
+tolerance model scales (|e| bounds and sum_j alpha_ij |V_ij|).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import mpmath
+import numpy as np
+import sympy as sp
+
+from spec import _arith
+from spec._arith import DPS, Mode
+from spec._encoding import Encoding
+from spec._signature import Problem
+
+__all__ = ["Evaluation", "evaluate", "gradients", "magnitudes"]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The oracle's result. Arrays are object arrays of mpf (``scores`` is -inf where masked).
+
+    ``logits`` are the unmasked logits as the oracle computed them (Fractions where exact).
+    """
+
+    problem: Problem
+    logits: np.ndarray
+    scores: np.ndarray
+    probs: np.ndarray
+    out: np.ndarray
+    mask: np.ndarray
+
+    def as_float64(self, name: str) -> np.ndarray:
+        """One of scores, probs, out rounded to float64 (-inf kept)."""
+        arr = getattr(self, name)
+        return np.vectorize(lambda x: float(_arith.value_of(x)), otypes=[np.float64])(arr)
+
+
+def _encoding(encoding: str | Encoding) -> Encoding:
+    if isinstance(encoding, Encoding):
+        return encoding
+    from spec.encodings import get
+
+    return get(encoding)
+
+
+def _scale(enc: Encoding, problem: Problem, mode: Mode) -> Any:
+    given = problem.options.get("scale")
+    if given is not None:
+        return _arith.constant(Fraction(given), mode)
+    exact = sp.nsimplify(enc.default_scale(problem.dims))
+    if exact.is_Rational:
+        return _arith.constant(Fraction(int(exact.p), int(exact.q)), mode)
+    return _arith.constant(mpmath.mpf(str(sp.N(exact, DPS + 10))), mode)
+
+
+def full_mask(enc: Encoding, problem: Problem) -> np.ndarray:
+    """The visible (b, h, i, j) pairs: the mask argument AND the structural mask."""
+    d = problem.dims
+    shape = (d["bsz"], d["n_head"], d["qlen"], d["klen"])
+    given = problem.tensors.get("mask")
+    mask = np.ones(shape, dtype=bool)
+    if given is not None:
+        mask &= np.broadcast_to(np.asarray(given, dtype=bool), shape)
+    structural = enc.structural_mask(problem)
+    if structural is not None:
+        mask &= structural[None, None]
+    return mask
+
+
+def _inputs(enc: Encoding, problem: Problem, mode: Mode) -> dict[str, Any]:
+    x: dict[str, Any] = {}
+    for t in enc.tensors:
+        value = problem.tensors.get(t.name)
+        if value is None:
+            x[t.name] = None
+        elif t.kind == "float":
+            x[t.name] = _arith.lift(t.name, value, mode)
+        else:
+            x[t.name] = np.asarray(value)
+    return x
+
+
+def _run(enc: Encoding, problem: Problem, mode: Mode) -> tuple[np.ndarray, ...]:
+    x = _inputs(enc, problem, mode)
+    logits = enc.logits(problem, x, _scale(enc, problem, mode), mode)
+    mask = full_mask(enc, problem)
+    zero = mpmath.mpf(0)
+    probs = np.full(logits.shape, zero, dtype=object)
+    for index in np.ndindex(*logits.shape[:-1]):
+        visible = mask[index]
+        if not visible.any():
+            continue
+        row = logits[index][visible]
+        weights = [_arith.exp(e) for e in row]
+        total = weights[0]
+        for w in weights[1:]:
+            total = total + w
+        probs[(*index, visible)] = np.array([w / total for w in weights], dtype=object)
+    values = enc.values(problem, x, mode)
+    out = (probs[..., None] * values).sum(axis=-2)
+    return logits, probs, out, mask
+
+
+def evaluate(encoding: str | Encoding, /, **args: Any) -> Evaluation:
+    """Evaluate the spec: scores, probabilities and outputs to :data:`DPS` digits.
+
+    Arguments are the encoding's (``relpos spec show NAME`` lists them); tensors may be numpy
+    arrays of any float dtype (converted exactly), or object arrays of Fractions or decimal
+    strings.
+    """
+    enc = _encoding(encoding)
+    problem = enc.validate(args, check_dtypes=False)
+    with mpmath.workdps(DPS):
+        logits, probs, out, mask = _run(enc, problem, "exact")
+        scores = np.empty(logits.shape, dtype=object)
+        for index in np.ndindex(*logits.shape):
+            scores[index] = _arith.to_mpf(logits[index]) if mask[index] else mpmath.ninf
+        probs = np.vectorize(_arith.to_mpf, otypes=[object])(probs)
+        out = np.vectorize(_arith.to_mpf, otypes=[object])(out)
+    return Evaluation(problem, logits, scores, probs, out, mask)
+
+
+def magnitudes(encoding: str | Encoding, /, **args: Any) -> dict[str, np.ndarray]:
+    """Per-element magnitudes of the computation, for error bounds (float64 arrays).
+
+    ``scores``: the logit formula evaluated on absolute values of every input and constant
+    (for Shaw, scale * |q_i| . (|k_j| + |a_c|)), an upper bound on the magnitude of every
+    product a floating-point evaluation sums; ``out``: sum_j alpha_ij |V|_ij with the exact
+    probabilities, which bounds the terms the output sums.
+    """
+    enc = _encoding(encoding)
+    problem = enc.validate(args, check_dtypes=False)
+    with mpmath.workdps(DPS):
+        abs_logits = enc.logits(
+            problem, _inputs(enc, problem, "abs"), _scale(enc, problem, "abs"), "abs"
+        )
+        _, probs, _, _ = _run(enc, problem, "exact")
+        abs_values = enc.values(problem, _inputs(enc, problem, "abs"), "abs")
+        abs_out = (probs[..., None] * abs_values).sum(axis=-2)
+    to_float = np.vectorize(lambda v: float(_arith.value_of(v)), otypes=[np.float64])
+    return {"scores": to_float(abs_logits), "out": to_float(abs_out)}
+
+
+def gradients(encoding: str | Encoding, /, weights: Any, **args: Any) -> dict[str, np.ndarray]:
+    """d/dx of sum(weights * out) for every float input x, as object arrays of mpf.
+
+    Forward-mode: every input element is a dual seeded with derivative 1, and the oracle's own
+    pipeline (the same code as :func:`evaluate`) propagates derivatives exactly up to the
+    working precision. Costly: meant for small shapes.
+    """
+    enc = _encoding(encoding)
+    problem = enc.validate(args, check_dtypes=False)
+    d = problem.dims
+    out_shape = (d["bsz"], d["n_head"], d["qlen"], d["d_head"])
+    w = np.asarray(weights)
+    if w.shape != out_shape:
+        from spec._signature import ArgumentError
+
+        raise ArgumentError(
+            "weights", f"weights.shape={w.shape}", f"must have the shape of the output {out_shape}"
+        )
+    with mpmath.workdps(DPS):
+        _, _, out, _ = _run(enc, problem, "dual")
+        w_exact = _arith.to_fraction_array(w)
+        loss: Any = mpmath.mpf(0)
+        for o, wv in zip(out.ravel(), w_exact.ravel(), strict=True):
+            if wv != 0:
+                loss = loss + o * wv
+        tangent = loss.tangent if isinstance(loss, _arith.Dual) else {}
+        grads: dict[str, np.ndarray] = {}
+        for name in enc.float_inputs:
+            value = problem.tensors.get(name)
+            if value is None:
+                continue
+            shape = np.shape(value)
+            flat = np.full(int(np.prod(shape)), mpmath.mpf(0), dtype=object)
+            grads[name] = flat.reshape(shape)
+        for (name, n), dv in tangent.items():
+            grads[name].reshape(-1)[n] = _arith.to_mpf(dv)
+    return grads

@@ -1,0 +1,50 @@
+"""Proof helpers: symbolic differences that must simplify to exactly zero, and exhaustive exact
+integer checks over every size up to a bound."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import sympy as sp
+
+__all__ = ["MAX_SIZE", "exhaustive", "sizes", "symbolic_zero"]
+
+#: Exhaustive index identities are checked for every size up to this bound.
+MAX_SIZE = 8
+
+
+def symbolic_zero(difference: Any, what: str) -> tuple[bool, str, str]:
+    """Proved when ``difference`` (scalar or matrix expression) simplifies to exactly 0."""
+    expr = difference.doit() if hasattr(difference, "doit") else difference
+    if isinstance(expr, sp.MatrixExpr):
+        expr = sp.expand(expr)
+        zero = isinstance(expr, sp.ZeroMatrix) or expr == 0
+    else:
+        expr = sp.simplify(sp.expand(expr))
+        zero = expr == 0
+    detail = f"{what}: difference simplifies to 0" if zero else f"{what}: difference = {expr}"
+    return bool(zero), "symbolic", detail
+
+
+def exhaustive(
+    cases: Iterable[tuple[Any, ...]],
+    check: Callable[..., str | None],
+    what: str,
+) -> tuple[bool, str, str]:
+    """Proved when ``check(*case)`` returns None for every case; otherwise the first
+    counterexample is reported."""
+    count = 0
+    for case in cases:
+        problem = check(*case)
+        if problem is not None:
+            return False, "exhaustive", f"{what}: fails at {case}: {problem}"
+        count += 1
+    return True, "exhaustive", f"{what}: holds for all {count} cases"
+
+
+def sizes(max_size: int = MAX_SIZE) -> Iterable[tuple[int, int]]:
+    """Every (qlen, mlen) with 1 <= qlen <= max_size and 0 <= mlen <= max_size."""
+    for qlen in range(1, max_size + 1):
+        for mlen in range(0, max_size + 1):
+            yield qlen, mlen

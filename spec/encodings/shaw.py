@@ -1,0 +1,386 @@
+"""Shaw et al. 2018: relative position representations with clipped distances.
+
+Formula (per batch element and head)::
+
+    c_ij  = clip(pos_j - pos_i, p_min, p_max) - p_min            (table row, 0 <= c_ij < P)
+    e_ij  = scale * q_i . (k_j + a^K[c_ij])   [+ scale * k_j . a^K[c_ij]  with key_query]
+    V_ij  = v_j + a^V[c_ij]                   (a^V = 0 without rel_v: the key-only variant)
+    o_i   = sum_j alpha_ij V_ij,  alpha = softmax over visible keys
+
+Symbols: ``rel_k`` = a^K and ``rel_v`` = a^V are tables of P = p_max - p_min + 1 rows of
+width d_head, shared by all heads (P, d_head) or one per head (n_head, P, d_head);
+``clip = (p_min, p_max)`` with p_min <= 0 <= p_max (the paper's k is (-k, k)); ``scale``
+defaults to 1/sqrt(d_head). ``key_query`` adds k_j . a^K[c_ij] (Huang et al. 2020, "method 4").
+
+Conventions: the distance is key position minus query position (j - i with memory offset),
+row c = 0 holds the most negative clipped distance p_min.
+
+Citation: Shaw, Uszkoreit, Vaswani (2018), Self-Attention with Relative Position
+Representations, arXiv:1803.02155; Huang, Liang, Xu, Xiang (2020), Improve Transformer Models
+with Better Relative Position Embeddings, arXiv:2009.13658.
+
+How other code differs: tensor2tensor matches (j - i, symmetric clip, separate key and value
+tables shared by heads, q pre-scaled); Hugging Face BERT ``relative_key(_query)`` (4.x) uses
+i - j, no clipping (IndexError past the table), rows offset by P - 1, no value term;
+Hugging Face Wav2Vec2-BERT (5.x) uses j - i with an asymmetric clamp (64 past, 8 future),
+key-only; the Music Transformer skew zeroes distances beyond the table instead of clipping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final, final
+
+import numpy as np
+import sympy as sp
+
+from spec import _conventions as cv
+from spec._arith import Mode
+from spec._encoding import Case, Encoding, Identity, Reference
+from spec._index import IndexFunction
+from spec._pairs import PairFormula, as_rows, gather_rows
+from spec._signature import Option, Problem, Tensor
+
+__all__ = ["Shaw"]
+
+p_min, p_max = sp.symbols("p_min p_max", integer=True)
+_P_i, _P_j = sp.symbols("pos_i pos_j", integer=True)
+
+# Row vectors (1 x d_head) of one pair.
+q_i = sp.MatrixSymbol("q_i", 1, cv.d_head)
+k_j = sp.MatrixSymbol("k_j", 1, cv.d_head)
+v_j = sp.MatrixSymbol("v_j", 1, cv.d_head)
+aK = sp.MatrixSymbol("a^K_c", 1, cv.d_head)
+aV = sp.MatrixSymbol("a^V_c", 1, cv.d_head)
+
+#: The clipped table row as a function of the two positions, then of (i, j, mlen).
+CLIP_ROW_OF_POSITIONS: Final = sp.Min(sp.Max(_P_j - _P_i, p_min), p_max) - p_min
+CLIP_ROW: Final = CLIP_ROW_OF_POSITIONS.subs({_P_i: cv.pos_i, _P_j: cv.pos_j})
+#: Scores, with and without the key-query term.
+LOGIT: Final = cv.scale * q_i * (k_j + aK).T
+LOGIT_KEY_QUERY: Final = LOGIT + cv.scale * k_j * aK.T
+#: The value a pair contributes.
+VALUE: Final = v_j + aV
+
+_ROW = IndexFunction(CLIP_ROW, (cv.i, cv.j, cv.mlen, p_min, p_max))
+_LOGIT = PairFormula(LOGIT, (cv.scale, q_i, k_j, aK))
+_LOGIT_KQ = PairFormula(LOGIT_KEY_QUERY, (cv.scale, q_i, k_j, aK))
+_VALUE = PairFormula(VALUE, (v_j, aV))
+_VALUE_KEY_ONLY = PairFormula(VALUE.subs(aV, sp.ZeroMatrix(1, cv.d_head)), (v_j,))
+
+
+def _check_clip(value: Any) -> str | None:
+    ok = (
+        isinstance(value, tuple | list)
+        and len(value) == 2
+        and all(isinstance(p, int) and not isinstance(p, bool) for p in value)
+        and value[0] <= 0 <= value[1]
+    )
+    return None if ok else "must be a pair (p_min, p_max) of integers with p_min <= 0 <= p_max"
+
+
+def _check_bool(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "must be True or False"
+
+
+_TABLE_LAYOUTS = (("P", "d_head"), ("n_head", "P", "d_head"))
+
+
+@final
+class Shaw(Encoding):
+    """Shaw et al. 2018 clipped relative keys and values (see the module docstring)."""
+
+    name = "shaw"
+    title = "Shaw et al. 2018: clipped relative position representations"
+    summary = (
+        "Learned vectors for each clipped relative distance, added to the keys inside the "
+        "logit and to the values inside the output."
+    )
+    references = (
+        Reference(
+            "Shaw, P., Uszkoreit, J., Vaswani, A.",
+            "Self-Attention with Relative Position Representations",
+            2018,
+            "1803.02155",
+        ),
+        Reference(
+            "Huang, Z., Liang, D., Xu, P., Xiang, B.",
+            "Improve Transformer Models with Better Relative Position Embeddings",
+            2020,
+            "2009.13658",
+        ),
+    )
+    tensors = (
+        cv.Q,
+        cv.K,
+        cv.V,
+        Tensor(
+            "rel_k",
+            _TABLE_LAYOUTS,
+            "float",
+            "a^K: one row per clipped distance, row c <-> distance p_min + c",
+        ),
+        Tensor(
+            "rel_v",
+            _TABLE_LAYOUTS,
+            "float",
+            "a^V: value table, same layout as rel_k; None for the key-only variant",
+            required=False,
+        ),
+        cv.MASK,
+    )
+    options = (
+        Option(
+            "clip",
+            "(p_min, p_max): the clip range of pos_j - pos_i, p_min <= 0 <= p_max",
+            None,
+            _check_clip,
+        ),
+        Option(
+            "key_query",
+            "add the key-query term k_j . a^K[c_ij] (Huang et al. 2020)",
+            False,
+            _check_bool,
+        ),
+        cv.SCALE,
+    )
+    glossary = (
+        ("q_i, k_j, v_j", "query i, key j, value j of one head (rows of q, k, v)"),
+        ("pos_i, pos_j", "absolute positions: pos_i = m + i, pos_j = j"),
+        ("m", "mlen, the number of memory positions before the queries"),
+        ("p_min, p_max", "the clip range (clip argument); P = p_max - p_min + 1 table rows"),
+        ("c", "c_ij, the table row of pair (i, j)"),
+        ("a^K_c, a^V_c", "row c of rel_k and rel_v (of head h for per-head tables)"),
+        ("scale", "the scale argument, default 1/sqrt(d_head)"),
+        ("e, alpha, o", "logits, probabilities, outputs"),
+        ("V", "the value pair (i, j) contributes"),
+    )
+    conventions = (
+        "distance = pos_j - pos_i (key minus query), clipped to [p_min, p_max]",
+        "table row c = clipped distance - p_min: row 0 is the most negative distance",
+        "the scale multiplies both the content and the relative terms",
+        "rel_v absent means a^V = 0 (the key-only variant)",
+    )
+    differences = (
+        "tensor2tensor: same sign, symmetric clip, q pre-multiplied by d^-1/2, tables shared "
+        "by heads (profile t2t).",
+        "Hugging Face BERT relative_key / relative_key_query (4.x): distance i - j, no clip "
+        "(IndexError past the table), row = i - j + P - 1, no value term.",
+        "Hugging Face Wav2Vec2-BERT relative_key (5.x): distance j - i clamped to "
+        "[-left_max, right_max] (64, 8), row = clamp + left_max, key only.",
+        "Music Transformer (t2t v2): out-of-range distances get a zero vector, not the edge row.",
+    )
+
+    def derived_dims(self, options: Mapping[str, Any]) -> dict[str, int]:
+        lo, hi = options["clip"]
+        return {"P": hi - lo + 1}
+
+    def dim_note(self, dim: str, options: Mapping[str, Any]) -> str | None:
+        return f"P = p_max - p_min + 1 for clip={tuple(options['clip'])}" if dim == "P" else None
+
+    def default_scale(self, dims: Mapping[str, int]) -> sp.Expr:
+        return 1 / sp.sqrt(dims["d_head"])
+
+    def formulas(self) -> dict[str, sp.Basic]:
+        c = sp.Symbol("c_ij")
+        return {
+            "positions": sp.Eq(sp.Tuple(_P_i, _P_j), sp.Tuple(cv.pos_i, cv.pos_j)),
+            "table row": sp.Eq(c, CLIP_ROW_OF_POSITIONS, evaluate=False),
+            "logit": sp.Eq(sp.Symbol("e_ij"), LOGIT, evaluate=False),
+            "logit (key_query)": sp.Eq(sp.Symbol("e_ij"), LOGIT_KEY_QUERY, evaluate=False),
+            "pair value": sp.Eq(sp.Symbol("V_ij"), VALUE, evaluate=False),
+            **cv.attention_formulas("V"),
+        }
+
+    def row_index(self, problem: Problem) -> np.ndarray:
+        """c_ij for every (i, j), exact integers."""
+        d = problem.dims
+        lo, hi = problem.options["clip"]
+        return _ROW.grid(d["qlen"], d["klen"], d["mlen"], lo, hi)
+
+    def logits(self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode) -> np.ndarray:
+        d = problem.dims
+        pairs = (d["bsz"], d["n_head"], d["qlen"], d["klen"])
+        rows = self.row_index(problem)
+        per_head = len(problem.layouts["rel_k"]) == 3
+        formula = _LOGIT_KQ if problem.options["key_query"] else _LOGIT
+        return np.asarray(
+            formula(
+                {"d_head": d["d_head"]},
+                scale,
+                as_rows(x["q"][:, :, :, None, :], pairs),
+                as_rows(x["k"][:, :, None, :, :], pairs),
+                as_rows(gather_rows(x["rel_k"], rows, per_head), pairs),
+            ),
+            dtype=object,
+        )
+
+    def values(self, problem: Problem, x: Mapping[str, Any], mode: Mode) -> np.ndarray:
+        d = problem.dims
+        pairs = (d["bsz"], d["n_head"], d["qlen"], d["klen"])
+        v = as_rows(x["v"][:, :, None, :, :], pairs)
+        if x.get("rel_v") is None:
+            entries = _VALUE_KEY_ONLY({"d_head": d["d_head"]}, v)
+        else:
+            per_head = len(problem.layouts["rel_v"]) == 3
+            rows = gather_rows(x["rel_v"], self.row_index(problem), per_head)
+            entries = _VALUE({"d_head": d["d_head"]}, v, as_rows(rows, pairs))
+        return np.stack([np.broadcast_to(e, pairs) for e in entries], axis=-1)
+
+    def identities(self) -> list[Identity]:
+        return _identities()
+
+    def cases(self) -> list[Case]:
+        base = {"bsz": 1, "n_head": 2, "qlen": 4, "mlen": 0, "d_head": 4}
+        kv = ("rel_v",)
+
+        def case(name: str, seed: int, clip: tuple[int, int] = (-2, 2), **kw: Any) -> Case:
+            dims = {**base, **kw.pop("dims", {})}
+            options = {"clip": clip, **kw.pop("options", {})}
+            return Case(name, dims, options, seed=seed, **kw)
+
+        return [
+            case("symmetric", 1, include=kv),
+            case("memory", 2, include=kv, dims={"qlen": 3, "mlen": 2}),
+            case("memory_single_query", 3, include=kv, dims={"qlen": 1, "mlen": 5}),
+            case("asymmetric", 4, (-3, 1), include=kv, dims={"qlen": 5}),
+            case("future_only", 5, (0, 2), include=kv),
+            case("past_only", 6, (-2, 0), include=kv, dims={"mlen": 2}),
+            case("degenerate", 7, (0, 0), include=kv),
+            case("wider_than_sequence", 8, (-10, 10), include=kv, dims={"mlen": 1}),
+            case("narrow", 9, (-1, 1), include=kv, dims={"qlen": 6}),
+            case(
+                "per_head_tables",
+                10,
+                include=kv,
+                layouts={"rel_k": 1, "rel_v": 1},
+                dims={"n_head": 3},
+            ),
+            case("per_head_keys_shared_values", 11, include=kv, layouts={"rel_k": 1}),
+            case("key_only", 12, dims={"mlen": 1}),
+            case("key_query", 13, include=kv, options={"key_query": True}),
+            case(
+                "key_query_key_only", 14, (-3, 2), options={"key_query": True}, layouts={"rel_k": 1}
+            ),
+            case("mask_causal", 15, include=kv, mask="causal", dims={"mlen": 2}),
+            case("mask_padding", 16, include=kv, mask="padding", dims={"bsz": 3}),
+            case("mask_random", 17, include=kv, mask="random", dims={"bsz": 2}),
+            case("mask_fully_masked_row", 18, include=kv, mask="fully_masked_row"),
+            case("mask_broadcast", 19, include=kv, mask="broadcast", dims={"n_head": 3}),
+            case("custom_scale", 20, include=kv, options={"scale": 0.5}),
+            case(
+                "batch_and_heads",
+                21,
+                (-4, 3),
+                include=kv,
+                dims={"bsz": 2, "n_head": 3, "qlen": 5, "mlen": 3},
+            ),
+            case("d_head_1", 22, include=kv, dims={"d_head": 1, "qlen": 6}),
+            case("d_head_8", 23, (-5, 5), include=kv, dims={"d_head": 8, "mlen": 2}),
+        ]
+
+
+def _clip_ranges(max_size: int) -> list[tuple[int, int]]:
+    return [(lo, hi) for lo in range(-max_size, 1) for hi in range(0, max_size + 1)]
+
+
+def _identities() -> list[Identity]:
+    from spec._proofs import MAX_SIZE, exhaustive, sizes, symbolic_zero
+
+    clips = _clip_ranges(MAX_SIZE)
+
+    def grid(qlen: int, mlen: int, clip: tuple[int, int]) -> np.ndarray:
+        return _ROW.grid(qlen, qlen + mlen, mlen, *clip)
+
+    def in_table(qlen: int, mlen: int, lo: int, hi: int) -> str | None:
+        rows = grid(qlen, mlen, (lo, hi))
+        return None if rows.min() >= 0 and rows.max() <= hi - lo else f"rows {rows.tolist()}"
+
+    def wide_equals_unclipped(qlen: int, mlen: int, lo: int, hi: int) -> str | None:
+        klen = qlen + mlen
+        distance = np.arange(klen)[None, :] - (mlen + np.arange(qlen))[:, None]
+        unclipped = bool((grid(qlen, mlen, (lo, hi)) + lo == distance).all())
+        wide = lo <= int(distance.min()) and hi >= int(distance.max())
+        return None if unclipped == wide else f"unclipped={unclipped} but wide={wide}"
+
+    def band(qlen: int, mlen: int, lo: int, hi: int) -> str | None:
+        # The fast value term: row 0 for j <= pos_i + p_min, row P-1 for j >= pos_i + p_max,
+        # and the band row j - pos_i - p_min strictly between.
+        rows = grid(qlen, mlen, (lo, hi))
+        for a in range(qlen):
+            for b in range(qlen + mlen):
+                d = b - (mlen + a)
+                want = 0 if d <= lo else (hi - lo if d >= hi else d - lo)
+                if rows[a, b] != want:
+                    return f"c[{a},{b}]={rows[a, b]}, band structure says {want}"
+        return None
+
+    cases = [(q, m, lo, hi) for q, m in sizes() for lo, hi in clips]
+    t = sp.Symbol("t", integer=True)
+    zero = sp.ZeroMatrix(1, cv.d_head)
+    qm = sp.MatrixSymbol("q", sp.Symbol("qlen", integer=True, positive=True), cv.d_head)
+    table = sp.MatrixSymbol("A", sp.Symbol("P", integer=True, positive=True), cv.d_head)
+    row, col = sp.symbols("i c", integer=True, nonnegative=True)
+
+    def gather_matches_sum() -> tuple[bool, str, str]:
+        # SymPy expands the matrix element of the product into its defining sum; compare it
+        # with the direct sum over the same summation variable.
+        gathered = (qm * table.T)[row, col].doit()
+        ((d, _, _),) = gathered.limits
+        direct = sp.Sum(qm[row, d] * table[col, d], (d, 0, cv.d_head - 1))
+        ok, _, detail = symbolic_zero(gathered - direct, "(q A^T)[i, c] - sum_d q[i, d] A[c, d]")
+        index_ok, _, index_detail = exhaustive(cases, in_table, "0 <= c_ij < P")
+        return ok and index_ok, "symbolic + exhaustive", f"{detail}; {index_detail}"
+
+    return [
+        Identity(
+            "clip row in table",
+            "0 <= c_ij <= P - 1 for every pair, so every gather is inside the table",
+            lambda: exhaustive(cases, in_table, f"qlen, mlen <= {MAX_SIZE}, every clip range"),
+        ),
+        Identity(
+            "(d) wide clip = unclipped",
+            "c_ij + p_min = pos_j - pos_i for every pair exactly when [p_min, p_max] covers "
+            "every distance of the sequence",
+            lambda: exhaustive(
+                cases, wide_equals_unclipped, f"qlen, mlen <= {MAX_SIZE}, every clip range"
+            ),
+        ),
+        Identity(
+            "(e) zero tables = plain attention",
+            "with a^K = a^V = 0 the logit is scale q_i k_j^T (also with key_query) and the "
+            "pair value is v_j",
+            lambda: _all(
+                symbolic_zero(LOGIT.subs(aK, zero) - cv.scale * q_i * k_j.T, "logit"),
+                symbolic_zero(
+                    LOGIT_KEY_QUERY.subs(aK, zero) - cv.scale * q_i * k_j.T, "key_query logit"
+                ),
+                symbolic_zero(VALUE.subs(aV, zero) - v_j, "value"),
+            ),
+        ),
+        Identity(
+            "(f) translation invariance",
+            "c_ij depends on positions only through pos_j - pos_i: shifting both by t leaves "
+            "it unchanged",
+            lambda: symbolic_zero(
+                CLIP_ROW_OF_POSITIONS.subs({_P_i: _P_i + t, _P_j: _P_j + t}, simultaneous=True)
+                - CLIP_ROW_OF_POSITIONS,
+                "c(pos_i + t, pos_j + t) - c(pos_i, pos_j)",
+            ),
+        ),
+        Identity(
+            "(g) gather by distance = direct sum",
+            "(q rel_k^T)[i, c_ij] = sum_d q[i, d] rel_k[c_ij, d], and c_ij is a valid column",
+            gather_matches_sum,
+        ),
+        Identity(
+            "band structure of c",
+            "c_ij = 0 for pos_j - pos_i <= p_min, P - 1 for >= p_max, pos_j - pos_i - p_min "
+            "between (the value term as a band plus two tail sums)",
+            lambda: exhaustive(cases, band, f"qlen, mlen <= {MAX_SIZE}, every clip range"),
+        ),
+    ]
+
+
+def _all(*results: tuple[bool, str, str]) -> tuple[bool, str, str]:
+    return all(r[0] for r in results), "symbolic", "; ".join(r[2] for r in results)

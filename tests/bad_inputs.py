@@ -1,0 +1,234 @@
+"""The bad-input table: each entry breaks one argument of a valid golden case and states the
+exact error text. The oracle and every implementation must raise ArgumentError with it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from spec import get_encoding
+from spec._cases import case_inputs
+
+
+@dataclass(frozen=True)
+class BadInput:
+    id: str
+    encoding: str
+    case: str
+    change: Callable[[dict[str, Any]], dict[str, Any]]
+    message: str
+
+    def args(self) -> dict[str, Any]:
+        enc = get_encoding(self.encoding)
+        base = case_inputs(enc, next(c for c in enc.cases() if c.name == self.case))
+        return self.change(dict(base))
+
+
+def _with(**changes: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def change(args: dict[str, Any]) -> dict[str, Any]:
+        for name, value in changes.items():
+            args[name] = value(args) if callable(value) else value
+        return args
+
+    return change
+
+
+def _without(*names: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    return lambda args: {k: v for k, v in args.items() if k not in names}
+
+
+BAD_INPUTS: list[BadInput] = [
+    BadInput(
+        "shaw-clip-excludes-zero",
+        "shaw",
+        "symmetric",
+        _with(clip=(1, 2)),
+        "`clip` must be a pair (p_min, p_max) of integers with p_min <= 0 <= p_max, "
+        "got clip=(1, 2)",
+    ),
+    BadInput(
+        "shaw-clip-missing",
+        "shaw",
+        "symmetric",
+        _without("clip"),
+        "`clip` must be a pair (p_min, p_max) of integers with p_min <= 0 <= p_max, got clip=None",
+    ),
+    BadInput(
+        "shaw-clip-floats",
+        "shaw",
+        "symmetric",
+        _with(clip=(-2.0, 2.0)),
+        "`clip` must be a pair (p_min, p_max) of integers with p_min <= 0 <= p_max, "
+        "got clip=(-2.0, 2.0)",
+    ),
+    BadInput(
+        "shaw-table-rows",
+        "shaw",
+        "symmetric",
+        _with(rel_k=lambda a: a["rel_k"][:4]),
+        "`rel_k` must have shape (P, d_head) = (5, 4) or (n_head, P, d_head) = (2, 5, 4) "
+        "(P = p_max - p_min + 1 for clip=(-2, 2)), got rel_k.shape=(4, 4)",
+    ),
+    BadInput(
+        "shaw-value-table-width",
+        "shaw",
+        "symmetric",
+        _with(rel_v=lambda a: a["rel_v"][:, :3]),
+        "`rel_v` must have shape (P, d_head) = (5, 4) or (n_head, P, d_head) = (2, 5, 4) "
+        "(P = p_max - p_min + 1 for clip=(-2, 2)), got rel_v.shape=(5, 3)",
+    ),
+    BadInput(
+        "shaw-d_head-mismatch",
+        "shaw",
+        "symmetric",
+        _with(k=lambda a: np.concatenate([a["k"], a["k"]], axis=-1)),
+        "`k` must have shape (bsz, n_head, klen, d_head) = (1, 2, klen, 4), "
+        "got k.shape=(1, 2, 4, 8)",
+    ),
+    BadInput(
+        "shaw-v-klen-mismatch",
+        "shaw",
+        "memory",
+        _with(v=lambda a: a["v"][:, :, 1:]),
+        "`v` must have shape (bsz, n_head, klen, d_head) = (1, 2, 5, 4), got v.shape=(1, 2, 4, 4)",
+    ),
+    BadInput(
+        "shaw-klen-below-qlen",
+        "shaw",
+        "symmetric",
+        _with(k=lambda a: a["k"][:, :, 1:], v=lambda a: a["v"][:, :, 1:]),
+        "`k` must hold at least as many positions as the queries (klen = mlen + qlen, "
+        "mlen >= 0), got klen=3 < qlen=4",
+    ),
+    BadInput(
+        "shaw-mask-shape",
+        "shaw",
+        "symmetric",
+        _with(mask=np.ones((3, 4), bool)),
+        "`mask` must be broadcastable to (bsz, n_head, qlen, klen) = (1, 2, 4, 4), "
+        "got mask.shape=(3, 4)",
+    ),
+    BadInput(
+        "shaw-mask-dtype",
+        "shaw",
+        "symmetric",
+        _with(mask=np.ones((4, 4))),
+        "`mask` must have a boolean dtype, got dtype float64",
+    ),
+    BadInput(
+        "shaw-unknown-argument",
+        "shaw",
+        "symmetric",
+        _with(clamp_len=3),
+        "`clamp_len` is not an argument of 'shaw'; the arguments are q, k, v, rel_k, "
+        "rel_v, mask, clip, key_query, scale, got clamp_len=...",
+    ),
+    BadInput(
+        "shaw-key-query-not-bool",
+        "shaw",
+        "symmetric",
+        _with(key_query=1),
+        "`key_query` must be True or False, got key_query=1",
+    ),
+    BadInput(
+        "shaw-scale-negative",
+        "shaw",
+        "symmetric",
+        _with(scale=-1.0),
+        "`scale` must be None (the encoding's default) or a finite positive number, got scale=-1.0",
+    ),
+    BadInput(
+        "shaw-scale-nan",
+        "shaw",
+        "symmetric",
+        _with(scale=float("nan")),
+        "`scale` must be None (the encoding's default) or a finite positive number, got scale=nan",
+    ),
+    BadInput(
+        "shaw-q-not-array",
+        "shaw",
+        "symmetric",
+        _with(q=[[0.0]]),
+        "`q` must be an array or tensor (with .shape and .dtype), got an object of type list",
+    ),
+    BadInput(
+        "xl-attn-type",
+        "xl",
+        "bi",
+        _with(attn_type="causal"),
+        "`attn_type` must be one of 'bi', 'uni', got attn_type='causal'",
+    ),
+    BadInput(
+        "xl-clamp-style",
+        "xl",
+        "bi",
+        _with(clamp_len=2, clamp_style="lower"),
+        "`clamp_style` must be one of 'upper', 'symmetric', got clamp_style='lower'",
+    ),
+    BadInput(
+        "xl-clamp-len-negative",
+        "xl",
+        "bi",
+        _with(clamp_len=-1),
+        "`clamp_len` must be None (no clamp) or an integer >= 0 (Transformer-XL and "
+        "XLNet's 0 or -1 for 'no clamp' is None here), got clamp_len=-1",
+    ),
+    BadInput(
+        "xl-d_model-odd",
+        "xl",
+        "bi",
+        _with(w_r=lambda a: a["w_r"][..., :7]),
+        "`w_r` must have an even d_model (last dimension): R(D) is [sin | cos], "
+        "got w_r.shape=(2, 4, 7)",
+    ),
+    BadInput(
+        "xl-d_model-option-mismatch",
+        "xl",
+        "bi",
+        _with(d_model=6),
+        "`w_r` must have shape (n_head, d_head, d_model) = (2, 4, 6) (d_model=6 as "
+        "given), got w_r.shape=(2, 4, 8)",
+    ),
+    BadInput(
+        "xl-d_model-option-odd",
+        "xl",
+        "bi",
+        _with(d_model=7),
+        "`d_model` must be even: R(D) is [sin | cos], got d_model=7",
+    ),
+    BadInput(
+        "xl-bias-shape",
+        "xl",
+        "bi",
+        _with(r_r_bias=lambda a: a["r_r_bias"][0]),
+        "`r_r_bias` must have shape (n_head, d_head) = (2, 4), got r_r_bias.shape=(4,)",
+    ),
+    BadInput(
+        "xl-segment-incomplete",
+        "xl",
+        "segments",
+        _without("seg_embed"),
+        "`seg_embed` is required when r_s_bias, seg_ids is given: the segment term "
+        "needs r_s_bias, seg_embed and seg_ids, got None",
+    ),
+    BadInput(
+        "xl-seg-ids-float",
+        "xl",
+        "segments",
+        _with(seg_ids=lambda a: a["seg_ids"].astype(np.float64)),
+        "`seg_ids` must have an integer dtype, got dtype float64",
+    ),
+    BadInput(
+        "xl-seg-ids-length",
+        "xl",
+        "segments_memory_uni",
+        _with(seg_ids=lambda a: a["seg_ids"][:, 2:]),
+        "`seg_ids` must have shape (bsz, klen) = (1, 5), got seg_ids.shape=(1, 3)",
+    ),
+    BadInput(
+        "xl-missing-bias", "xl", "bi", _without("r_w_bias"), "`r_w_bias` is required, got None"
+    ),
+]
