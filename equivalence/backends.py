@@ -1,0 +1,181 @@
+"""Backend adapters: numpy reference data in, each backend's tensors out and back.
+
+Lazy: importing this module imports neither torch nor jax; an adapter imports its backend the
+first time it is used. Float inputs are cast to the dtype under test (the strategies already
+rounded them to values that dtype represents exactly); masks stay boolean and integer tensors
+integer. Results come back as float64 numpy arrays.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, final
+
+import numpy as np
+
+__all__ = ["DTYPES", "Backend", "Outputs", "backend", "backends"]
+
+#: The dtypes every implementation is checked in.
+DTYPES = ("float64", "float32", "bfloat16", "float16")
+
+#: The canonical tensor arguments' order when calling an implementation.
+_POSITIONAL = ("q", "k", "v")
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """An implementation's results as float64 numpy arrays."""
+
+    out: np.ndarray
+    probs: np.ndarray
+    scores: np.ndarray
+
+
+class Backend(abc.ABC):
+    """A framework the implementations run on."""
+
+    name: str
+
+    def available(self) -> tuple[bool, str]:
+        """Whether the backend imports here, and if not, why (the impls registry decides)."""
+        from impls import backend_available
+
+        return backend_available(self.name)
+
+    @abc.abstractmethod
+    def version(self) -> str: ...
+
+    @abc.abstractmethod
+    def tensor(self, value: np.ndarray, dtype: str) -> Any:
+        """A numpy array as this backend's tensor: float arrays in ``dtype``."""
+
+    @abc.abstractmethod
+    def to_numpy(self, value: Any) -> np.ndarray:
+        """A backend tensor as a float64 (or bool/int) numpy array."""
+
+    def convert(self, args: Mapping[str, Any], dtype: str) -> dict[str, Any]:
+        return {
+            name: self.tensor(v, dtype) if isinstance(v, np.ndarray) else v
+            for name, v in args.items()
+        }
+
+    def call(self, fn: Callable[..., Any], args: Mapping[str, Any], dtype: str) -> Outputs:
+        """Run ``fn`` on ``args`` in ``dtype``; return out, probs and scores."""
+        converted = self.convert(args, dtype)
+        positional = [converted.pop(name) for name in _POSITIONAL]
+        out, probs, scores = fn(*positional, with_weights=True, **converted)
+        return Outputs(self.to_numpy(out), self.to_numpy(probs), self.to_numpy(scores))
+
+    @abc.abstractmethod
+    def gradients(
+        self,
+        fn: Callable[..., Any],
+        args: Mapping[str, Any],
+        dtype: str,
+        weights: np.ndarray,
+        wrt: tuple[str, ...],
+    ) -> dict[str, np.ndarray]:
+        """d sum(weights * out) / d x for every x in ``wrt``, as float64 numpy arrays."""
+
+
+@final
+class TorchBackend(Backend):
+    name = "torch"
+
+    @property
+    def torch(self) -> Any:
+        return importlib.import_module("torch")
+
+    def version(self) -> str:
+        return str(self.torch.__version__)
+
+    def tensor(self, value: np.ndarray, dtype: str) -> Any:
+        torch = self.torch
+        if value.dtype.kind == "f":
+            return torch.from_numpy(np.ascontiguousarray(value, dtype=np.float64)).to(
+                getattr(torch, dtype)
+            )
+        return torch.from_numpy(np.ascontiguousarray(value))
+
+    def to_numpy(self, value: Any) -> np.ndarray:
+        value = value.detach()
+        if value.is_floating_point():
+            return value.to(self.torch.float64).cpu().numpy()
+        return value.cpu().numpy()
+
+    def gradients(self, fn, args, dtype, weights, wrt):
+        torch = self.torch
+        converted = self.convert(args, dtype)
+        for name in wrt:
+            converted[name] = converted[name].detach().requires_grad_(True)
+        leaves = {name: converted[name] for name in wrt}
+        positional = [converted.pop(name) for name in _POSITIONAL]
+        out = fn(*positional, **converted)
+        loss = (out.to(torch.float64) * torch.from_numpy(weights)).sum()
+        grads = torch.autograd.grad(loss, [leaves[n] for n in wrt], allow_unused=True)
+        return {
+            name: (np.zeros(args[name].shape) if g is None else self.to_numpy(g))
+            for name, g in zip(wrt, grads, strict=True)
+        }
+
+
+@final
+class JaxBackend(Backend):
+    """JAX with 64-bit types enabled (float64 is one of the dtypes under test)."""
+
+    name = "jax"
+
+    @property
+    def jax(self) -> Any:
+        jax = importlib.import_module("jax")
+        jax.config.update("jax_enable_x64", True)
+        return jax
+
+    def version(self) -> str:
+        return str(self.jax.__version__)
+
+    def tensor(self, value: np.ndarray, dtype: str) -> Any:
+        jnp = self.jax.numpy
+        if value.dtype.kind == "f":
+            return jnp.asarray(np.asarray(value, dtype=np.float64)).astype(getattr(jnp, dtype))
+        return jnp.asarray(value)
+
+    def to_numpy(self, value: Any) -> np.ndarray:
+        jnp = self.jax.numpy
+        if jnp.issubdtype(value.dtype, jnp.floating):
+            return np.asarray(value.astype(jnp.float64))
+        return np.asarray(value)
+
+    def gradients(self, fn, args, dtype, weights, wrt):
+        jax = self.jax
+        jnp = jax.numpy
+        converted = self.convert(args, dtype)
+        fixed = {k: v for k, v in converted.items() if k not in wrt}
+        w = jnp.asarray(weights)
+
+        def loss(leaves: dict[str, Any]) -> Any:
+            call = {**fixed, **leaves}
+            positional = [call.pop(name) for name in _POSITIONAL]
+            return jnp.sum(fn(*positional, **call).astype(jnp.float64) * w)
+
+        grads = jax.grad(loss)({name: converted[name] for name in wrt})
+        return {name: self.to_numpy(grads[name]) for name in wrt}
+
+
+_BACKENDS: dict[str, Backend] = {"torch": TorchBackend(), "jax": JaxBackend()}
+
+
+@cache
+def backend(name: str) -> Backend:
+    """The adapter of backend ``name``."""
+    if name not in _BACKENDS:
+        raise ValueError(f"`backend` must be one of {', '.join(_BACKENDS)}, got {name!r}")
+    return _BACKENDS[name]
+
+
+def backends() -> list[Backend]:
+    return list(_BACKENDS.values())

@@ -1,0 +1,84 @@
+"""The oracle's view of one input: expected values in float64, the mask, the magnitudes, and
+the tolerance bounds per dtype. Cached by a fingerprint of the arguments, so every
+implementation checked on the same input shares one (costly) exact evaluation."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from equivalence import tolerance
+
+__all__ = ["Expected", "expected", "fingerprint"]
+
+_CACHE: OrderedDict[bytes, Expected] = OrderedDict()
+_CACHE_SIZE = 256
+
+
+@dataclass
+class Expected:
+    """What a correct implementation returns for one input, and how far it may be off."""
+
+    encoding: str
+    scores: np.ndarray
+    probs: np.ndarray
+    out: np.ndarray
+    mask: np.ndarray
+    magnitude_scores: np.ndarray
+    magnitude_out: np.ndarray
+    _bounds: dict[str, tolerance.Bounds] = field(default_factory=dict)
+
+    def bounds(self, dtype: str) -> tolerance.Bounds:
+        if dtype not in self._bounds:
+            self._bounds[dtype] = tolerance.bounds(
+                dtype,
+                probs=self.probs,
+                mask=self.mask,
+                magnitude_scores=self.magnitude_scores,
+                magnitude_out=self.magnitude_out,
+            )
+        return self._bounds[dtype]
+
+
+def fingerprint(encoding: str, args: Mapping[str, Any]) -> bytes:
+    """A digest of every argument: names, shapes, dtypes, bytes, option values."""
+    h = hashlib.sha256(encoding.encode())
+    for name in sorted(args):
+        value = args[name]
+        h.update(name.encode())
+        if isinstance(value, np.ndarray):
+            h.update(f"{value.dtype}{value.shape}".encode())
+            h.update(np.ascontiguousarray(value).tobytes())
+        else:
+            h.update(repr(value).encode())
+    return h.digest()
+
+
+def expected(encoding: str, args: Mapping[str, Any]) -> Expected:
+    """The oracle's expected values for ``args`` (numpy arrays and options)."""
+    from spec import evaluate, magnitudes
+
+    key = fingerprint(encoding, args)
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    result = evaluate(encoding, **args)
+    mags = magnitudes(encoding, **args)
+    value = Expected(
+        encoding,
+        result.as_float64("scores"),
+        result.as_float64("probs"),
+        result.as_float64("out"),
+        result.mask,
+        mags["scores"],
+        mags["out"],
+    )
+    _CACHE[key] = value
+    if len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return value

@@ -1,0 +1,61 @@
+"""Pieces every JAX implementation shares: dtypes, the sinusoid, masked softmax.
+
+Public entry points validate their arguments with :func:`spec.validate` (outside any jitted
+code, so options are checked and normalised to hashable static values) and then call a
+``jax.jit``-compiled core whose options are static: the same shapes and options never retrace.
+float64 needs ``jax.config.update("jax_enable_x64", True)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from spec import Problem, validate
+
+__all__ = ["accumulation_dtype", "check", "default_scale", "masked_softmax", "sinusoid"]
+
+HALF = (jnp.float16, jnp.bfloat16)
+
+
+def check(encoding: str, args: dict[str, Any]) -> Problem:
+    """Validate a call before any computation (shared text with the oracle)."""
+    return validate(encoding, args)
+
+
+def accumulation_dtype(dtype: Any) -> Any:
+    """float32 for the half types (softmax and sums), the dtype itself otherwise."""
+    return jnp.float32 if dtype in HALF else dtype
+
+
+def default_scale(problem: Problem) -> float:
+    scale = problem.options["scale"]
+    return 1 / math.sqrt(problem.dims["d_head"]) if scale is None else float(scale)
+
+
+def sinusoid(positions: jax.Array, d_model: int, dtype: Any) -> jax.Array:
+    """[sin(p f) | cos(p f)] for integer positions, f_k = 10000^(-2k/d_model), computed in
+    float64 for float64 and float32 otherwise."""
+    work = jnp.float64 if dtype == jnp.float64 else jnp.float32
+    freq = jnp.power(jnp.asarray(10000.0, work), -jnp.arange(0, d_model, 2, dtype=work) / d_model)
+    angle = positions.astype(work)[:, None] * freq[None, :]
+    return jnp.concatenate([jnp.sin(angle), jnp.cos(angle)], axis=-1)
+
+
+def masked_softmax(scores: jax.Array, visible: jax.Array | None) -> jax.Array:
+    """Softmax over the last axis restricted to ``visible`` keys; rows with no visible key
+    give zeros, with no NaN in the forward or the backward pass."""
+    if visible is not None:
+        scores = jnp.where(visible, scores, -jnp.inf)
+    top = jax.lax.stop_gradient(jnp.max(scores, axis=-1, keepdims=True))
+    top = jnp.where(jnp.isfinite(top), top, 0.0)
+    weights = jnp.exp(scores - top)
+    total = jnp.sum(weights, axis=-1, keepdims=True)
+    return weights / jnp.where(total > 0, total, 1.0)
+
+
+def with_masked_scores(scores: jax.Array, visible: jax.Array | None) -> jax.Array:
+    return scores if visible is None else jnp.where(visible, scores, -jnp.inf)

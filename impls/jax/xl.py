@@ -1,0 +1,290 @@
+"""Transformer-XL / XLNet relative attention in JAX: a reference and a fast variant.
+
+Both take the spec's arguments (``relpos spec show xl``) and return the output
+(bsz, n_head, qlen, d_head), or ``(out, probs, scores)`` with ``with_weights=True``. They
+compose with ``jax.jit``, ``jax.grad`` and ``jax.vmap``.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+
+from impls.jax._common import (
+    accumulation_dtype,
+    check,
+    default_scale,
+    masked_softmax,
+    sinusoid,
+    with_masked_scores,
+)
+
+__all__ = ["VARIANTS", "rel_shift", "xl_fast", "xl_reference"]
+
+VARIANTS = {"reference": "xl_reference", "fast": "xl_fast"}
+
+_STATIC = ("d_model", "attn_type", "clamp_len", "clamp_style", "scale", "with_weights")
+
+
+def clamp_distance(distance: jax.Array, clamp_len: int | None, style: str) -> jax.Array:
+    if clamp_len is None:
+        return distance
+    if style == "upper":
+        return jnp.minimum(distance, clamp_len)
+    return jnp.clip(distance, -clamp_len, clamp_len)
+
+
+def rel_shift(x: jax.Array, klen: int) -> jax.Array:
+    """Realign scores against distances klen-1, ..., -(qlen-1) (last axis of length
+    klen + qlen - 1): out[..., i, j] = x[..., i, j + qlen - 1 - i]. One zero column, a
+    reshape, a slice and a reshape (no gather)."""
+    *lead, qlen, rlen = x.shape
+    if rlen != klen + qlen - 1:
+        raise ValueError(
+            f"rel_shift needs klen + qlen - 1 = {klen + qlen - 1} columns, "
+            f"got x.shape={tuple(x.shape)}"
+        )
+    padded = jnp.pad(x, [(0, 0)] * len(lead) + [(0, 0), (0, 1)])
+    flat = padded.reshape(*lead, qlen * (rlen + 1))[..., qlen - 1 : qlen - 1 + qlen * rlen]
+    return flat.reshape(*lead, qlen, rlen)[..., :klen]
+
+
+def _visible(mask, qlen, klen, attn_type):
+    if attn_type == "bi":
+        return mask
+    causal = jnp.arange(klen)[None, :] <= (klen - qlen + jnp.arange(qlen))[:, None]
+    return causal if mask is None else mask & causal
+
+
+def _segment_term(q, r_s_bias, seg_embed, seg_ids, mlen):
+    per_segment = jnp.einsum("bhid,shd->bhis", q + r_s_bias[:, None, :], seg_embed)
+    differs = (seg_ids[:, mlen:, None] != seg_ids[:, None, :])[:, None]
+    return jnp.where(differs, per_segment[..., 1:2], per_segment[..., 0:1])
+
+
+@partial(jax.jit, static_argnames=_STATIC)
+def _reference(
+    q,
+    k,
+    v,
+    w_r,
+    r_w_bias,
+    r_r_bias,
+    r_s_bias,
+    seg_embed,
+    seg_ids,
+    mask,
+    *,
+    d_model,
+    attn_type,
+    clamp_len,
+    clamp_style,
+    scale,
+    with_weights,
+):
+    qlen, klen = q.shape[2], k.shape[2]
+    mlen = klen - qlen
+    acc = accumulation_dtype(q.dtype)
+    distance = mlen + jnp.arange(qlen)[:, None] - jnp.arange(klen)[None, :]
+    distance = clamp_distance(distance, clamp_len, clamp_style)
+    R = sinusoid(distance.reshape(-1), d_model, q.dtype).reshape(qlen, klen, d_model)
+    r = jnp.einsum("ijm,hdm->hijd", R.astype(q.dtype), w_r)
+    logits = jnp.einsum("bhid,bhjd->bhij", q + r_w_bias[None, :, None, :], k)
+    logits = logits + jnp.einsum("bhid,hijd->bhij", q + r_r_bias[None, :, None, :], r)
+    if seg_ids is not None:
+        differs = (seg_ids[:, mlen:, None] != seg_ids[:, None, :]).astype(jnp.int32)
+        S = seg_embed[differs]  # (b, i, j, h, d)
+        logits = logits + jnp.einsum("bhid,bijhd->bhij", q + r_s_bias[None, :, None, :], S)
+    logits = logits.astype(acc) * scale
+    visible = _visible(mask, qlen, klen, attn_type)
+    probs = masked_softmax(logits, visible)
+    out = jnp.einsum("bhij,bhjd->bhid", probs, v.astype(acc)).astype(q.dtype)
+    return (out, probs, with_masked_scores(logits, visible)) if with_weights else out
+
+
+@partial(jax.jit, static_argnames=_STATIC)
+def _fast(
+    q,
+    k,
+    v,
+    w_r,
+    r_w_bias,
+    r_r_bias,
+    r_s_bias,
+    seg_embed,
+    seg_ids,
+    mask,
+    *,
+    d_model,
+    attn_type,
+    clamp_len,
+    clamp_style,
+    scale,
+    with_weights,
+):
+    qlen, klen = q.shape[2], k.shape[2]
+    acc = accumulation_dtype(q.dtype)
+    distances = clamp_distance(jnp.arange(klen - 1, -qlen, -1), clamp_len, clamp_style)
+    R = sinusoid(distances, d_model, q.dtype).astype(q.dtype)  # (rlen, m)
+    r = jnp.einsum("rm,hdm->hrd", R, w_r)
+    scores = jnp.einsum("bhid,bhjd->bhij", q + r_w_bias[:, None, :], k)
+    by_distance = jnp.einsum("bhid,hrd->bhir", q + r_r_bias[:, None, :], r)
+    scores = scores + rel_shift(by_distance, klen)
+    if seg_ids is not None:
+        scores = scores + _segment_term(q, r_s_bias, seg_embed, seg_ids, klen - qlen)
+    scores = scores.astype(acc) * scale
+    visible = _visible(mask, qlen, klen, attn_type)
+    probs = masked_softmax(scores, visible)
+    out = jnp.einsum("bhij,bhjd->bhid", probs.astype(q.dtype), v)
+    return (out, probs, with_masked_scores(scores, visible)) if with_weights else out
+
+
+def _call(
+    core,
+    q,
+    k,
+    v,
+    w_r,
+    r_w_bias,
+    r_r_bias,
+    r_s_bias,
+    seg_embed,
+    seg_ids,
+    mask,
+    d_model,
+    attn_type,
+    clamp_len,
+    clamp_style,
+    scale,
+    with_weights,
+    unknown,
+):
+    problem = check(
+        "xl",
+        dict(
+            q=q,
+            k=k,
+            v=v,
+            w_r=w_r,
+            r_w_bias=r_w_bias,
+            r_r_bias=r_r_bias,
+            r_s_bias=r_s_bias,
+            seg_embed=seg_embed,
+            seg_ids=seg_ids,
+            mask=mask,
+            d_model=d_model,
+            attn_type=attn_type,
+            clamp_len=clamp_len,
+            clamp_style=clamp_style,
+            scale=scale,
+            **unknown,
+        ),
+    )
+    return core(
+        q,
+        k,
+        v,
+        w_r,
+        r_w_bias,
+        r_r_bias,
+        r_s_bias,
+        seg_embed,
+        seg_ids,
+        mask,
+        d_model=problem.dims["d_model"],
+        attn_type=attn_type,
+        clamp_len=clamp_len,
+        clamp_style=clamp_style,
+        scale=default_scale(problem),
+        with_weights=bool(with_weights),
+    )
+
+
+def xl_reference(
+    q,
+    k,
+    v,
+    *,
+    w_r=None,
+    r_w_bias=None,
+    r_r_bias=None,
+    r_s_bias=None,
+    seg_embed=None,
+    seg_ids=None,
+    mask=None,
+    d_model=None,
+    attn_type="bi",
+    clamp_len=None,
+    clamp_style="upper",
+    scale=None,
+    with_weights=False,
+    **unknown,
+):
+    """The definition written plainly: R(D_ij) and W_R R(D_ij) for every pair, explicit
+    einsums and an explicit softmax."""
+    return _call(
+        _reference,
+        q,
+        k,
+        v,
+        w_r,
+        r_w_bias,
+        r_r_bias,
+        r_s_bias,
+        seg_embed,
+        seg_ids,
+        mask,
+        d_model,
+        attn_type,
+        clamp_len,
+        clamp_style,
+        scale,
+        with_weights,
+        unknown,
+    )
+
+
+def xl_fast(
+    q,
+    k,
+    v,
+    *,
+    w_r=None,
+    r_w_bias=None,
+    r_r_bias=None,
+    r_s_bias=None,
+    seg_embed=None,
+    seg_ids=None,
+    mask=None,
+    d_model=None,
+    attn_type="bi",
+    clamp_len=None,
+    clamp_style="upper",
+    scale=None,
+    with_weights=False,
+    **unknown,
+):
+    """The sinusoid once for the klen + qlen - 1 distances, one (q + v) r^T product, and a
+    pad-and-reshape rel-shift; no (qlen, klen, d_head) tensor."""
+    return _call(
+        _fast,
+        q,
+        k,
+        v,
+        w_r,
+        r_w_bias,
+        r_r_bias,
+        r_s_bias,
+        seg_embed,
+        seg_ids,
+        mask,
+        d_model,
+        attn_type,
+        clamp_len,
+        clamp_style,
+        scale,
+        with_weights,
+        unknown,
+    )

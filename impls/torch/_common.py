@@ -1,0 +1,129 @@
+"""Pieces every torch implementation shares: dtypes, index grids, the sinusoid, masked softmax.
+
+None of this evaluates a spec formula; the spec is used only through :func:`spec.validate`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from spec import Problem, validate
+
+__all__ = [
+    "BLOCK",
+    "HALF",
+    "Blocks",
+    "accumulation_dtype",
+    "check",
+    "default_scale",
+    "masked_softmax",
+    "sinusoid",
+    "tracks_grad",
+    "visible_pairs",
+]
+
+HALF = (torch.float16, torch.bfloat16)
+
+
+def check(encoding: str, args: dict[str, Any]) -> Problem:
+    """Validate a call before any computation (shared text with the oracle)."""
+    return validate(encoding, args)
+
+
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for the half types (softmax and sums), the dtype itself otherwise."""
+    return torch.float32 if dtype in HALF else dtype
+
+
+def default_scale(problem: Problem) -> float:
+    scale = problem.options["scale"]
+    return 1 / math.sqrt(problem.dims["d_head"]) if scale is None else float(scale)
+
+
+def tracks_grad(*tensors: torch.Tensor | None) -> bool:
+    """Whether autograd records this call (then in-place shortcuts are not allowed)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def sinusoid(positions: torch.Tensor, d_model: int, dtype: torch.dtype) -> torch.Tensor:
+    """[sin(p f) | cos(p f)] for integer positions, f_k = 10000^(-2k/d_model), computed in
+    float64 for float64 and float32 otherwise (integer positions are exact in both)."""
+    work = torch.float64 if dtype == torch.float64 else torch.float32
+    freq = torch.pow(
+        torch.tensor(10000.0, dtype=work, device=positions.device),
+        -torch.arange(0, d_model, 2, dtype=work, device=positions.device) / d_model,
+    )
+    angle = positions.to(work)[:, None] * freq[None, :]
+    return torch.cat([torch.sin(angle), torch.cos(angle)], dim=-1)
+
+
+def masked_softmax(scores: torch.Tensor, visible: torch.Tensor | None) -> torch.Tensor:
+    """Softmax over the last axis restricted to ``visible`` keys; rows with no visible key
+    give zeros, with no NaN in the forward or the backward pass."""
+    if visible is not None:
+        scores = scores.masked_fill(~visible, -math.inf)
+    top = scores.amax(dim=-1, keepdim=True).detach()
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    weights = torch.exp(scores - top)
+    total = weights.sum(dim=-1, keepdim=True)
+    return weights / torch.where(total > 0, total, torch.ones_like(total))
+
+
+def visible_pairs(mask: torch.Tensor | None, causal: torch.Tensor | None) -> torch.Tensor | None:
+    """The mask argument AND a structural (qlen, klen) mask, either may be absent."""
+    if mask is None:
+        return causal
+    return mask if causal is None else mask & causal
+
+
+#: Query rows per block in the blocked forward passes (measured: 128 is near the best at
+#: L = 512-2048 on 2 cores; see benchmarks).
+BLOCK = 128
+
+
+class Blocks:
+    """Row blocks of a (bsz, n_head, qlen, klen) attention computed without any full
+    (qlen, klen) buffer: each block's scores are softmaxed and applied immediately. With
+    ``keep_weights`` the probabilities and masked scores of every block are copied into full
+    tensors (for checking; costs the buffers the blocking otherwise avoids)."""
+
+    def __init__(
+        self,
+        shape: tuple[int, int, int, int],
+        visible: torch.Tensor | None,
+        acc: torch.dtype,
+        device: torch.device,
+        keep_weights: bool,
+    ) -> None:
+        self.bsz, self.n_head, self.qlen, self.klen = shape
+        self.hidden = None if visible is None else ~visible
+        self.acc = acc
+        self.probs = self.scores = None
+        if keep_weights:
+            self.probs = torch.empty(shape, dtype=acc, device=device)
+            self.scores = torch.empty(shape, dtype=acc, device=device)
+
+    def ranges(self) -> list[tuple[int, int]]:
+        return [(i, min(self.qlen, i + BLOCK)) for i in range(0, self.qlen, BLOCK)]
+
+    def softmax(self, scores: torch.Tensor, i0: int, i1: int) -> torch.Tensor:
+        """Mask, softmax (in ``acc``) and zero fully masked rows of one (bsz * n_head, n,
+        klen) block of scaled scores; returns the probabilities."""
+        n = i1 - i0
+        view = scores.view(self.bsz, self.n_head, n, self.klen)
+        dead = None
+        if self.hidden is not None:
+            hidden = self.hidden[..., i0:i1, :] if self.hidden.shape[-2] > 1 else self.hidden
+            view.masked_fill_(hidden, float("-inf"))
+            dead = hidden.all(dim=-1, keepdim=True)
+        if self.scores is not None:
+            self.scores[:, :, i0:i1].copy_(view)
+        probs = torch.softmax(scores, dim=-1, dtype=self.acc)
+        if dead is not None:
+            probs.view(self.bsz, self.n_head, n, self.klen).masked_fill_(dead, 0.0)
+        if self.probs is not None:
+            self.probs[:, :, i0:i1].copy_(probs.view(self.bsz, self.n_head, n, self.klen))
+        return probs

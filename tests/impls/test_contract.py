@@ -1,0 +1,74 @@
+"""The calling contract of every implementation: the spec's argument names and defaults, the
+bad-input table's errors before any computation, and the registry itself."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from equivalence.backends import backend
+from impls import BACKENDS, registry
+from spec import ENCODINGS, ArgumentError, get_encoding
+from tests.bad_inputs import BAD_INPUTS
+from tests.conftest import implementation_params
+
+
+def test_registry_has_a_reference_and_a_fast_variant_of_every_encoding_per_backend():
+    ids = {impl.id for impl in registry()}
+    for encoding in ENCODINGS:
+        for b in BACKENDS:
+            assert {f"{b}-{encoding}-reference", f"{b}-{encoding}-fast"} <= ids
+
+
+def test_backend_adapters_match_the_registry_backends():
+    from equivalence.backends import backends
+
+    assert [b.name for b in backends()] == list(BACKENDS)
+
+
+@pytest.mark.parametrize("impl", implementation_params())
+def test_signature_is_the_spec_signature(impl):
+    enc = get_encoding(impl.encoding)
+    params = inspect.signature(impl.load()).parameters
+    spec_names = [t.name for t in enc.tensors] + [o.name for o in enc.options]
+    assert set(params) == {*spec_names, "with_weights", "unknown"}
+    assert params["unknown"].kind is inspect.Parameter.VAR_KEYWORD  # reported by validate
+    assert list(params)[:3] == ["q", "k", "v"]
+    for t in enc.tensors[3:]:
+        assert params[t.name].default is None, t.name  # required ones are checked by validate
+    for o in enc.options:
+        assert params[o.name].default == o.default, o.name
+
+
+@pytest.mark.parametrize("impl", implementation_params())
+def test_every_option_is_accepted(impl):
+    """Each option of the spec takes each of its values in some golden case, and every case
+    runs (agreement with the oracle is checked in test_against_oracle)."""
+    from spec._cases import case_inputs
+
+    enc = get_encoding(impl.encoding)
+    seen: dict[str, set] = {o.name: set() for o in enc.options}
+    for case in enc.cases():
+        args = case_inputs(enc, case)
+        backend(impl.backend).call(impl.load(), args, "float32")
+        for name, value in case.options.items():
+            seen[name].add(repr(value))
+    assert all(values for name, values in seen.items()), seen
+
+
+@pytest.mark.parametrize(
+    ("impl", "bad"),
+    [
+        pytest.param(p.values[0], bad, id=f"{p.id}-{bad.id}", marks=p.marks)
+        for p in implementation_params()
+        for bad in BAD_INPUTS
+        if bad.encoding == p.values[0].encoding
+    ],
+)
+def test_bad_input_raises_the_spec_error(impl, bad):
+    converted = backend(impl.backend).convert(bad.args(), "float64")
+    positional = [converted.pop(n) for n in ("q", "k", "v")]
+    with pytest.raises(ArgumentError) as info:
+        impl.load()(*positional, **converted)
+    assert str(info.value) == bad.message

@@ -1,0 +1,93 @@
+"""JAX implementations compose with jax.jit (no retrace for the same shapes), jax.grad and
+jax.vmap over the batch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from equivalence.backends import backend
+from spec import get_encoding
+from spec._cases import case_inputs
+from tests.conftest import implementation_params
+
+jax_params = implementation_params(backend="jax")
+
+
+def _args(impl, name):
+    enc = get_encoding(impl.encoding)
+    return case_inputs(enc, next(c for c in enc.cases() if c.name == name))
+
+
+CASE = {"shaw": "mask_random", "xl": "segments"}
+
+
+@pytest.mark.parametrize("impl", jax_params)
+def test_same_shapes_never_retrace(impl):
+    import jax
+
+    module = __import__(impl.module, fromlist=["_fast"])
+    core = module._fast if impl.variant == "fast" else module._reference
+    adapter = backend("jax")
+    args = adapter.convert(_args(impl, CASE[impl.encoding]), "float32")
+    fn = impl.load()
+    call = dict(args)
+    q, k, v = call.pop("q"), call.pop("k"), call.pop("v")
+    fn(q, k, v, **call)
+    before = core._cache_size()
+    for offset in (1.0, 2.0):
+        out = fn(q + offset, k, v, **call)
+        jax.block_until_ready(out)
+    assert core._cache_size() == before
+
+
+@pytest.mark.parametrize("impl", jax_params)
+def test_jit_of_the_public_function(impl):
+    import jax
+
+    adapter = backend("jax")
+    args = adapter.convert(_args(impl, CASE[impl.encoding]), "float32")
+    fn = impl.load()
+    tensors = {k: v for k, v in args.items() if hasattr(v, "shape")}
+    options = {k: v for k, v in args.items() if not hasattr(v, "shape")}
+
+    def call(t):
+        t = dict(t)
+        return fn(t.pop("q"), t.pop("k"), t.pop("v"), **t, **options)
+
+    np.testing.assert_allclose(
+        np.asarray(jax.jit(call)(tensors)), np.asarray(call(tensors)), rtol=1e-5, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("impl", jax_params)
+def test_vmap_over_the_batch(impl):
+    import jax
+
+    adapter = backend("jax")
+    args = adapter.convert(_args(impl, CASE[impl.encoding]), "float64")
+    fn = impl.load()
+    batched = {"q", "k", "v"} | ({"seg_ids"} if "seg_ids" in args else set())
+    if args.get("mask") is not None and args["mask"].shape[0] == args["q"].shape[0]:
+        batched.add("mask")
+    names = sorted(batched)
+
+    def one(*xs):
+        t = dict(args)
+        t.update({n: x[None] for n, x in zip(names, xs, strict=True)})
+        return fn(t.pop("q"), t.pop("k"), t.pop("v"), **t)[0]
+
+    full = dict(args)
+    expected = fn(full.pop("q"), full.pop("k"), full.pop("v"), **full)
+    mapped = jax.vmap(one)(*(args[n] for n in names))
+    np.testing.assert_allclose(np.asarray(mapped), np.asarray(expected), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("impl", jax_params)
+def test_grad_has_no_nan_through_fully_masked_rows(impl):
+    enc = get_encoding(impl.encoding)
+    args = _args(impl, "mask_fully_masked_row")
+    wrt = tuple(n for n in enc.float_inputs if args.get(n) is not None)
+    weights = np.ones((1, args["q"].shape[1], args["q"].shape[2], args["q"].shape[3]))
+    grads = backend("jax").gradients(impl.load(), args, "float32", weights, wrt)
+    assert all(not np.isnan(g).any() for g in grads.values())
