@@ -81,6 +81,22 @@ class Backend(abc.ABC):
     ) -> dict[str, np.ndarray]:
         """d sum(weights * out) / d x for every x in ``wrt``, as float64 numpy arrays."""
 
+    @abc.abstractmethod
+    def plain_attention(
+        self,
+        q: np.ndarray,
+        k: np.ndarray,
+        v: np.ndarray,
+        mask: np.ndarray | None,
+        scale: float,
+        dtype: str,
+    ) -> np.ndarray:
+        """The framework's own scaled dot-product attention (no relative term), float64."""
+
+    def plain_attention_dtype(self, dtype: str) -> str:
+        """The dtype whose unit roundoff bounds :meth:`plain_attention` for ``dtype`` input."""
+        return dtype
+
 
 @final
 class TorchBackend(Backend):
@@ -121,6 +137,13 @@ class TorchBackend(Backend):
             name: (np.zeros(args[name].shape) if g is None else self.to_numpy(g))
             for name, g in zip(wrt, grads, strict=True)
         }
+
+    def plain_attention(self, q, k, v, mask, scale, dtype):
+        torch = self.torch
+        sdpa = torch.nn.functional.scaled_dot_product_attention
+        t = [self.tensor(x, dtype) for x in (q, k, v)]
+        attn_mask = None if mask is None else torch.from_numpy(np.ascontiguousarray(mask))
+        return self.to_numpy(sdpa(*t, attn_mask=attn_mask, scale=scale))
 
 
 @final
@@ -164,6 +187,18 @@ class JaxBackend(Backend):
 
         grads = jax.grad(loss)({name: converted[name] for name in wrt})
         return {name: self.to_numpy(grads[name]) for name in wrt}
+
+    def plain_attention(self, q, k, v, mask, scale, dtype):
+        jnp = self.jax.numpy
+        # jax.nn.dot_product_attention takes (batch, length, heads, d_head).
+        t = [jnp.swapaxes(self.tensor(x, dtype), 1, 2) for x in (q, k, v)]
+        m = None if mask is None else jnp.asarray(mask)
+        out = self.jax.nn.dot_product_attention(*t, mask=m, scale=scale)
+        return self.to_numpy(jnp.swapaxes(out, 1, 2))
+
+    def plain_attention_dtype(self, dtype: str) -> str:
+        # Its softmax runs in float32 even for float64 inputs.
+        return "float32" if dtype == "float64" else dtype
 
 
 _BACKENDS: dict[str, Backend] = {"torch": TorchBackend(), "jax": JaxBackend()}

@@ -62,6 +62,58 @@ def _vectors_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    from equivalence.profiles import active_profile
+    from equivalence.properties import PROPERTIES
+    from equivalence.report import matrix, to_json, write_json
+    from equivalence.runner import run_property
+    from impls import registry
+
+    profile = args.profile or active_profile()
+    chosen = [
+        i
+        for i in registry()
+        if (not args.encoding or i.encoding in args.encoding)
+        and (not args.backend or i.backend in args.backend)
+        and (not args.variant or i.variant in args.variant)
+    ]
+    props = [p for p in PROPERTIES.values() if not args.property or p.name in args.property]
+    jobs = [
+        (impl, prop, dtype)
+        for impl in chosen
+        for prop in props
+        for dtype in prop.dtypes
+        if not args.dtype or dtype in args.dtype
+    ]
+    if not jobs:
+        sys.stderr.write("relpos check: nothing selected\n")
+        return 2
+    results = []
+    for n, (impl, prop, dtype) in enumerate(jobs, 1):
+        result = run_property(prop.name, impl, dtype, profile=profile)
+        results.append(result)
+        if result.status != "skip" or args.verbose:
+            sys.stderr.write(
+                f"[{n}/{len(jobs)}] {impl.id} {prop.name} {dtype}: {result.status}"
+                f" ({result.examples} examples, {result.seconds:.1f}s)\n"
+            )
+    sys.stdout.write(matrix(results))
+    bad = [r for r in results if r.status in ("fail", "error")]
+    for r in bad:
+        sys.stdout.write(
+            f"\n{r.status.upper()}: {r.implementation} {r.property} {r.dtype}\n{r.message}\n"
+        )
+    if args.json:
+        write_json(args.json, to_json(results, profile=profile))
+        sys.stdout.write(f"\nreport written to {args.json}\n")
+    counts = {s: sum(r.status == s for r in results) for s in ("pass", "fail", "error", "skip")}
+    sys.stdout.write(
+        f"\n{counts['pass']} passed, {counts['fail']} failed, {counts['error']} "
+        f"errors, {counts['skip']} skipped (profile {profile})\n"
+    )
+    return 1 if bad else 0
+
+
 def _parser() -> argparse.ArgumentParser:
     from spec import ENCODINGS
 
@@ -101,6 +153,28 @@ def _parser() -> argparse.ArgumentParser:
     verify = vector_commands.add_parser("verify", help="re-derive vector files, report differences")
     verify.add_argument("directory")
     verify.set_defaults(run=_vectors_verify)
+    check = commands.add_parser(
+        "check", help="run the conformance properties on the bundled implementations"
+    )
+    from equivalence.profiles import PROFILES
+    from equivalence.properties import PROPERTIES
+    from impls import BACKENDS
+
+    check.add_argument("--encoding", action="append", choices=sorted(ENCODINGS))
+    check.add_argument("--backend", action="append", choices=list(BACKENDS))
+    check.add_argument("--variant", action="append")
+    check.add_argument("--property", action="append", choices=list(PROPERTIES))
+    check.add_argument(
+        "--dtype", action="append", choices=["float64", "float32", "bfloat16", "float16"]
+    )
+    check.add_argument(
+        "--profile",
+        choices=list(PROFILES),
+        help="Hypothesis budget (default: HYPOTHESIS_PROFILE, ci under CI, else dev)",
+    )
+    check.add_argument("--json", metavar="FILE", help="write the report as JSON")
+    check.add_argument("--verbose", action="store_true", help="also list skipped checks")
+    check.set_defaults(run=_check)
     return parser
 
 

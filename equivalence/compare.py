@@ -35,6 +35,7 @@ def compare(
     bound: np.ndarray,
     *,
     who: str,
+    against: str = "oracle",
     repro: str = "",
 ) -> Verdict:
     """Compare ``actual`` with ``expected`` element by element within ``bound``.
@@ -51,7 +52,7 @@ def compare(
         index = tuple(int(i) for i in np.argwhere(nan)[0])
         msg = (
             f"{what} of {who} = nan at {list(index)}, but should be "
-            f"{expected[index]:.17g} (oracle); {int(nan.sum())} NaN in all"
+            f"{expected[index]:.17g} ({against}); {int(nan.sum())} NaN in all"
         )
         return Verdict(False, float("inf"), index, _with_repro(msg, repro))
     inf_mismatch = np.isinf(actual) != np.isinf(expected)
@@ -60,7 +61,7 @@ def compare(
         index = tuple(int(i) for i in np.argwhere(inf_mismatch)[0])
         msg = (
             f"{what} of {who} = {actual[index]:.17g} at {list(index)}, but should be "
-            f"{expected[index]:.17g} (oracle)"
+            f"{expected[index]:.17g} ({against})"
         )
         return Verdict(False, float("inf"), index, _with_repro(msg, repro))
     finite = np.isfinite(expected)
@@ -77,7 +78,7 @@ def compare(
         return Verdict(True, worst, index, "")
     msg = (
         f"{what} of {who} = {actual[index]:.17g} at {list(index)}, but should be "
-        f"{expected[index]:.17g} (oracle) within {bound[index]:.3g}: error "
+        f"{expected[index]:.17g} ({against}) within {bound[index]:.3g}: error "
         f"{error[index]:.3g} is {worst:.4g}x the bound"
     )
     return Verdict(False, worst, index, _with_repro(msg, repro))

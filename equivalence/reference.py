@@ -14,7 +14,14 @@ import numpy as np
 
 from equivalence import tolerance
 
-__all__ = ["Expected", "expected", "fingerprint"]
+__all__ = [
+    "Approximate",
+    "Expected",
+    "approximate",
+    "expected",
+    "expected_gradients",
+    "fingerprint",
+]
 
 _CACHE: OrderedDict[bytes, Expected] = OrderedDict()
 _CACHE_SIZE = 256
@@ -82,3 +89,49 @@ def expected(encoding: str, args: Mapping[str, Any]) -> Expected:
     if len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
     return value
+
+
+@dataclass
+class Approximate:
+    """Bounds for inputs too large for the exact oracle: the spec's formulas in float64 give
+    the probabilities, mask and magnitudes the tolerance model needs (no expected values)."""
+
+    probs: np.ndarray
+    mask: np.ndarray
+    magnitude_scores: np.ndarray
+    magnitude_out: np.ndarray
+
+    def bounds(self, dtype: str) -> tolerance.Bounds:
+        return tolerance.bounds(
+            dtype,
+            probs=self.probs,
+            mask=self.mask,
+            magnitude_scores=self.magnitude_scores,
+            magnitude_out=self.magnitude_out,
+        )
+
+
+def approximate(encoding: str, args: Mapping[str, Any]) -> Approximate:
+    from spec import approximate as spec_approximate
+
+    a = spec_approximate(encoding, **args)
+    return Approximate(a["probs"], a["mask"], a["scores"], a["out"])
+
+
+_GRADIENTS: OrderedDict[bytes, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = OrderedDict()
+
+
+def expected_gradients(
+    encoding: str, args: Mapping[str, Any], weights: np.ndarray
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The oracle's gradients of sum(weights * out) (float64) and their magnitudes, cached."""
+    from spec import gradient_magnitudes, gradients
+
+    key = fingerprint(encoding, {**args, "__weights": np.asarray(weights)})
+    if key not in _GRADIENTS:
+        to_float = np.vectorize(float, otypes=[np.float64])
+        exact = {n: to_float(g) for n, g in gradients(encoding, weights, **args).items()}
+        _GRADIENTS[key] = (exact, gradient_magnitudes(encoding, weights, **args))
+        if len(_GRADIENTS) > _CACHE_SIZE:
+            _GRADIENTS.popitem(last=False)
+    return _GRADIENTS[key]

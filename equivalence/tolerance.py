@@ -41,6 +41,27 @@ contributes sum_j tol_a_ij |V_ij| and the summation gamma_{klen + 2} sum_j alpha
 with A_i = sum_j alpha_ij |V_ij|. ``SAFETY`` multiplies every bound to absorb the
 first-order terms dropped above; it is a stated constant, not a fit.
 
+Gradients. Back-propagation (or forward mode) computes each gradient element as a sum of
+products of partial derivatives along every computational path from the input to the loss
+sum(w * out). Its rounding error is bounded by gamma_N times the sum of the absolute values
+of those products, G (:func:`spec.gradient_magnitudes` computes it exactly, with duals that
+take every chain-rule coefficient by absolute value). N is the longest accumulation: a shared
+table's gradient sums over every (b, h, i, j), plus the dot products and the encoding's own
+dimensions (P rows or d_model); at most ``C_ROUND_GRAD`` intermediates are rounded to the
+dtype along a path::
+
+    tol_g = SAFETY * ((bsz n_head qlen klen + d_head + extra) * u_acc + C_ROUND_GRAD * u
+                      + expm1(2 E)) * G                                           (E4)
+
+where E is the largest logit error bound of E1: as in E2, a logit error de moves every
+probability, and so every product through it, by a relative exp(2 de) - 1 (this term rules
+when logits are large, e.g. of order 1e3 in float64). An absolute SAFETY * N * tiny covers
+underflow (one backend may flush subnormal results to zero, another not).
+
+Limits. With logits of order 1e3 a half type's logit error E reaches units, exp(2 E) - 1 is
+enormous, and the bounds on probabilities, outputs and gradients say only that nothing
+became NaN or infinite; that is the honest statement for those dtypes at those magnitudes.
+
 Tightness (checked by tests/meta): in float64 the bounds are near 1e-14 relative for
 unit-sized inputs, so a float32 sinusoid (error near 1e-7) or a 1e-6 relative error in an
 output fails.
@@ -56,18 +77,25 @@ import numpy as np
 
 __all__ = [
     "C_ROUND",
+    "C_ROUND_GRAD",
     "DTYPES",
     "SAFETY",
     "Bounds",
     "DtypeModel",
     "bounds",
+    "gradient_bounds",
     "suggested",
 ]
 
 #: Roundings of intermediates to the working dtype that an evaluation may perform.
 C_ROUND = 8
-#: Multiplies every bound (covers the second-order terms dropped in E1-E3).
+#: Multiplies every bound (covers the second-order terms dropped in E1-E4).
 SAFETY = 2.0
+#: Roundings of intermediates to the working dtype along one gradient path.
+C_ROUND_GRAD = 16
+#: exp(2 E) - 1 is evaluated with 2 E clipped here: beyond it (a half type with logits of
+#: order 1e3) the bound already exceeds any value and saturates instead of overflowing.
+MAX_EXPONENT = 600.0
 
 
 @dataclass(frozen=True)
@@ -123,7 +151,7 @@ def bounds(
     klen = probs.shape[-1]
     tol_e = SAFETY * ((n + 4) * m.u_acc + C_ROUND * m.u) * magnitude_scores
     worst = np.where(mask, tol_e, 0.0).max(axis=-1, initial=0.0)  # E_i per row
-    growth = np.expm1(2 * worst)[..., None]
+    growth = np.expm1(np.minimum(2 * worst, MAX_EXPONENT))[..., None]
     per_prob = growth + (klen + 3) * m.u_acc + m.u
     tol_a = SAFETY * (probs * per_prob + m.tiny)
     tol_a = np.where(mask, tol_a, 0.0)
@@ -131,6 +159,27 @@ def bounds(
     under = magnitude_out if abs_values_sum is None else abs_values_sum
     tol_o = SAFETY * ((per_prob + summation) * magnitude_out + m.tiny * under)
     return Bounds(np.where(mask, tol_e, 0.0), tol_a, tol_o)
+
+
+def gradient_bounds(
+    dtype: str,
+    magnitudes: Mapping[str, np.ndarray],
+    dims: Mapping[str, int],
+    forward: Bounds,
+) -> dict[str, np.ndarray]:
+    """E4 for every input, from :func:`spec.gradient_magnitudes`, the problem's dims and the
+    forward bounds of the same input (for E, the largest logit error bound)."""
+    m = _model(dtype)
+    core = ("bsz", "n_head", "qlen", "klen", "mlen", "d_head")
+    extra = sum(v for k, v in dims.items() if k not in core)
+    n = dims["bsz"] * dims["n_head"] * dims["qlen"] * dims["klen"] + dims["d_head"] + extra
+    worst_logit = float(np.max(forward.scores, initial=0.0))
+    growth = math.expm1(min(2 * worst_logit, MAX_EXPONENT))
+    factor = SAFETY * (n * m.u_acc + C_ROUND_GRAD * m.u + growth)
+    return {
+        name: factor * np.asarray(g, dtype=np.float64) + SAFETY * n * m.tiny
+        for name, g in magnitudes.items()
+    }
 
 
 def suggested(dtype: str, b: Bounds) -> dict[str, float]:
@@ -161,7 +210,7 @@ def for_evaluation(
     """E1-E3 for an oracle evaluation of ``encoding`` on ``args``."""
     from spec import magnitudes
 
-    mags = magnitudes(encoding, **args)
+    mags = magnitudes(encoding, "exact", **args)
     return bounds(
         dtype,
         probs=evaluation.as_float64("probs"),  # type: ignore[attr-defined]

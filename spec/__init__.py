@@ -13,7 +13,14 @@ from typing import Any
 
 from spec._arith import DPS
 from spec._encoding import Case, Encoding, Identity, Proof, Reference
-from spec._oracle import Evaluation, evaluate, gradients, magnitudes
+from spec._oracle import (
+    Evaluation,
+    approximate,
+    evaluate,
+    gradient_magnitudes,
+    gradients,
+    magnitudes,
+)
 from spec._signature import DIMENSIONS, ArgumentError, Problem
 from spec.encodings import ENCODINGS, all_encodings
 from spec.encodings import get as get_encoding
@@ -32,8 +39,10 @@ __all__ = [
     "Proof",
     "Reference",
     "all_encodings",
+    "approximate",
     "evaluate",
     "get_encoding",
+    "gradient_magnitudes",
     "gradients",
     "magnitudes",
     "validate",

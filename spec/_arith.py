@@ -7,9 +7,12 @@ transcendental (the sinusoid, an irrational scale, the softmax) is evaluated in 
 the same code path: each dual carries its value and its sparse derivative with respect to every
 input element.
 
-The same encoding code runs in three modes (a :class:`Mode`): ``exact`` (values), ``dual``
-(values and derivatives) and ``abs`` (every input and constant replaced by its absolute value,
-which turns the formula into the magnitude bound that the tolerance model scales).
+The same encoding code runs in several modes (a :class:`Mode`): ``exact`` (values), ``dual``
+(values and derivatives, :class:`Dual`; with :class:`AbsDual` the derivatives become sums of
+absolute path products, the magnitude a gradient's rounding error scales with), ``abs`` (every
+input and constant replaced by its absolute value, which turns the formula into the magnitude
+bound that the tolerance model scales), and ``float`` / ``abs_float``, the same in float64 numpy
+arrays for inputs too large for exact arithmetic (magnitudes only, never expected values).
 """
 
 from __future__ import annotations
@@ -21,12 +24,15 @@ from typing import Any, Literal
 import mpmath
 import numpy as np
 
-__all__ = ["DPS", "Dual", "Mode", "to_fraction_array", "to_mpf"]
+__all__ = ["DPS", "FLOAT_MODES", "AbsDual", "Dual", "Mode", "array", "to_fraction_array", "to_mpf"]
 
 #: Working precision of the oracle, in significant decimal digits.
 DPS = 60
 
-Mode = Literal["exact", "dual", "abs"]
+Mode = Literal["exact", "dual", "abs", "float", "abs_float"]
+
+#: Modes evaluated in float64 numpy arrays (fast, approximate): for magnitudes of large inputs.
+FLOAT_MODES = ("float", "abs_float")
 
 Key = tuple[str, int]
 
@@ -52,25 +58,32 @@ class Dual:
         self.value = to_mpf(value)
         self.tangent: dict[Key, Any] = dict(tangent) if tangent else {}
 
-    @staticmethod
-    def _lift(other: Any) -> Dual:
-        return other if isinstance(other, Dual) else Dual(other)
+    def _lift(self, other: Any) -> Dual:
+        return other if isinstance(other, Dual) else type(self)(other)
 
-    @staticmethod
-    def _combine(a: Mapping[Key, Any], ca: Any, b: Mapping[Key, Any], cb: Any) -> dict[Key, Any]:
+    def _combine(
+        self, a: Mapping[Key, Any], ca: Any, b: Mapping[Key, Any], cb: Any
+    ) -> dict[Key, Any]:
+        ca, cb = self._coefficient(ca), self._coefficient(cb)
         out = {key: ca * d for key, d in a.items()}
         for key, d in b.items():
             out[key] = out[key] + cb * d if key in out else cb * d
         return out
 
+    @staticmethod
+    def _coefficient(c: Any) -> Any:
+        return c
+
     def __add__(self, other: Any) -> Dual:
         o = self._lift(other)
-        return Dual(self.value + o.value, self._combine(self.tangent, 1, o.tangent, 1))
+        return type(self)(self.value + o.value, self._combine(self.tangent, 1, o.tangent, 1))
 
     __radd__ = __add__
 
     def __neg__(self) -> Dual:
-        return Dual(-self.value, {key: -d for key, d in self.tangent.items()})
+        return type(self)(
+            -self.value, {key: self._coefficient(-1) * d for key, d in self.tangent.items()}
+        )
 
     def __sub__(self, other: Any) -> Dual:
         return self + (-self._lift(other))
@@ -80,7 +93,7 @@ class Dual:
 
     def __mul__(self, other: Any) -> Dual:
         o = self._lift(other)
-        return Dual(
+        return type(self)(
             self.value * o.value, self._combine(self.tangent, o.value, o.tangent, self.value)
         )
 
@@ -90,17 +103,34 @@ class Dual:
         o = self._lift(other)
         inv = 1 / o.value
         value = self.value * inv
-        return Dual(value, self._combine(self.tangent, inv, o.tangent, -value * inv))
+        return type(self)(value, self._combine(self.tangent, inv, o.tangent, -value * inv))
 
     def __rtruediv__(self, other: Any) -> Dual:
         return self._lift(other) / self
 
     def exp(self) -> Dual:
         e = mpmath.exp(self.value)
-        return Dual(e, {key: e * d for key, d in self.tangent.items()})
+        return type(self)(e, {key: e * d for key, d in self.tangent.items()})
 
     def __repr__(self) -> str:
-        return f"Dual({mpmath.nstr(self.value, 12)}, {len(self.tangent)} partials)"
+        return f"{type(self).__name__}({mpmath.nstr(self.value, 12)}, {len(self.tangent)} partials)"
+
+
+class AbsDual(Dual):
+    """A dual whose derivatives are sums of absolute values of the chain-rule products.
+
+    Values are exact as in :class:`Dual`; every coefficient of the chain rule enters by its
+    absolute value, so no cancellation happens: the tangent with respect to x is the sum over
+    all computational paths from x of |product of partial derivatives|. That is the magnitude
+    that bounds the rounding error of a floating-point gradient (forward or reverse mode
+    evaluate the same products).
+    """
+
+    __slots__ = ()
+
+    @staticmethod
+    def _coefficient(c: Any) -> Any:
+        return abs(c)
 
 
 _FRACTION = np.frompyfunc(Fraction, 1, 1)
@@ -117,15 +147,19 @@ def to_fraction_array(array: Any) -> np.ndarray:
     return np.asarray(_FRACTION(arr.astype(np.float64).astype(object)), dtype=object)
 
 
-def lift(name: str, array: Any, mode: Mode) -> np.ndarray:
-    """An input tensor as an object array in ``mode``: Fractions (exact), their absolute
-    values (abs), or duals seeded with d x[n] / d x[n] = 1 (dual)."""
+def lift(name: str, array: Any, mode: Mode, dual: type[Dual] = Dual) -> np.ndarray:
+    """An input tensor in ``mode``: Fractions (exact), their absolute values (abs), duals
+    seeded with d x[n] / d x[n] = 1 (dual, of class ``dual``), or float64 arrays (float,
+    abs_float)."""
+    if mode in FLOAT_MODES:
+        values = np.asarray(array, dtype=np.float64)
+        return np.abs(values) if mode == "abs_float" else values
     exact = to_fraction_array(array)
     if mode == "exact":
         return exact
     if mode == "abs":
         return np.asarray(np.frompyfunc(abs, 1, 1)(exact), dtype=object).reshape(exact.shape)
-    flat = [Dual(x, {(name, n): mpmath.mpf(1)}) for n, x in enumerate(exact.ravel())]
+    flat = [dual(x, {(name, n): mpmath.mpf(1)}) for n, x in enumerate(exact.ravel())]
     out = np.empty(len(flat), dtype=object)
     out[:] = flat
     return out.reshape(exact.shape)
@@ -133,8 +167,16 @@ def lift(name: str, array: Any, mode: Mode) -> np.ndarray:
 
 def constant(value: Any, mode: Mode) -> Any:
     """A constant of the formula (a sinusoid entry, a scale) in ``mode``."""
+    if mode in FLOAT_MODES:
+        value = float(value)
+        return abs(value) if mode == "abs_float" else value
     value = value if isinstance(value, Fraction | int) else to_mpf(value)
     return abs(value) if mode == "abs" else value
+
+
+def array(values: Any, mode: Mode) -> np.ndarray:
+    """Nested constants as an array of ``mode``: float64 in the float modes, else object."""
+    return np.array(values, dtype=np.float64 if mode in FLOAT_MODES else object)
 
 
 def exp(x: Any) -> Any:

@@ -14,6 +14,7 @@ import abc
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import numpy as np
@@ -152,6 +153,32 @@ class Encoding(abc.ABC):
     def values(self, problem: Problem, x: Mapping[str, Any], mode: Mode) -> np.ndarray:
         """The value each pair contributes, V[b, h, i, j, :], broadcastable to
         (bsz, n_head, qlen, klen, d_head); o_i = sum_j alpha_ij V_ij."""
+
+    # -- what generic checks need to know ----------------------------------------------------
+
+    #: Dimensions not fixed by q, k, v or the options, with the sizes checks may use.
+    free_dims: ClassVar[Mapping[str, tuple[int, ...]]] = MappingProxyType({})
+    #: Optional tensors that must be given together (all or none).
+    optional_groups: ClassVar[tuple[tuple[str, ...], ...]] = ()
+    #: Metamorphic properties that hold for this encoding (names from
+    #: ``equivalence.properties``): "translation", "masked_keys", "batch", "memory_rows",
+    #: "zero_tables", "wide_range".
+    metamorphic: ClassVar[tuple[str, ...]] = ("translation", "masked_keys", "batch", "memory_rows")
+    #: Tensors that, all zero, reduce the encoding to plain scaled dot-product attention.
+    zero_tables: ClassVar[tuple[str, ...]] = ()
+
+    @abc.abstractmethod
+    def option_values(self, dims: Mapping[str, int]) -> dict[str, list[Any]]:
+        """Candidate values of every option for a problem of these dimensions, simplest
+        first (checks sample from them and shrink towards the first)."""
+
+    def widen(
+        self, args: Mapping[str, Any], extra: int, rng: np.random.Generator
+    ) -> dict[str, Any]:
+        """``args`` with the encoding's range (clip, clamp) covering every distance of the
+        problem with ``extra`` to spare; new table rows are drawn from ``rng``. Encodings
+        without a range return ``args`` unchanged."""
+        return dict(args)
 
     def structural_mask(self, problem: Problem) -> np.ndarray | None:
         """A (qlen, klen) boolean mask the encoding itself imposes (True = may attend)."""

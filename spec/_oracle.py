@@ -32,9 +32,16 @@ import sympy as sp
 from spec import _arith
 from spec._arith import DPS, Mode
 from spec._encoding import Encoding
-from spec._signature import Problem
+from spec._signature import ArgumentError, Problem
 
-__all__ = ["Evaluation", "evaluate", "gradients", "magnitudes"]
+__all__ = [
+    "Evaluation",
+    "approximate",
+    "evaluate",
+    "gradient_magnitudes",
+    "gradients",
+    "magnitudes",
+]
 
 
 @dataclass(frozen=True)
@@ -89,23 +96,41 @@ def full_mask(enc: Encoding, problem: Problem) -> np.ndarray:
     return mask
 
 
-def _inputs(enc: Encoding, problem: Problem, mode: Mode) -> dict[str, Any]:
+def _inputs(
+    enc: Encoding, problem: Problem, mode: Mode, dual: type[_arith.Dual] = _arith.Dual
+) -> dict[str, Any]:
     x: dict[str, Any] = {}
     for t in enc.tensors:
         value = problem.tensors.get(t.name)
         if value is None:
             x[t.name] = None
         elif t.kind == "float":
-            x[t.name] = _arith.lift(t.name, value, mode)
+            x[t.name] = _arith.lift(t.name, value, mode, dual)
         else:
             x[t.name] = np.asarray(value)
     return x
 
 
-def _run(enc: Encoding, problem: Problem, mode: Mode) -> tuple[np.ndarray, ...]:
-    x = _inputs(enc, problem, mode)
+def _softmax_float(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Masked softmax in float64 (float modes only: magnitudes, never expected values)."""
+    scores = np.where(mask, logits, -np.inf)
+    top = scores.max(axis=-1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    weights = np.where(mask, np.exp(scores - top), 0.0)
+    total = weights.sum(axis=-1, keepdims=True)
+    return weights / np.where(total > 0, total, 1.0)
+
+
+def _run(
+    enc: Encoding, problem: Problem, mode: Mode, dual: type[_arith.Dual] = _arith.Dual
+) -> tuple[np.ndarray, ...]:
+    x = _inputs(enc, problem, mode, dual)
     logits = enc.logits(problem, x, _scale(enc, problem, mode), mode)
     mask = full_mask(enc, problem)
+    if mode in _arith.FLOAT_MODES:
+        probs = _softmax_float(logits, mask)
+        out = (probs[..., None] * enc.values(problem, x, mode)).sum(axis=-2)
+        return logits, probs, out, mask
     zero = mpmath.mpf(0)
     probs = np.full(logits.shape, zero, dtype=object)
     for index in np.ndindex(*logits.shape[:-1]):
@@ -142,23 +167,29 @@ def evaluate(encoding: str | Encoding, /, **args: Any) -> Evaluation:
     return Evaluation(problem, logits, scores, probs, out, mask)
 
 
-def magnitudes(encoding: str | Encoding, /, **args: Any) -> dict[str, np.ndarray]:
+def magnitudes(
+    encoding: str | Encoding, /, precision: str = "exact", **args: Any
+) -> dict[str, np.ndarray]:
     """Per-element magnitudes of the computation, for error bounds (float64 arrays).
 
     ``scores``: the logit formula evaluated on absolute values of every input and constant
     (for Shaw, scale * |q_i| . (|k_j| + |a_c|)), an upper bound on the magnitude of every
-    product a floating-point evaluation sums; ``out``: sum_j alpha_ij |V|_ij with the exact
-    probabilities, which bounds the terms the output sums.
+    product a floating-point evaluation sums; ``out``: sum_j alpha_ij |V|_ij, which bounds the
+    terms the output sums. ``precision="float64"`` evaluates the same formulas in float64
+    numpy arrays: fast enough for long sequences, and far more accurate than the constants of
+    any bound built on it.
     """
     enc = _encoding(encoding)
     problem = enc.validate(args, check_dtypes=False)
+    if precision not in ("exact", "float64"):
+        raise ArgumentError("precision", repr(precision), "must be 'exact' or 'float64'")
+    value_mode: Mode = "exact" if precision == "exact" else "float"
+    abs_mode: Mode = "abs" if precision == "exact" else "abs_float"
     with mpmath.workdps(DPS):
-        abs_logits = enc.logits(
-            problem, _inputs(enc, problem, "abs"), _scale(enc, problem, "abs"), "abs"
-        )
-        _, probs, _, _ = _run(enc, problem, "exact")
-        abs_values = enc.values(problem, _inputs(enc, problem, "abs"), "abs")
-        abs_out = (probs[..., None] * abs_values).sum(axis=-2)
+        abs_inputs = _inputs(enc, problem, abs_mode)
+        abs_logits = enc.logits(problem, abs_inputs, _scale(enc, problem, abs_mode), abs_mode)
+        _, probs, _, _ = _run(enc, problem, value_mode)
+        abs_out = (probs[..., None] * enc.values(problem, abs_inputs, abs_mode)).sum(axis=-2)
     to_float = np.vectorize(lambda v: float(_arith.value_of(v)), otypes=[np.float64])
     return {"scores": to_float(abs_logits), "out": to_float(abs_out)}
 
@@ -170,19 +201,37 @@ def gradients(encoding: str | Encoding, /, weights: Any, **args: Any) -> dict[st
     pipeline (the same code as :func:`evaluate`) propagates derivatives exactly up to the
     working precision. Costly: meant for small shapes.
     """
+    return _gradients(encoding, weights, args, _arith.Dual)
+
+
+def gradient_magnitudes(
+    encoding: str | Encoding, /, weights: Any, **args: Any
+) -> dict[str, np.ndarray]:
+    """For every float input x: the sum over all computational paths from x to
+    sum(|weights| * out) of the absolute values of the chain-rule products (float64 arrays).
+
+    A floating-point gradient sums exactly these products (in forward or reverse order), so
+    its rounding error is bounded by a multiple of this magnitude (``equivalence.tolerance``).
+    """
+    grads = _gradients(encoding, np.abs(np.asarray(weights)), args, _arith.AbsDual)
+    to_float = np.vectorize(lambda x: float(x), otypes=[np.float64])
+    return {name: to_float(g) for name, g in grads.items()}
+
+
+def _gradients(
+    encoding: str | Encoding, weights: Any, args: dict[str, Any], dual: type[_arith.Dual]
+) -> dict[str, np.ndarray]:
     enc = _encoding(encoding)
     problem = enc.validate(args, check_dtypes=False)
     d = problem.dims
     out_shape = (d["bsz"], d["n_head"], d["qlen"], d["d_head"])
     w = np.asarray(weights)
     if w.shape != out_shape:
-        from spec._signature import ArgumentError
-
         raise ArgumentError(
             "weights", f"weights.shape={w.shape}", f"must have the shape of the output {out_shape}"
         )
     with mpmath.workdps(DPS):
-        _, _, out, _ = _run(enc, problem, "dual")
+        _, _, out, _ = _run(enc, problem, "dual", dual)
         w_exact = _arith.to_fraction_array(w)
         loss: Any = mpmath.mpf(0)
         for o, wv in zip(out.ravel(), w_exact.ravel(), strict=True):
@@ -192,11 +241,27 @@ def gradients(encoding: str | Encoding, /, weights: Any, **args: Any) -> dict[st
         grads: dict[str, np.ndarray] = {}
         for name in enc.float_inputs:
             value = problem.tensors.get(name)
-            if value is None:
-                continue
-            shape = np.shape(value)
-            flat = np.full(int(np.prod(shape)), mpmath.mpf(0), dtype=object)
-            grads[name] = flat.reshape(shape)
+            if value is not None:
+                grads[name] = np.full(np.shape(value), mpmath.mpf(0), dtype=object)
         for (name, n), dv in tangent.items():
             grads[name].reshape(-1)[n] = _arith.to_mpf(dv)
     return grads
+
+
+def approximate(encoding: str | Encoding, /, **args: Any) -> dict[str, np.ndarray]:
+    """The spec's formulas evaluated in float64 numpy arrays: probabilities, the full mask and
+    the magnitudes of :func:`magnitudes`. For error bounds on inputs too large for the exact
+    oracle; never an expected value."""
+    enc = _encoding(encoding)
+    problem = enc.validate(args, check_dtypes=False)
+    with mpmath.workdps(DPS):
+        _, probs, _, mask = _run(enc, problem, "float")
+        abs_inputs = _inputs(enc, problem, "abs_float")
+        abs_logits = enc.logits(problem, abs_inputs, _scale(enc, problem, "abs_float"), "abs_float")
+        abs_out = (probs[..., None] * enc.values(problem, abs_inputs, "abs_float")).sum(axis=-2)
+    return {
+        "probs": probs,
+        "mask": mask,
+        "scores": np.asarray(abs_logits, dtype=np.float64),
+        "out": np.asarray(abs_out, dtype=np.float64),
+    }

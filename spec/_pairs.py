@@ -24,9 +24,12 @@ __all__ = ["PairFormula", "as_rows", "gather_rows"]
 class PairFormula:
     """A scalar or matrix SymPy expression, evaluated elementwise over trailing pair axes."""
 
-    def __init__(self, expr: sp.Basic, args: Sequence[sp.Basic]) -> None:
+    def __init__(self, expr: sp.Basic, args: Sequence[sp.Basic], *, vector: bool = False) -> None:
+        """``vector``: the formula is a row vector whose entries are returned as a list (even
+        with one entry); otherwise it is a scalar (a 1 x 1 matrix expression or a scalar)."""
         self.expr = expr
         self.args = tuple(args)
+        self.vector = vector
         self._compiled: dict[tuple[tuple[str, int], ...], Callable[..., Any]] = {}
 
     def __call__(self, sizes: Mapping[str, int], *operands: Any) -> Any:
@@ -52,8 +55,8 @@ class PairFormula:
         args = list(rename.values())
         if isinstance(expr, sp.MatrixExpr):
             explicit = expr.as_explicit()
-            # A matrix result is returned as the list of its entries, row-major.
-            expr = explicit[0, 0] if explicit.shape == (1, 1) else list(explicit)
+            # A vector result is the list of its entries, a scalar result the single entry.
+            expr = list(explicit) if self.vector else explicit[0, 0]
         return sp.lambdify(
             args,
             expr,

@@ -4,13 +4,20 @@ derived from the registries (never a hand-kept list)."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings
 
 from equivalence.backends import backends
+from equivalence.profiles import RUN_SEED, active_profile
 from impls import registry
+
+settings.load_profile(active_profile())
 
 
 def pytest_report_header(config):
-    lines = []
+    lines = [
+        f"relpos hypothesis profile: {active_profile()} (HYPOTHESIS_PROFILE=dev|ci|thorough)"
+        f", RELPOS_SEED={RUN_SEED}"
+    ]
     for b in backends():
         ok, why = b.available()
         lines.append(f"relpos backend {b.name}: {b.version() if ok else 'skipped: ' + why}")

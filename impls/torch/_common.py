@@ -99,6 +99,8 @@ class Blocks:
         keep_weights: bool,
     ) -> None:
         self.bsz, self.n_head, self.qlen, self.klen = shape
+        if visible is not None and visible.dim() < 4:  # e.g. a (klen,) or (qlen, klen) mask
+            visible = visible.reshape((1,) * (4 - visible.dim()) + tuple(visible.shape))
         self.hidden = None if visible is None else ~visible
         self.acc = acc
         self.probs = self.scores = None

@@ -65,8 +65,8 @@ VALUE: Final = v_j + aV
 _ROW = IndexFunction(CLIP_ROW, (cv.i, cv.j, cv.mlen, p_min, p_max))
 _LOGIT = PairFormula(LOGIT, (cv.scale, q_i, k_j, aK))
 _LOGIT_KQ = PairFormula(LOGIT_KEY_QUERY, (cv.scale, q_i, k_j, aK))
-_VALUE = PairFormula(VALUE, (v_j, aV))
-_VALUE_KEY_ONLY = PairFormula(VALUE.subs(aV, sp.ZeroMatrix(1, cv.d_head)), (v_j,))
+_VALUE = PairFormula(VALUE, (v_j, aV), vector=True)
+_VALUE_KEY_ONLY = PairFormula(VALUE.subs(aV, sp.ZeroMatrix(1, cv.d_head)), (v_j,), vector=True)
 
 
 def _check_clip(value: Any) -> str | None:
@@ -171,6 +171,58 @@ class Shaw(Encoding):
         "Music Transformer (t2t v2): out-of-range distances get a zero vector, not the edge row.",
     )
 
+    optional_groups = (("rel_v",),)
+    metamorphic = (
+        "translation",
+        "masked_keys",
+        "batch",
+        "memory_rows",
+        "zero_tables",
+        "wide_range",
+    )
+    zero_tables = ("rel_k", "rel_v")
+
+    def option_values(self, dims: Mapping[str, int]) -> dict[str, list[Any]]:
+        qlen, klen = dims["qlen"], dims["qlen"] + dims["mlen"]
+        clips = [
+            (0, 0),
+            (-1, 1),
+            (-2, 2),
+            (-1, 0),
+            (0, 1),
+            (-3, 1),
+            (-1, 3),
+            (-2, 0),
+            (0, 2),
+            (-(klen - 1), qlen - 1),
+            (-(klen + 2), qlen + 2),
+            (-16, 16),
+            (-5, 2),
+        ]
+        return {
+            "clip": list(dict.fromkeys(clips)),
+            "key_query": [False, True],
+            "scale": [None, 0.5, 1.0, 0.125],
+        }
+
+    def widen(
+        self, args: Mapping[str, Any], extra: int, rng: np.random.Generator
+    ) -> dict[str, Any]:
+        qlen, klen = args["q"].shape[2], args["k"].shape[2]
+        lo, hi = args["clip"]
+        new_lo, new_hi = min(lo, -(klen - 1) - extra), max(hi, qlen - 1 + extra)
+        out = dict(args, clip=(new_lo, new_hi))
+        for name in ("rel_k", "rel_v"):
+            table = args.get(name)
+            if table is None:
+                continue
+            before = rng.standard_normal((*table.shape[:-2], lo - new_lo, table.shape[-1]))
+            after = rng.standard_normal((*table.shape[:-2], new_hi - hi, table.shape[-1]))
+            # The edge rows keep their meaning only if the range already covered every
+            # distance; the property draws its inputs that way.
+            out[name] = np.concatenate([before, table, after], axis=-2)
+        return out
+
     def derived_dims(self, options: Mapping[str, Any]) -> dict[str, int]:
         lo, hi = options["clip"]
         return {"P": hi - lo + 1}
@@ -211,8 +263,7 @@ class Shaw(Encoding):
                 as_rows(x["q"][:, :, :, None, :], pairs),
                 as_rows(x["k"][:, :, None, :, :], pairs),
                 as_rows(gather_rows(x["rel_k"], rows, per_head), pairs),
-            ),
-            dtype=object,
+            )
         )
 
     def values(self, problem: Problem, x: Mapping[str, Any], mode: Mode) -> np.ndarray:

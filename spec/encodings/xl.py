@@ -38,6 +38,7 @@ W_R R by a learned table and the d-term by a scalar.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Final, final
 
 import mpmath
@@ -45,7 +46,7 @@ import numpy as np
 import sympy as sp
 
 from spec import _conventions as cv
-from spec._arith import Mode, constant
+from spec._arith import Mode, array, constant
 from spec._encoding import Case, Encoding, Identity, Reference
 from spec._index import IndexFunction
 from spec._pairs import PairFormula, as_rows, size_symbol
@@ -96,7 +97,7 @@ _COS = sp.lambdify((_D, _k, d_model), R_COS, "mpmath")
 _CLAMPED = {
     style: IndexFunction(expr, (cv.i, cv.j, cv.mlen, clamp_len)) for style, expr in CLAMPS.items()
 }
-_PROJECTION = PairFormula(PROJECTION, (R_D, W_R))
+_PROJECTION = PairFormula(PROJECTION, (R_D, W_R), vector=True)
 _LOGIT = PairFormula(LOGIT, (cv.scale, q_i, k_j, u, v, r_D))
 _LOGIT_SEGMENT = PairFormula(LOGIT_SEGMENT, (cv.scale, q_i, k_j, u, v, r_D, b, S_s))
 _CAUSAL = IndexFunction(sp.Piecewise((1, CAUSAL), (0, True)), (cv.i, cv.j, cv.mlen))
@@ -143,7 +144,7 @@ def sinusoid(distance: int, width: int, mode: Mode = "exact") -> list[Any]:
     dist, w = mpmath.mpf(distance), mpmath.mpf(width)
     ks = [mpmath.mpf(n) for n in range(half)]
     entries = [_SIN(dist, k, w) for k in ks] + [_COS(dist, k, w) for k in ks]
-    if mode != "abs":
+    if mode not in ("abs", "abs_float"):
         return entries
     arguments = [abs(_ARGUMENT(dist, k, w)) for k in ks] * 2
     return [abs(e) + a for e, a in zip(entries, arguments, strict=True)]
@@ -263,6 +264,26 @@ class XL(Encoding):
         "labml-nn: learned per-head position table instead of W_R R(D), scalar d-term.",
     )
 
+    free_dims = MappingProxyType({"d_model": (2, 4, 6, 8, 12, 16)})
+    optional_groups = (_SEGMENT_TERM,)
+    metamorphic = ("translation", "masked_keys", "batch", "memory_rows", "wide_range")
+
+    def option_values(self, dims: Mapping[str, int]) -> dict[str, list[Any]]:
+        klen = dims["qlen"] + dims["mlen"]
+        return {
+            "d_model": [None],
+            "attn_type": ["bi", "uni"],
+            "clamp_len": [None, 0, 1, 2, 3, 5, klen + 1],
+            "clamp_style": ["upper", "symmetric"],
+            "scale": [None, 0.5, 1.0, 0.125],
+        }
+
+    def widen(
+        self, args: Mapping[str, Any], extra: int, rng: np.random.Generator
+    ) -> dict[str, Any]:
+        qlen, klen = args["q"].shape[2], args["k"].shape[2]
+        return dict(args, clamp_len=max(klen - 1, qlen - 1) + extra)
+
     def derived_dims(self, options: Mapping[str, Any]) -> dict[str, int]:
         return {} if options["d_model"] is None else {"d_model": options["d_model"]}
 
@@ -340,12 +361,12 @@ class XL(Encoding):
         # The sinusoid once per distinct clamped distance, projected per head.
         distances = self.distance_index(problem)
         unique, where = np.unique(distances, return_inverse=True)
-        table = np.array(
+        table = array(
             [
                 [constant(e, mode) for e in sinusoid(int(dist), d["d_model"], mode)]
                 for dist in unique
             ],
-            dtype=object,
+            mode,
         )  # (n_dist, d_model)
         projected = _PROJECTION(
             sizes,
@@ -366,12 +387,12 @@ class XL(Encoding):
             as_rows(rel_pairs, pairs),
         ]
         if x.get("seg_ids") is None:
-            return np.asarray(_LOGIT(sizes, *operands), dtype=object)
+            return np.asarray(_LOGIT(sizes, *operands))
         seg = np.asarray(x["seg_ids"])
         differs = (seg[:, d["mlen"] :, None] != seg[:, None, :]).astype(np.int64)  # (B, Q, K)
         seg_rows = np.moveaxis(x["seg_embed"][differs], 3, 1)  # (B, H, Q, K, dh)
         operands += [as_rows(x["r_s_bias"][head], pairs), as_rows(seg_rows, pairs)]
-        return np.asarray(_LOGIT_SEGMENT(sizes, *operands), dtype=object)
+        return np.asarray(_LOGIT_SEGMENT(sizes, *operands))
 
     def values(self, problem: Problem, x: Mapping[str, Any], mode: Mode) -> np.ndarray:
         return x["v"][:, :, None, :, :]

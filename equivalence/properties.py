@@ -1,0 +1,569 @@
+"""The properties every implementation is checked for, as plain functions.
+
+Each :class:`Property` draws inputs with a strategy, runs the implementation (and, for some,
+a second run or another backend), and returns :class:`~equivalence.compare.Verdict` values;
+pytest (``tests/properties``), ``relpos check`` and third-party checks all run these same
+functions through :mod:`equivalence.runner`. A property applies to an implementation when its
+encoding declares it (the metamorphic ones, ``Encoding.metamorphic``) or always (the rest).
+
+1. ``oracle``: scores, probabilities and outputs agree with the oracle (every dtype).
+2. ``cross_backend``: the same variant on the other backend agrees, on sequences up to 128.
+3. ``gradients``: gradients with respect to every float input agree with the oracle's;
+   ``gradients_cross_backend``: and with the other backend's.
+4. metamorphic: ``translation``, ``masked_keys``, ``batch``, ``memory_rows``,
+   ``zero_tables``, ``wide_range`` (see each function).
+5. ``masked_rows``: rows with no visible key give zeros and no NaN, forward and backward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+
+from equivalence import tolerance
+from equivalence.backends import DTYPES, Outputs, backend
+from equivalence.compare import Verdict, compare
+from equivalence.draws import MASK_KINDS, Draw
+from equivalence.dtypes import representable
+from equivalence.reference import approximate, expected, expected_gradients
+from equivalence.strategies import draws
+from impls import Implementation, registry
+from spec import get_encoding
+
+__all__ = ["PROPERTIES", "Property", "applicable"]
+
+Check = Callable[[Implementation, Draw, str], list[Verdict]]
+
+
+@dataclass(frozen=True)
+class Property:
+    """A checkable property: its strategy (per encoding), the dtypes it runs in, and the
+    check itself."""
+
+    name: str
+    doc: str
+    dtypes: tuple[str, ...]
+    strategy: Callable[[str], st.SearchStrategy[Draw]]
+    check: Check
+    metamorphic: bool = False
+    needs_partner: bool = False
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _who(impl: Implementation, dtype: str) -> str:
+    return f"{impl.id} in {dtype}"
+
+
+def _run(impl: Implementation, args: Mapping[str, Any], dtype: str) -> Outputs:
+    return backend(impl.backend).call(impl.load(), args, dtype)
+
+
+def _round(args: Mapping[str, Any], dtype: str) -> dict[str, Any]:
+    return {
+        k: representable(v, dtype) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v
+        for k, v in args.items()
+    }
+
+
+def partner(impl: Implementation) -> Implementation | None:
+    """The same encoding and variant on the other backend, if registered."""
+    for other in registry():
+        if (other.encoding, other.variant) == (impl.encoding, impl.variant) and (
+            other.backend != impl.backend
+        ):
+            return other
+    return None
+
+
+def _full_mask(args: Mapping[str, Any]) -> np.ndarray:
+    b, h, qlen, _ = args["q"].shape
+    shape = (b, h, qlen, args["k"].shape[2])
+    mask = args.get("mask")
+    return np.ones(shape, bool) if mask is None else np.broadcast_to(mask, shape).copy()
+
+
+def _axis_tensors(encoding: str, dim: str) -> dict[str, int]:
+    """Tensor name -> the axis of dimension ``dim`` in its (first) layout."""
+    out = {}
+    for t in get_encoding(encoding).tensors:
+        layout = t.layouts[0]
+        if dim in layout and t.name != "mask":
+            out[t.name] = layout.index(dim)
+    return out
+
+
+def _random_like(value: np.ndarray, rng: np.random.Generator, dtype: str) -> np.ndarray:
+    if value.dtype.kind == "f":
+        return representable(rng.standard_normal(value.shape), dtype)
+    if value.dtype == bool:
+        return rng.random(value.shape) < 0.5
+    return rng.integers(0, 3, size=value.shape).astype(value.dtype)
+
+
+# -- 1. the oracle ------------------------------------------------------------------------
+
+
+def check_oracle(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]:
+    args = draw.arguments(dtype)
+    want = expected(impl.encoding, args)
+    got = _run(impl, args, dtype)
+    b = want.bounds(dtype)
+    return [
+        compare(
+            name, getattr(got, name), getattr(want, name), getattr(b, name), who=_who(impl, dtype)
+        )
+        for name in ("scores", "probs", "out")
+    ]
+
+
+# -- 2. between backends -------------------------------------------------------------------
+
+
+def check_cross_backend(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]:
+    other = partner(impl)
+    assert other is not None
+    args = draw.arguments(dtype)
+    b = approximate(impl.encoding, args).bounds(dtype)
+    mine, theirs = _run(impl, args, dtype), _run(other, args, dtype)
+    return [
+        compare(
+            name,
+            getattr(mine, name),
+            getattr(theirs, name),
+            2 * getattr(b, name),
+            who=_who(impl, dtype),
+            against=other.id,
+        )
+        for name in ("scores", "probs", "out")
+    ]
+
+
+# -- 3. gradients --------------------------------------------------------------------------
+
+
+def _weights(draw: Draw) -> np.ndarray:
+    d = draw.dims
+    rng = np.random.default_rng(draw.seed ^ 0x5EED)
+    return rng.integers(-4, 5, size=(d["bsz"], d["n_head"], d["qlen"], d["d_head"])) / 4
+
+
+def _wrt(encoding: str, args: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(n for n in get_encoding(encoding).float_inputs if args.get(n) is not None)
+
+
+def _dims(encoding: str, args: Mapping[str, Any]) -> Mapping[str, int]:
+    return get_encoding(encoding).validate(args, check_dtypes=False).dims
+
+
+def _gradient_bounds(
+    encoding: str, args: Mapping[str, Any], dtype: str, magnitude: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    forward = expected(encoding, args).bounds(dtype)
+    return tolerance.gradient_bounds(dtype, magnitude, _dims(encoding, args), forward)
+
+
+def check_gradients(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]:
+    args, w = draw.arguments(dtype), _weights(draw)
+    exact, magnitude = expected_gradients(impl.encoding, args, w)
+    bounds = _gradient_bounds(impl.encoding, args, dtype, magnitude)
+    wrt = _wrt(impl.encoding, args)
+    got = backend(impl.backend).gradients(impl.load(), args, dtype, w, wrt)
+    return [
+        compare(f"d/d{name}", got[name], exact[name], bounds[name], who=_who(impl, dtype))
+        for name in wrt
+    ]
+
+
+def check_gradients_cross_backend(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]:
+    other = partner(impl)
+    assert other is not None
+    args, w = draw.arguments(dtype), _weights(draw)
+    _, magnitude = expected_gradients(impl.encoding, args, w)
+    bounds = _gradient_bounds(impl.encoding, args, dtype, magnitude)
+    wrt = _wrt(impl.encoding, args)
+    mine = backend(impl.backend).gradients(impl.load(), args, dtype, w, wrt)
+    theirs = backend(other.backend).gradients(other.load(), args, dtype, w, wrt)
+    return [
+        compare(
+            f"d/d{name}",
+            mine[name],
+            theirs[name],
+            2 * bounds[name],
+            who=_who(impl, dtype),
+            against=other.id,
+        )
+        for name in wrt
+    ]
+
+
+# -- 4. metamorphic ------------------------------------------------------------------------
+
+
+def check_translation(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]:
+    """Prepending t memory positions that every query is masked from shifts every absolute
+    position by t and must change nothing: scores depend on positions only through their
+    difference."""
+    args = draw.arguments(dtype)
+    rng = np.random.default_rng(draw.seed + 1)
+    t = 1 + draw.seed % 3
+    shifted = dict(args)
+    for name, axis in _axis_tensors(impl.encoding, "klen").items():
+        if args.get(name) is not None:
+            pad_shape = list(args[name].shape)
+            pad_shape[axis] = t
+            extra = _random_like(np.empty(pad_shape, args[name].dtype), rng, dtype)
+            shifted[name] = np.concatenate([extra, args[name]], axis=axis)
+    mask = _full_mask(args)
+    shifted["mask"] = np.concatenate([np.zeros((*mask.shape[:-1], t), bool), mask], axis=-1)
+    bound = 2 * expected(impl.encoding, args).bounds(dtype).out
+    return [
+        compare(
+            f"out with {t} masked memory positions prepended",
+            _run(impl, shifted, dtype).out,
+            _run(impl, args, dtype).out,
+            bound,
+            who=_who(impl, dtype),
+            against="the unshifted run",
+        )
+    ]
+
+
+def check_masked_keys(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]:
+    """Keys hidden from every query (the last r) may hold any content: changing their k and
+    v must not change the output. (Per-position tensors such as segment ids also describe
+    the queries at those positions, so they stay.)"""
+    args = draw.arguments(dtype)
+    rng = np.random.default_rng(draw.seed + 2)
+    klen = args["k"].shape[2]
+    hidden = max(1, draw.seed % klen) if klen > 1 else 1
+    masked = dict(args, mask=_full_mask(args) & (np.arange(klen) < klen - hidden))
+    changed = dict(masked)
+    for name, axis in (("k", 2), ("v", 2)):
+        value = args[name].copy()
+        index = [slice(None)] * value.ndim
+        index[axis] = slice(klen - hidden, klen)
+        value[tuple(index)] = _random_like(value[tuple(index)], rng, dtype)
+        changed[name] = value
+    bound = 2 * expected(impl.encoding, masked).bounds(dtype).out
+    return [
+        compare(
+            f"out with the last {hidden} hidden keys changed",
+            _run(impl, changed, dtype).out,
+            _run(impl, masked, dtype).out,
+            bound,
+            who=_who(impl, dtype),
+            against="the run before the change",
+        )
+    ]
+
+
+def check_batch(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]:
+    """Batch elements are independent: changing every other element leaves element 0."""
+    args = draw.arguments(dtype)
+    rng = np.random.default_rng(draw.seed + 3)
+    changed = dict(args)
+    for name, axis in _axis_tensors(impl.encoding, "bsz").items():
+        if args.get(name) is None or axis != 0:
+            continue
+        value = args[name].copy()
+        value[1:] = _random_like(value[1:], rng, dtype)
+        changed[name] = value
+    mask = args.get("mask")
+    if mask is not None and mask.ndim == 4 and mask.shape[0] > 1:
+        changed["mask"] = mask.copy()
+        changed["mask"][1:] = rng.random(mask[1:].shape) < 0.5
+    bound = 2 * expected(impl.encoding, args).bounds(dtype).out[:1]
+    return [
+        compare(
+            "out of batch element 0 after changing the others",
+            _run(impl, changed, dtype).out[:1],
+            _run(impl, args, dtype).out[:1],
+            bound,
+            who=_who(impl, dtype),
+            against="the unchanged batch",
+        )
+    ]
+
+
+def check_memory_rows(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]:
+    """A run with mlen memory positions equals the last qlen rows of a run in which the
+    memory positions are queries too (mlen = 0, qlen = klen)."""
+    args = draw.arguments(dtype)
+    rng = np.random.default_rng(draw.seed + 4)
+    mlen = args["k"].shape[2] - args["q"].shape[2]
+    full = dict(args)
+    full["q"] = np.concatenate(
+        [
+            representable(
+                rng.standard_normal((*args["q"].shape[:2], mlen, args["q"].shape[3])), dtype
+            ),
+            args["q"],
+        ],
+        axis=2,
+    )
+    mask = _full_mask(args)
+    top = np.ones((*mask.shape[:2], mlen, mask.shape[3]), bool)
+    full["mask"] = np.concatenate([top, mask], axis=2)
+    bound = 2 * expected(impl.encoding, args).bounds(dtype).out
+    return [
+        compare(
+            f"out rows {mlen}.. of the full-length run",
+            _run(impl, full, dtype).out[:, :, mlen:],
+            _run(impl, args, dtype).out,
+            bound,
+            who=_who(impl, dtype),
+            against="the run with memory",
+        )
+    ]
+
+
+def check_zero_tables(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]:
+    """With every relative table zero the encoding is plain attention: the framework's own
+    (torch scaled_dot_product_attention, jax.nn.dot_product_attention) must agree on every
+    query with a visible key."""
+    args = draw.arguments(dtype)
+    enc = get_encoding(impl.encoding)
+    zeroed = dict(args)
+    for name in enc.zero_tables:
+        if args.get(name) is not None:
+            zeroed[name] = np.zeros_like(args[name])
+    adapter = backend(impl.backend)
+    problem = enc.validate(zeroed, check_dtypes=False)
+    scale = problem.options["scale"]
+    scale = float(1 / np.sqrt(problem.dims["d_head"])) if scale is None else scale
+    mask = _full_mask(zeroed)
+    live = np.asarray(mask.any(axis=-1))[..., None]
+    plain = adapter.plain_attention(
+        zeroed["q"],
+        zeroed["k"],
+        zeroed["v"],
+        None if zeroed.get("mask") is None else mask,
+        scale,
+        dtype,
+    )
+    mine = _run(impl, zeroed, dtype).out
+    b = expected(impl.encoding, zeroed)
+    bound = b.bounds(dtype).out + b.bounds(adapter.plain_attention_dtype(dtype)).out
+    name = (
+        "scaled_dot_product_attention"
+        if impl.backend == "torch"
+        else ("jax.nn.dot_product_attention")
+    )
+    return [
+        compare(
+            "out with zero tables",
+            np.where(live, mine, 0.0),
+            np.where(live, plain, 0.0),
+            bound,
+            who=_who(impl, dtype),
+            against=name,
+        )
+    ]
+
+
+def check_wide_range(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]:
+    """Once the range (clip, clamp) covers every distance, widening it further (with any
+    values in new table rows) changes nothing."""
+    enc = get_encoding(impl.encoding)
+    rng = np.random.default_rng(draw.seed + 5)
+    covering = _round(enc.widen(draw.arguments(dtype), 0, rng), dtype)
+    wider = _round(enc.widen(covering, 1 + draw.seed % 4, rng), dtype)
+    bound = 2 * expected(impl.encoding, covering).bounds(dtype).out
+    return [
+        compare(
+            "out with a wider range",
+            _run(impl, wider, dtype).out,
+            _run(impl, covering, dtype).out,
+            bound,
+            who=_who(impl, dtype),
+            against="the covering range",
+        )
+    ]
+
+
+# -- 5. fully masked rows ------------------------------------------------------------------
+
+
+def check_masked_rows(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]:
+    args = draw.arguments(dtype)
+    got = _run(impl, args, dtype)
+    dead = ~expected(impl.encoding, args).mask.any(axis=-1)
+    who = _who(impl, dtype)
+    verdicts = []
+    for name, array in (("out", got.out), ("probs", got.probs), ("scores", got.scores)):
+        bad = np.isnan(array)
+        if bad.any():
+            index = tuple(int(i) for i in np.argwhere(bad)[0])
+            verdicts.append(
+                Verdict(
+                    False,
+                    float("inf"),
+                    index,
+                    f"{name} of {who} = nan at {list(index)}, but should have "
+                    "no NaN (fully masked rows give zeros)",
+                )
+            )
+    rows_ok = (
+        (got.out[dead] == 0).all()
+        and (got.probs[dead] == 0).all()
+        and np.isneginf(got.scores[dead]).all()
+    )
+    if not rows_ok:
+        index = tuple(int(i) for i in np.argwhere(dead)[0])
+        verdicts.append(
+            Verdict(
+                False,
+                float("inf"),
+                index,
+                f"out of {who} = {np.asarray(got.out)[index].tolist()} at fully masked "
+                f"row {list(index)}, but should be 0 (probs 0, scores -inf)",
+            )
+        )
+    # The loss on the fully masked rows only: every gradient must be exactly 0 (a NaN from a
+    # dead row's softmax would show here too, since NaN != 0).
+    weights = np.zeros(got.out.shape)
+    weights[dead] = 1.0
+    wrt = _wrt(impl.encoding, args)
+    grads = backend(impl.backend).gradients(impl.load(), args, dtype, weights, wrt)
+    for name, g in grads.items():
+        if not (g == 0).all():
+            index = tuple(int(i) for i in np.argwhere(g != 0)[0])
+            verdicts.append(
+                Verdict(
+                    False,
+                    float("inf"),
+                    index,
+                    f"d/d{name} of the loss on fully masked rows of {who} = "
+                    f"{g[index]} at {list(index)}, but should be 0",
+                )
+            )
+    return verdicts or [Verdict(True, 0.0, (), "")]
+
+
+# -- the table -----------------------------------------------------------------------------
+
+
+def _strategy(size: str, **kw: Any) -> Callable[[str], st.SearchStrategy[Draw]]:
+    return lambda encoding: draws(encoding, size, **kw)
+
+
+# Plain attention returns NaN for rows with no visible key; those rows are compared only in
+# masked_rows, so this property does not ask for them (random masks may still hide a row,
+# which the check leaves out).
+_NO_DEAD_ROWS = tuple(k for k in MASK_KINDS if k != "fully_masked_row")
+
+#: dtypes beyond every dtype: float64 catches the smallest deviations and float32 is what is
+#: deployed; the half types are checked against the oracle and for masked rows.
+PRECISE = ("float64", "float32")
+EXACT_ONLY = ("float64",)
+
+PROPERTIES: dict[str, Property] = {
+    p.name: p
+    for p in [
+        Property(
+            "oracle",
+            "scores, probabilities and outputs agree with the oracle",
+            DTYPES,
+            _strategy("oracle"),
+            check_oracle,
+        ),
+        Property(
+            "cross_backend",
+            "agrees with the same variant on the other backend, up to L = 128",
+            PRECISE,
+            _strategy("cross"),
+            check_cross_backend,
+            needs_partner=True,
+        ),
+        Property(
+            "gradients",
+            "gradients with respect to every float input agree with the oracle's",
+            PRECISE,
+            _strategy("tiny"),
+            check_gradients,
+        ),
+        Property(
+            "gradients_cross_backend",
+            "gradients agree with the other backend's",
+            EXACT_ONLY,
+            _strategy("tiny"),
+            check_gradients_cross_backend,
+            needs_partner=True,
+        ),
+        Property(
+            "translation",
+            "masked memory prepended (all positions shifted) changes nothing",
+            EXACT_ONLY,
+            _strategy("oracle"),
+            check_translation,
+            metamorphic=True,
+        ),
+        Property(
+            "masked_keys",
+            "values behind hidden keys do not affect the output",
+            EXACT_ONLY,
+            _strategy("oracle"),
+            check_masked_keys,
+            metamorphic=True,
+        ),
+        Property(
+            "batch",
+            "batch elements are independent",
+            EXACT_ONLY,
+            _strategy("oracle", at_least={"bsz": 2}),
+            check_batch,
+            metamorphic=True,
+        ),
+        Property(
+            "memory_rows",
+            "a run with memory equals the matching rows of a full-length run",
+            EXACT_ONLY,
+            _strategy("oracle", at_least={"mlen": 1}),
+            check_memory_rows,
+            metamorphic=True,
+        ),
+        Property(
+            "zero_tables",
+            "zero tables reduce to the framework's plain attention",
+            EXACT_ONLY,
+            _strategy("oracle", masks=_NO_DEAD_ROWS),
+            check_zero_tables,
+            metamorphic=True,
+        ),
+        Property(
+            "wide_range",
+            "widening a range that covers every distance changes nothing",
+            EXACT_ONLY,
+            _strategy("oracle"),
+            check_wide_range,
+            metamorphic=True,
+        ),
+        Property(
+            "masked_rows",
+            "fully masked rows give zeros and no NaN, forward and backward",
+            DTYPES,
+            _strategy("tiny", masks=("fully_masked_row",)),
+            check_masked_rows,
+        ),
+    ]
+}
+
+
+def applicable(prop: Property, impl: Implementation) -> tuple[bool, str]:
+    """Whether ``prop`` applies to ``impl``, and if not, why (a skip reason)."""
+    if prop.metamorphic and prop.name not in get_encoding(impl.encoding).metamorphic:
+        return False, f"{impl.encoding} does not declare {prop.name}"
+    if prop.needs_partner:
+        other = partner(impl)
+        if other is None:
+            return False, f"no other backend implements {impl.encoding}-{impl.variant}"
+        ok, why = other.available()
+        if not ok:
+            return False, why
+    return impl.available()

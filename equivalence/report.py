@@ -1,0 +1,140 @@
+"""Reports of a conformance run: the matrix printed by ``relpos check`` and its JSON form.
+
+JSON schema (``relpos check --json FILE``)::
+
+    {
+      "spec_version": "1.0.0",
+      "environment": {"python", "platform", "sympy", "hypothesis", "numpy", "torch", "jax"},
+      "profile": "dev" | "ci" | "thorough",
+      "results": [
+        {"encoding", "backend", "variant", "property", "dtype",
+         "status": "pass" | "fail" | "error" | "skip",
+         "examples", "worst_ratio", "seconds",
+         "message" (fail, error, skip), "repro" (fail, error)}
+      ]
+    }
+
+``worst_ratio`` is the largest error seen as a fraction of its allowed bound (<= 1 passes).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+from collections.abc import Iterable, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from equivalence.runner import Result
+
+__all__ = ["environment", "matrix", "to_json", "write_json"]
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def environment() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        **{
+            name: _version(name)
+            for name in (
+                "sympy",
+                "mpmath",
+                "numpy",
+                "hypothesis",
+                "torch",
+                "jax",
+                "jaxlib",
+                "transformers",
+            )
+        },
+    }
+
+
+def _ratio(value: float) -> float | None:
+    return None if math.isinf(value) or math.isnan(value) else value
+
+
+def to_json(
+    results: Iterable[Result], *, profile: str, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    from spec import SPEC_VERSION
+
+    rows = []
+    for r in results:
+        row: dict[str, Any] = {
+            "encoding": r.encoding,
+            "backend": r.backend,
+            "variant": r.variant,
+            "property": r.property,
+            "dtype": r.dtype,
+            "status": r.status,
+            "examples": r.examples,
+            "worst_ratio": _ratio(r.worst_ratio),
+            "seconds": round(r.seconds, 3),
+        }
+        if r.status != "pass":
+            row["message"] = r.message
+        if r.status in ("fail", "error"):
+            row["repro"] = r.repro
+        row.update(r.extra)
+        rows.append(row)
+    return {
+        "spec_version": SPEC_VERSION,
+        "environment": environment(),
+        "profile": profile,
+        **dict(extra or {}),
+        "results": rows,
+    }
+
+
+def write_json(path: str | Path, document: Mapping[str, Any]) -> None:
+    Path(path).write_text(json.dumps(document, indent=1) + "\n")
+
+
+def _cell(results: list[Result]) -> str:
+    ran = [r for r in results if r.status != "skip"]
+    if not ran:
+        return "skip"
+    examples = sum(r.examples for r in ran)
+    worst = max(r.worst_ratio for r in ran)
+    if any(r.status == "error" for r in ran):
+        status = "ERROR"
+    elif any(r.status == "fail" for r in ran):
+        status = "FAIL"
+    else:
+        status = "pass"
+    shown = "inf" if math.isinf(worst) else f"{worst:.2g}"
+    return f"{status} {examples}/{shown}"
+
+
+def matrix(results: list[Result]) -> str:
+    """One row per implementation, one column per property; a cell is the status, the
+    examples run over every dtype, and the worst error as a fraction of the bound."""
+    impls = list(dict.fromkeys(r.implementation for r in results))
+    props = list(dict.fromkeys(r.property for r in results))
+    cells = {
+        (i, p): _cell([r for r in results if r.implementation == i and r.property == p])
+        for i in impls
+        for p in props
+    }
+    header = ["implementation", *props]
+    widths = [max(len(header[0]), *(len(i) for i in impls))] + [
+        max(len(p), *(len(cells[i, p]) for i in impls)) for p in props
+    ]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
+    lines += [fmt.format(i, *(cells[i, p] for p in props)) for i in impls]
+    lines.append(
+        "cell: status examples/worst error as a fraction of its bound (<= 1 passes), "
+        "over every dtype the property runs in"
+    )
+    return "\n".join(lines) + "\n"

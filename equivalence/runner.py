@@ -1,0 +1,146 @@
+"""Runs a property on an implementation with Hypothesis and reports the outcome.
+
+Used by the pytest suite, ``relpos check`` and third-party checks alike. A failure keeps
+Hypothesis's smallest failing example; its message names the property, the implementation,
+the dtype, the worst error and where it is, the allowed bound, and a repro snippet.
+"""
+
+from __future__ import annotations
+
+import builtins
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import given, seed, settings
+
+from equivalence.draws import Draw
+from equivalence.profiles import RUN_SEED, load_profile
+from equivalence.properties import PROPERTIES, Property, applicable
+from impls import Implementation, get
+
+__all__ = ["Result", "reproduce", "run_property"]
+
+
+@dataclass
+class Result:
+    """One (implementation, property, dtype) outcome; ``status`` is pass, fail, error or skip."""
+
+    encoding: str
+    backend: str
+    variant: str
+    property: str
+    dtype: str
+    status: str
+    examples: int = 0
+    worst_ratio: float = 0.0
+    seconds: float = 0.0
+    message: str = ""
+    repro: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @builtins.property  # the field `property` shadows the builtin in this class body
+    def implementation(self) -> str:
+        return f"{self.backend}-{self.encoding}-{self.variant}"
+
+
+def repro_snippet(prop: str, impl: Implementation, dtype: str, draw: Draw) -> str:
+    return (
+        "from equivalence import reproduce\n"
+        "from equivalence.draws import Draw\n"
+        f"reproduce({prop!r}, {impl.id!r}, {dtype!r},\n"
+        f"          {draw!r})"
+    )
+
+
+class PropertyFailure(AssertionError):
+    """A property failed on a draw; carries the repro. ``status`` is "fail" (a wrong value)
+    or "error" (the implementation raised)."""
+
+    def __init__(self, message: str, repro: str, status: str = "fail") -> None:
+        super().__init__(f"{message}\nrepro:\n{repro}")
+        self.repro = repro
+        self.status = status
+
+
+def _check(prop: Property, impl: Implementation, draw: Draw, dtype: str) -> float:
+    try:
+        verdicts = prop.check(impl, draw, dtype)
+    except Exception as exc:  # raised inside the implementation (or its call): a finding
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        raise PropertyFailure(
+            f"property {prop.name}: {impl.id} raised {type(exc).__name__}: {exc}\n"
+            f"  at {where.filename}:{where.lineno} in {where.name}",
+            repro_snippet(prop.name, impl, dtype, draw),
+            status="error",
+        ) from exc
+    failed = [v for v in verdicts if not v.ok]
+    if failed:
+        header = f"property {prop.name} failed for {impl.id} ({impl.encoding}) in {dtype}:"
+        raise PropertyFailure(
+            "\n".join([header, *(v.message for v in failed)]),
+            repro_snippet(prop.name, impl, dtype, draw),
+        )
+    return max((v.worst_ratio for v in verdicts), default=0.0)
+
+
+def run_property(
+    prop_name: str, impl: Implementation, dtype: str, *, profile: str | settings | None = None
+) -> Result:
+    """Run one property on one implementation in one dtype under a Hypothesis profile: a
+    profile name, a ``hypothesis.settings`` object, or the current profile by default."""
+    prop = PROPERTIES[prop_name]
+    result = Result(impl.encoding, impl.backend, impl.variant, prop_name, dtype, "pass")
+    ok, why = applicable(prop, impl)
+    if not ok:
+        result.status, result.message = "skip", why
+        return result
+    if dtype not in prop.dtypes:
+        result.status, result.message = "skip", f"{prop_name} runs in {', '.join(prop.dtypes)}"
+        return result
+    state: dict[str, float] = {"examples": 0, "worst": 0.0}
+
+    if isinstance(profile, settings):
+        chosen = profile
+    else:
+        chosen = load_profile(profile) if profile else settings()
+
+    @settings(chosen)
+    @given(draw=prop.strategy(impl.encoding))
+    def property_holds(draw: Draw) -> None:
+        state["examples"] += 1
+        state["worst"] = max(state["worst"], _check(prop, impl, draw, dtype))
+
+    if not chosen.derandomize:
+        property_holds = seed(RUN_SEED)(property_holds)
+
+    start = time.perf_counter()
+    try:
+        property_holds()
+    except (PropertyFailure, BaseExceptionGroup) as caught:
+        failures = _failures(caught)
+        result.status = "fail" if any(f.status == "fail" for f in failures) else "error"
+        result.message = "\n\n".join(str(f) for f in failures)
+        result.repro = failures[0].repro
+    result.seconds = time.perf_counter() - start
+    result.examples, result.worst_ratio = int(state["examples"]), state["worst"]
+    return result
+
+
+def _failures(caught: BaseException) -> list[PropertyFailure]:
+    """The property failures in what Hypothesis raised (one, or a group of distinct ones)."""
+    if isinstance(caught, PropertyFailure):
+        return [caught]
+    if isinstance(caught, BaseExceptionGroup):
+        found = [f for sub in caught.exceptions for f in _failures(sub)]
+        if found:
+            return found
+    raise caught
+
+
+def reproduce(prop_name: str, impl_id: str, dtype: str, draw: Draw) -> float:
+    """Re-run one failing example; raises AssertionError with the report if it still fails,
+    returns the worst error as a fraction of its bound otherwise."""
+    backend, encoding, variant = impl_id.split("-", 2)
+    return _check(PROPERTIES[prop_name], get(encoding, backend, variant), draw, dtype)

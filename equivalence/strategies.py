@@ -1,0 +1,130 @@
+"""Hypothesis strategies for check inputs: backend-neutral, drawing :class:`Draw` values.
+
+Every strategy is derived from the spec's declarations (arguments, option candidates, optional
+groups, free dimensions), so a new encoding is covered without edits here. Array contents come
+from a drawn seed (fast for long sequences); dimensions, options, masks and value kinds are
+drawn by Hypothesis and shrink towards the smallest shapes, the first option candidates, no
+mask and dyadic values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
+
+from equivalence.draws import MASK_KINDS, VALUE_KINDS, Draw
+from spec import ENCODINGS, get_encoding
+
+__all__ = ["SIZES", "dimensions", "draws", "mask_kinds", "value_kinds"]
+
+#: Ranges (inclusive) of each dimension per size class.
+SIZES: dict[str, dict[str, tuple[int, int]]] = {
+    # small enough for the exact oracle
+    "oracle": {"bsz": (1, 3), "n_head": (1, 4), "qlen": (1, 12), "mlen": (0, 6), "d_head": (1, 8)},
+    # small enough for exact gradients (dual numbers)
+    "tiny": {"bsz": (1, 2), "n_head": (1, 2), "qlen": (1, 4), "mlen": (0, 3), "d_head": (1, 4)},
+    # long sequences, for checks between backends
+    "cross": {
+        "bsz": (1, 2),
+        "n_head": (1, 4),
+        "qlen": (1, 128),
+        "mlen": (0, 16),
+        "d_head": (1, 16),
+    },
+}
+
+
+def _check_encoding(encoding: str) -> None:
+    if encoding not in ENCODINGS:
+        raise InvalidArgument(
+            f"encoding={encoding!r} must be one of {', '.join(map(repr, ENCODINGS))}"
+        )
+
+
+def dimensions(
+    encoding: str, size: str = "oracle", *, at_least: Mapping[str, int] | None = None
+) -> st.SearchStrategy[dict[str, int]]:
+    """bsz, n_head, qlen, mlen, d_head in the ranges of ``size`` (raised to ``at_least``) and
+    the encoding's free dimensions; shrinks towards the smallest."""
+    _check_encoding(encoding)
+    if size not in SIZES:
+        raise InvalidArgument(f"size={size!r} must be one of {', '.join(map(repr, SIZES))}")
+    floors = dict(at_least or {})
+    unknown = set(floors) - set(SIZES[size])
+    if unknown:
+        raise InvalidArgument(f"at_least names unknown dimensions {sorted(unknown)}")
+    ranges = {}
+    for name, (lo, hi) in SIZES[size].items():
+        lo = max(lo, floors.get(name, lo))
+        if lo > hi:
+            raise InvalidArgument(f"at_least[{name!r}]={lo} exceeds the {size} maximum {hi}")
+        ranges[name] = st.integers(lo, hi)
+    for name, sizes in get_encoding(encoding).free_dims.items():
+        ranges[name] = st.sampled_from(sizes)
+    return st.fixed_dictionaries(ranges)
+
+
+def mask_kinds(kinds: Sequence[str] = MASK_KINDS) -> st.SearchStrategy[str]:
+    """Mask kinds; shrinks towards the first (no mask)."""
+    bad = [k for k in kinds if k not in MASK_KINDS]
+    if bad or not kinds:
+        raise InvalidArgument(f"mask kinds must be a non-empty subset of {MASK_KINDS}, got {kinds}")
+    return st.sampled_from(tuple(kinds))
+
+
+def value_kinds(kinds: Sequence[str] = VALUE_KINDS) -> st.SearchStrategy[str]:
+    """Kinds of float values; shrinks towards dyadic."""
+    bad = [k for k in kinds if k not in VALUE_KINDS]
+    if bad or not kinds:
+        raise InvalidArgument(
+            f"value kinds must be a non-empty subset of {VALUE_KINDS}, got {kinds}"
+        )
+    return st.sampled_from(tuple(kinds))
+
+
+@st.composite
+def draws(
+    draw: Any,
+    encoding: str,
+    size: str = "oracle",
+    *,
+    masks: Sequence[str] = MASK_KINDS,
+    values: Sequence[str] = VALUE_KINDS,
+    at_least: Mapping[str, int] | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> Draw:
+    """Complete check inputs for ``encoding``: dimensions, every option (from the spec's
+    candidates, or fixed by ``options``), optional tensor groups present or not, table
+    layouts, a mask kind, a value kind and a seed for the array contents."""
+    _check_encoding(encoding)
+    enc = get_encoding(encoding)
+    dims = draw(dimensions(encoding, size, at_least=at_least))
+    fixed = dict(options or {})
+    chosen = {}
+    for name, candidates in enc.option_values(dims).items():
+        chosen[name] = fixed[name] if name in fixed else draw(st.sampled_from(candidates))
+    groups = enc.optional_groups or tuple(
+        (t.name,) for t in enc.tensors if not t.required and t.name != "mask"
+    )
+    include: tuple[str, ...] = ()
+    for group in groups:
+        if draw(st.booleans()):
+            include += group
+    layouts = {
+        t.name: draw(st.integers(0, len(t.layouts) - 1))
+        for t in enc.tensors
+        if len(t.layouts) > 1 and not t.broadcast
+    }
+    return Draw(
+        encoding,
+        dims,
+        chosen,
+        include,
+        layouts,
+        draw(mask_kinds(masks)),
+        draw(value_kinds(values)),
+        draw(st.integers(0, 2**32 - 1)),
+    )
