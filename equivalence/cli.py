@@ -114,6 +114,12 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from equivalence.bench import main as bench
+
+    return bench(args.sizes, args.rounds, args.select, args.out)
+
+
 def _parser() -> argparse.ArgumentParser:
     from spec import ENCODINGS
 
@@ -175,6 +181,16 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--json", metavar="FILE", help="write the report as JSON")
     check.add_argument("--verbose", action="store_true", help="also list skipped checks")
     check.set_defaults(run=_check)
+
+    bench = commands.add_parser(
+        "bench",
+        help="benchmark every implementation against the attention floor (run from a checkout)",
+    )
+    bench.add_argument("--sizes", default="256,512,1024,2048", help="comma-separated L values")
+    bench.add_argument("--rounds", type=int, default=5, help="timed rounds per case")
+    bench.add_argument("--select", help="only cases whose id contains this (pytest -k)")
+    bench.add_argument("--out", default="benchmarks/results", help="where tables and JSON go")
+    bench.set_defaults(run=_bench)
     return parser
 
 

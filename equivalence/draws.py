@@ -16,7 +16,7 @@ import numpy as np
 
 from equivalence.dtypes import representable
 from spec import get_encoding
-from spec._cases import make_mask
+from spec._cases import build_arguments, make_mask
 
 __all__ = ["MASK_KINDS", "VALUE_KINDS", "Draw"]
 
@@ -61,31 +61,17 @@ class Draw:
 
     def arguments(self, dtype: str = "float64") -> dict[str, Any]:
         """Every argument as numpy arrays (floats exactly representable in ``dtype``)."""
-        enc = get_encoding(self.encoding)
         rng = np.random.default_rng(self.seed)
-        dims = {
-            **self.dims,
-            "klen": self.klen,
-            **enc.derived_dims({o.name: o.default for o in enc.options} | dict(self.options)),
-        }
-        args: dict[str, Any] = dict(self.options)
-        for t in enc.tensors:
-            if t.name == "mask":
-                mask = _mask(self.mask, dims, rng)
-                if mask is not None:
-                    args["mask"] = mask
-                continue
-            if not t.required and t.name not in self.include:
-                continue
-            layout = t.layouts[self.layouts.get(t.name, 0)]
-            shape = tuple(dims[d] if isinstance(d, str) else d for d in layout)
-            if t.kind == "float":
-                args[t.name] = representable(self._floats(rng, shape), dtype)
-            elif t.kind == "int":
-                args[t.name] = rng.integers(0, 3, size=shape).astype(np.int64)
-            else:
-                args[t.name] = rng.random(shape) < 0.5
-        return args
+        return build_arguments(
+            get_encoding(self.encoding),
+            self.dims,
+            self.options,
+            self.include,
+            self.layouts,
+            lambda dims: _mask(self.mask, dims, rng),
+            lambda shape: representable(self._floats(rng, shape), dtype),
+            rng,
+        )
 
     def _floats(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
         if self.values == "dyadic":
