@@ -56,7 +56,7 @@ class Case:
 
 
 def cases(sizes: tuple[int, ...] = (256, 512, 1024, 2048)) -> list[Case]:
-    out = []
+    out: list[Case] = []
     for L in sizes:
         for mode in MODES:
             for impl in registry():
@@ -120,7 +120,7 @@ def _build_impl(impl: Implementation, case: Case) -> Callable[[], Any]:
     import jax
     import jax.numpy as jnp
 
-    tensors = {k: jnp.asarray(v) for k, v in args.items() if isinstance(v, np.ndarray)}
+    arrays = {k: jnp.asarray(v) for k, v in args.items() if isinstance(v, np.ndarray)}
     options = {k: v for k, v in args.items() if not isinstance(v, np.ndarray)}
 
     def forward(t: dict[str, Any]) -> Any:
@@ -129,9 +129,9 @@ def _build_impl(impl: Implementation, case: Case) -> Callable[[], Any]:
 
     step = jax.jit(forward if case.mode == "forward" else jax.grad(lambda t: jnp.sum(forward(t))))
     start = time.perf_counter()
-    jax.block_until_ready(step(tensors))
+    jax.block_until_ready(step(arrays))
     _COMPILE_SECONDS[case.id] = time.perf_counter() - start
-    return lambda: jax.block_until_ready(step(tensors))
+    return lambda: jax.block_until_ready(step(arrays))
 
 
 #: First-call seconds of JAX cases (compilation plus one run), by case id.
