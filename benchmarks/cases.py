@@ -2,9 +2,10 @@
 callables that run one forward (or forward and backward) pass to completion.
 
 Shapes follow the implementations issue: bsz 1, n_head 8, d_head 64, float32, L = qlen = klen.
-Settings: ``clip16`` (Shaw clip (-16, 16); Transformer-XL clamp_len 16) and ``unclipped`` (Shaw
-clip (-(L-1), L-1), no clamp). Reference variants form (L, L, d_head) tensors by design and
-run only up to ``REFERENCE_MAX``.
+Settings: ``clip16`` (Shaw clip (-16, 16); Transformer-XL clamp_len 16), ``unclipped`` (Shaw
+clip (-(L-1), L-1), no clamp) and, for Shaw only, ``key_only`` (clip (-16, 16), no rel_v).
+Reference variants form (L, L, d_head) tensors by design and run only up to
+``REFERENCE_MAX``.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ __all__ = ["BASELINES", "FLOOR", "REFERENCE_MAX", "SETTINGS", "Case", "cases"]
 
 BSZ, N_HEAD, D_HEAD = 1, 8, 64
 D_MODEL = N_HEAD * D_HEAD
-SETTINGS = ("clip16", "unclipped")
+SETTINGS = ("clip16", "unclipped", "key_only")
 MODES = ("forward", "backward")
-REFERENCE_MAX = 512
+REFERENCE_MAX = 256
 #: The floor every ratio is taken to: scaled_dot_product_attention with a float bias.
 FLOOR = "sdpa_bias"
 BASELINES = ("sdpa", "sdpa_bias", "eager", "hf_xlnet_rel_attn_core", "hf_w2v_bert_relative_key")
@@ -62,7 +63,11 @@ def cases(sizes: tuple[int, ...] = (256, 512, 1024, 2048)) -> list[Case]:
             for impl in registry():
                 if impl.variant == "reference" and L > REFERENCE_MAX:
                     continue
-                out.extend(Case(impl.id, L, mode, s) for s in SETTINGS)
+                out.extend(
+                    Case(impl.id, L, mode, s)
+                    for s in SETTINGS
+                    if s != "key_only" or impl.encoding == "shaw"
+                )
             out.extend(Case(b, L, mode, "clip16") for b in BASELINES)
             out.append(Case("hf_w2v_bert_relative_key", L, mode, "unclipped"))
     return out
@@ -77,11 +82,11 @@ def _inputs(case: Case, encoding: str) -> dict[str, np.ndarray | Any]:
 
     args: dict[str, Any] = {name: randn(BSZ, N_HEAD, L, D_HEAD) for name in ("q", "k", "v")}
     if encoding == "shaw":
-        clip = (-16, 16) if case.setting == "clip16" else (-(L - 1), L - 1)
+        clip = (-(L - 1), L - 1) if case.setting == "unclipped" else (-16, 16)
         rows = clip[1] - clip[0] + 1
-        args.update(
-            rel_k=randn(rows, D_HEAD, scale=0.1), rel_v=randn(rows, D_HEAD, scale=0.1), clip=clip
-        )
+        args.update(rel_k=randn(rows, D_HEAD, scale=0.1), clip=clip)
+        if case.setting != "key_only":
+            args["rel_v"] = randn(rows, D_HEAD, scale=0.1)
     else:
         args.update(
             w_r=randn(N_HEAD, D_HEAD, D_MODEL, scale=1 / math.sqrt(D_MODEL)),
