@@ -9,7 +9,7 @@ a failure's repro is a copy-pasteable snippet.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -55,9 +55,6 @@ class Draw:
     @property
     def klen(self) -> int:
         return self.dims["qlen"] + self.dims["mlen"]
-
-    def with_(self, **changes: Any) -> Draw:
-        return replace(self, **changes)
 
     def arguments(self, dtype: str = "float64") -> dict[str, Any]:
         """Every argument as numpy arrays (floats exactly representable in ``dtype``)."""

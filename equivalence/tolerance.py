@@ -191,19 +191,6 @@ def suggested(dtype: str, b: Bounds) -> dict[str, float]:
     }
 
 
-def describe(dtype: str) -> Mapping[str, float]:
-    """The constants of the model for one dtype (for reports and docs)."""
-    m = _model(dtype)
-    return {
-        "u": m.u,
-        "u_acc": m.u_acc,
-        "tiny": m.tiny,
-        "C_ROUND": C_ROUND,
-        "SAFETY": SAFETY,
-        "log2_u": math.log2(m.u),
-    }
-
-
 def for_evaluation(
     dtype: str, encoding: str, args: Mapping[str, object], evaluation: object
 ) -> Bounds:
