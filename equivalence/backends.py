@@ -28,11 +28,12 @@ _POSITIONAL = ("q", "k", "v")
 
 @dataclass(frozen=True)
 class Outputs:
-    """An implementation's results as float64 numpy arrays."""
+    """An implementation's results as float64 numpy arrays (a third-party target may return
+    only ``out``; probabilities and scores are then None)."""
 
     out: np.ndarray
-    probs: np.ndarray
-    scores: np.ndarray
+    probs: np.ndarray | None
+    scores: np.ndarray | None
 
 
 class Backend(abc.ABC):
@@ -68,7 +69,11 @@ class Backend(abc.ABC):
         converted = self.convert(args, dtype)
         positional = [converted.pop(name) for name in _POSITIONAL]
         out, probs, scores = fn(*positional, with_weights=True, **converted)
-        return Outputs(self.to_numpy(out), self.to_numpy(probs), self.to_numpy(scores))
+        return Outputs(
+            self.to_numpy(out),
+            None if probs is None else self.to_numpy(probs),
+            None if scores is None else self.to_numpy(scores),
+        )
 
     @abc.abstractmethod
     def gradients(

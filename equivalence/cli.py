@@ -4,6 +4,10 @@ relpos spec show NAME [--latex]        the formula sheet of an encoding
 relpos spec prove [--encoding NAME]    prove the spec's identities, print a table
 relpos vectors export --out DIR        write the golden vectors
 relpos vectors verify DIR              re-derive golden vectors, report differences
+relpos check [--target M:F --encoding NAME [--profile P] [--adapter M:F]]
+                                       conformance report (bundled implementations or a target)
+relpos profiles [--encoding NAME]      conventions and named library profiles
+relpos bench                           benchmarks
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["main"]
 
@@ -62,14 +67,37 @@ def _vectors_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _summary(results: list, budget: str) -> str:
+    counts = {s: sum(r.status == s for r in results) for s in ("pass", "fail", "error", "skip")}
+    return (
+        f"\n{counts['pass']} passed, {counts['fail']} failed, {counts['error']} "
+        f"errors, {counts['skip']} skipped (budget {budget})\n"
+    )
+
+
+def _progress(n: int, total: int, result: Any, verbose: bool) -> None:
+    if result.status != "skip" or verbose:
+        sys.stderr.write(
+            f"[{n}/{total}] {result.implementation} {result.property} {result.dtype}: "
+            f"{result.status} ({result.examples} examples, {result.seconds:.1f}s)\n"
+        )
+
+
 def _check(args: argparse.Namespace) -> int:
     from equivalence.profiles import active_profile
+
+    budget = args.budget or active_profile()
+    if args.target:
+        return _check_target(args, budget)
+    for flag in ("adapter", "profile"):
+        if getattr(args, flag):
+            sys.stderr.write(f"relpos check: --{flag} needs --target\n")
+            return 2
     from equivalence.properties import PROPERTIES
     from equivalence.report import matrix, to_json, write_json
     from equivalence.runner import run_property
     from impls import registry
 
-    profile = args.profile or active_profile()
     chosen = [
         i
         for i in registry()
@@ -90,13 +118,9 @@ def _check(args: argparse.Namespace) -> int:
         return 2
     results = []
     for n, (impl, prop, dtype) in enumerate(jobs, 1):
-        result = run_property(prop.name, impl, dtype, profile=profile)
+        result = run_property(prop.name, impl, dtype, profile=budget)
         results.append(result)
-        if result.status != "skip" or args.verbose:
-            sys.stderr.write(
-                f"[{n}/{len(jobs)}] {impl.id} {prop.name} {dtype}: {result.status}"
-                f" ({result.examples} examples, {result.seconds:.1f}s)\n"
-            )
+        _progress(n, len(jobs), result, args.verbose)
     sys.stdout.write(matrix(results))
     bad = [r for r in results if r.status in ("fail", "error")]
     for r in bad:
@@ -104,14 +128,94 @@ def _check(args: argparse.Namespace) -> int:
             f"\n{r.status.upper()}: {r.implementation} {r.property} {r.dtype}\n{r.message}\n"
         )
     if args.json:
-        write_json(args.json, to_json(results, profile=profile))
+        write_json(args.json, to_json(results, budget=budget))
         sys.stdout.write(f"\nreport written to {args.json}\n")
-    counts = {s: sum(r.status == s for r in results) for s in ("pass", "fail", "error", "skip")}
-    sys.stdout.write(
-        f"\n{counts['pass']} passed, {counts['fail']} failed, {counts['error']} "
-        f"errors, {counts['skip']} skipped (profile {profile})\n"
-    )
+    sys.stdout.write(_summary(results, budget))
     return 1 if bad else 0
+
+
+def _check_target(args: argparse.Namespace, budget: str) -> int:
+    from equivalence.report import matrix, to_json, write_json
+    from equivalence.targets import check_target, failure_report, make_target
+    from spec import ArgumentError
+
+    if not args.encoding or len(args.encoding) != 1:
+        sys.stderr.write("relpos check: --target needs exactly one --encoding\n")
+        return 2
+    if args.backend and len(args.backend) != 1:
+        sys.stderr.write("relpos check: --target takes at most one --backend\n")
+        return 2
+    if sys.path[0] != "":
+        sys.path.insert(0, "")  # targets are importable from the working directory
+    try:
+        target = make_target(
+            args.target,
+            encoding=args.encoding[0],
+            profile=args.profile,
+            adapter=args.adapter,
+            backend=args.backend[0] if args.backend else None,
+        )
+    except ArgumentError as exc:
+        sys.stderr.write(f"relpos check: {exc}\n")
+        return 2
+    sys.stderr.write(
+        f"checking {target.target_path} as {target.encoding} under profile "
+        f"{target.profile.name} on {target.backend}\n"
+    )
+    count = {"n": 0}
+
+    def progress(result: Any) -> None:
+        count["n"] += 1
+        _progress(count["n"], 0, result, args.verbose)
+
+    results = check_target(
+        target, properties=args.property, dtypes=args.dtype, budget=budget, on_result=progress
+    )
+    if not results:
+        sys.stderr.write("relpos check: nothing selected\n")
+        return 2
+    sys.stdout.write(matrix(results))
+    bad = [r for r in results if r.status in ("fail", "error")]
+    if bad:
+        sys.stdout.write("\n" + failure_report(target, results) + "\n")
+    if args.json:
+        extra = {
+            "target": target.target_path,
+            "adapter": target.adapter_path or None,
+            "profile": target.profile.name,
+            "backend": target.backend,
+        }
+        write_json(args.json, to_json(results, budget=budget, extra=extra))
+        sys.stdout.write(f"\nreport written to {args.json}\n")
+    sys.stdout.write(_summary(results, budget))
+    return 1 if bad else 0
+
+
+def _profiles(args: argparse.Namespace) -> int:
+    from equivalence.targets import conventions
+    from spec import all_encodings
+
+    for enc in all_encodings():
+        if args.encoding and enc.name not in args.encoding:
+            continue
+        sys.stdout.write(f"{enc.name}: conventions\n")
+        for axis in enc.all_axes():
+            sys.stdout.write(f"  {axis.name}: {axis.doc}\n")
+            for value in axis.values:
+                mark = " (spec)" if value.name == axis.spec_value else ""
+                sys.stdout.write(f"    {value.name}{mark}: {value.doc}\n")
+        sys.stdout.write(f"{enc.name}: profiles\n")
+        for p in enc.all_profiles():
+            own = conventions(enc, p)
+            differs = {a: v for a, v in own.items() if p.conventions.get(a)}
+            said = ", ".join(f"{a} {v}" for a, v in differs.items()) or "the spec's conventions"
+            sys.stdout.write(f"  {p.name}: {p.title}\n    {said}\n    source: {p.source}\n")
+            for note in p.notes:
+                sys.stdout.write(f"    - {note}\n")
+            if not p.memory:
+                sys.stdout.write("    - no memory positions (qlen = klen)\n")
+        sys.stdout.write("\n")
+    return 0
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -160,7 +264,8 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("directory")
     verify.set_defaults(run=_vectors_verify)
     check = commands.add_parser(
-        "check", help="run the conformance properties on the bundled implementations"
+        "check",
+        help="run the conformance properties on the bundled implementations, or on a target",
     )
     from equivalence.profiles import PROFILES
     from equivalence.properties import PROPERTIES
@@ -174,13 +279,32 @@ def _parser() -> argparse.ArgumentParser:
         "--dtype", action="append", choices=["float64", "float32", "bfloat16", "float16"]
     )
     check.add_argument(
-        "--profile",
+        "--budget",
         choices=list(PROFILES),
-        help="Hypothesis budget (default: HYPOTHESIS_PROFILE, ci under CI, else dev)",
+        help="Hypothesis profile (default: HYPOTHESIS_PROFILE, ci under CI, else dev)",
+    )
+    check.add_argument(
+        "--target", metavar="MODULE:FUNCTION", help="check this function instead of the bundle"
+    )
+    check.add_argument(
+        "--adapter",
+        metavar="MODULE:FUNCTION",
+        help="adapter(target, q, k, v, **arguments) mapping the canonical call onto the target",
+    )
+    check.add_argument(
+        "--profile",
+        metavar="NAME",
+        help="the target's convention profile (relpos profiles lists them; default: the spec)",
     )
     check.add_argument("--json", metavar="FILE", help="write the report as JSON")
     check.add_argument("--verbose", action="store_true", help="also list skipped checks")
     check.set_defaults(run=_check)
+
+    profiles = commands.add_parser(
+        "profiles", help="the conventions libraries differ in, and the named profiles"
+    )
+    profiles.add_argument("--encoding", action="append", choices=sorted(ENCODINGS))
+    profiles.set_defaults(run=_profiles)
 
     bench = commands.add_parser(
         "bench",

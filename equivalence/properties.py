@@ -30,13 +30,24 @@ from equivalence.compare import Verdict, compare
 from equivalence.draws import MASK_KINDS, Draw
 from equivalence.dtypes import representable
 from equivalence.reference import approximate, expected, expected_gradients
-from equivalence.strategies import draws
+from equivalence.strategies import Restriction, draws
 from impls import Implementation, registry
 from spec import get_encoding
 
-__all__ = ["PROPERTIES", "Property", "applicable"]
+__all__ = ["PROPERTIES", "Finding", "Inapplicable", "Property", "applicable"]
 
 Check = Callable[[Implementation, Draw, str], list[Verdict]]
+
+
+class Finding(Exception):
+    """A wrong result noticed while running an implementation, before any comparison: a
+    result of the wrong shape or dtype, or masked rows that break the profile's convention.
+    Reported as a failure, like a wrong value."""
+
+
+class Inapplicable(Exception):
+    """This input cannot be checked on this implementation (a third-party target whose
+    profile defines no gradient through fully masked rows); the example is discarded."""
 
 
 @dataclass(frozen=True)
@@ -47,10 +58,11 @@ class Property:
     name: str
     doc: str
     dtypes: tuple[str, ...]
-    strategy: Callable[[str], st.SearchStrategy[Draw]]
+    strategy: Callable[[str, Restriction | None], st.SearchStrategy[Draw]]
     check: Check
     metamorphic: bool = False
     needs_partner: bool = False
+    needs_memory: bool = False
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -61,7 +73,31 @@ def _who(impl: Implementation, dtype: str) -> str:
 
 
 def _run(impl: Implementation, args: Mapping[str, Any], dtype: str) -> Outputs:
+    """Run an implementation; one that is not registered (a third-party target) supplies its
+    own ``outputs`` (conventions converted, results checked)."""
+    own = getattr(impl, "outputs", None)
+    if own is not None:
+        return own(args, dtype)
     return backend(impl.backend).call(impl.load(), args, dtype)
+
+
+def _gradients(
+    impl: Implementation,
+    args: Mapping[str, Any],
+    dtype: str,
+    weights: np.ndarray,
+    wrt: tuple[str, ...],
+) -> dict[str, np.ndarray]:
+    own = getattr(impl, "output_gradients", None)
+    if own is not None:
+        return own(args, dtype, weights, wrt)
+    return backend(impl.backend).gradients(impl.load(), args, dtype, weights, wrt)
+
+
+def _masked_rows(impl: Implementation) -> str:
+    """What the implementation's fully masked rows hold: the spec's zeros unless a target's
+    profile says otherwise (its rows were then checked and set to zeros by ``outputs``)."""
+    return getattr(impl, "masked_rows", "zeros")
 
 
 def _round(args: Mapping[str, Any], dtype: str) -> dict[str, Any]:
@@ -119,6 +155,7 @@ def check_oracle(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]:
             name, getattr(got, name), getattr(want, name), getattr(b, name), who=_who(impl, dtype)
         )
         for name in ("scores", "probs", "out")
+        if getattr(got, name) is not None
     ]
 
 
@@ -173,10 +210,13 @@ def check_gradients(impl: Implementation, draw: Draw, dtype: str) -> list[Verdic
     exact, magnitude = expected_gradients(impl.encoding, args, w)
     bounds = _gradient_bounds(impl.encoding, args, dtype, magnitude)
     wrt = _wrt(impl.encoding, args)
-    got = backend(impl.backend).gradients(impl.load(), args, dtype, w, wrt)
+    if _masked_rows(impl) != "zeros" and not expected(impl.encoding, args).mask.any(-1).all():
+        raise Inapplicable("the profile defines no gradient through fully masked rows")
+    got = _gradients(impl, args, dtype, w, wrt)
     return [
         compare(f"d/d{name}", got[name], exact[name], bounds[name], who=_who(impl, dtype))
         for name in wrt
+        if name in got
     ]
 
 
@@ -396,7 +436,12 @@ def check_masked_rows(impl: Implementation, draw: Draw, dtype: str) -> list[Verd
     dead = ~expected(impl.encoding, args).mask.any(axis=-1)
     who = _who(impl, dtype)
     verdicts = []
-    for name, array in (("out", got.out), ("probs", got.probs), ("scores", got.scores)):
+    present = [
+        (name, array)
+        for name, array in (("out", got.out), ("probs", got.probs), ("scores", got.scores))
+        if array is not None
+    ]
+    for name, array in present:
         bad = np.isnan(array)
         if bad.any():
             index = tuple(int(i) for i in np.argwhere(bad)[0])
@@ -409,10 +454,9 @@ def check_masked_rows(impl: Implementation, draw: Draw, dtype: str) -> list[Verd
                     "no NaN (fully masked rows give zeros)",
                 )
             )
-    rows_ok = (
-        (got.out[dead] == 0).all()
-        and (got.probs[dead] == 0).all()
-        and np.isneginf(got.scores[dead]).all()
+    rows_ok = all(
+        (np.isneginf(array[dead]) if name == "scores" else array[dead] == 0).all()
+        for name, array in present
     )
     if not rows_ok:
         index = tuple(int(i) for i in np.argwhere(dead)[0])
@@ -427,10 +471,12 @@ def check_masked_rows(impl: Implementation, draw: Draw, dtype: str) -> list[Verd
         )
     # The loss on the fully masked rows only: every gradient must be exactly 0 (a NaN from a
     # dead row's softmax would show here too, since NaN != 0).
+    if _masked_rows(impl) != "zeros":  # the profile's rows were checked by outputs()
+        return verdicts or [Verdict(True, 0.0, (), "")]
     weights = np.zeros(got.out.shape)
     weights[dead] = 1.0
     wrt = _wrt(impl.encoding, args)
-    grads = backend(impl.backend).gradients(impl.load(), args, dtype, weights, wrt)
+    grads = _gradients(impl, args, dtype, weights, wrt)
     for name, g in grads.items():
         if not (g == 0).all():
             index = tuple(int(i) for i in np.argwhere(g != 0)[0])
@@ -449,8 +495,11 @@ def check_masked_rows(impl: Implementation, draw: Draw, dtype: str) -> list[Verd
 # -- the table -----------------------------------------------------------------------------
 
 
-def _strategy(size: str, **kw: Any) -> Callable[[str], st.SearchStrategy[Draw]]:
-    return lambda encoding: draws(encoding, size, **kw)
+def _strategy(size: str, **kw: Any) -> Callable[[str, Restriction | None], st.SearchStrategy[Draw]]:
+    def strategy(encoding: str, restrict: Restriction | None = None) -> st.SearchStrategy[Draw]:
+        return draws(encoding, size, restrict=restrict, **kw)
+
+    return strategy
 
 
 # Plain attention returns NaN for rows with no visible key; those rows are compared only in
@@ -503,6 +552,7 @@ PROPERTIES: dict[str, Property] = {
             _strategy("oracle"),
             check_translation,
             metamorphic=True,
+            needs_memory=True,
         ),
         Property(
             "masked_keys",
@@ -527,6 +577,7 @@ PROPERTIES: dict[str, Property] = {
             _strategy("oracle", at_least={"mlen": 1}),
             check_memory_rows,
             metamorphic=True,
+            needs_memory=True,
         ),
         Property(
             "zero_tables",
@@ -559,6 +610,8 @@ def applicable(prop: Property, impl: Implementation) -> tuple[bool, str]:
     """Whether ``prop`` applies to ``impl``, and if not, why (a skip reason)."""
     if prop.metamorphic and prop.name not in get_encoding(impl.encoding).metamorphic:
         return False, f"{impl.encoding} does not declare {prop.name}"
+    if prop.needs_memory and not getattr(impl, "memory", True):
+        return False, f"{impl.id} takes no memory positions"
     if prop.needs_partner:
         other = partner(impl)
         if other is None:

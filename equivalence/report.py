@@ -5,12 +5,14 @@ JSON schema (``relpos check --json FILE``)::
     {
       "spec_version": "1.0.0",
       "environment": {"python", "platform", "sympy", "hypothesis", "numpy", "torch", "jax"},
-      "profile": "dev" | "ci" | "thorough",
+      "budget": "dev" | "ci" | "thorough",          (the Hypothesis profile)
+      "target", "adapter", "profile", "backend"     (a third-party target only)
       "results": [
         {"encoding", "backend", "variant", "property", "dtype",
          "status": "pass" | "fail" | "error" | "skip",
          "examples", "worst_ratio", "seconds",
-         "message" (fail, error, skip), "repro" (fail, error)}
+         "message" (fail, error, skip), "repro" (fail, error),
+         "target", "adapter", "profile" (a third-party target only)}
       ]
     }
 
@@ -64,7 +66,7 @@ def _ratio(value: float) -> float | None:
 
 
 def to_json(
-    results: Iterable[Result], *, profile: str, extra: Mapping[str, Any] | None = None
+    results: Iterable[Result], *, budget: str, extra: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     from spec import SPEC_VERSION
 
@@ -90,7 +92,7 @@ def to_json(
     return {
         "spec_version": SPEC_VERSION,
         "environment": environment(),
-        "profile": profile,
+        "budget": budget,
         **dict(extra or {}),
         "results": rows,
     }

@@ -13,11 +13,12 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from hypothesis import given, seed, settings
+from hypothesis import given, reject, seed, settings
+from hypothesis.errors import Unsatisfiable
 
 from equivalence.draws import Draw
 from equivalence.profiles import RUN_SEED, load_profile
-from equivalence.properties import PROPERTIES, Property, applicable
+from equivalence.properties import PROPERTIES, Finding, Inapplicable, Property, applicable
 from impls import Implementation, get
 
 __all__ = ["Result", "reproduce", "run_property"]
@@ -39,6 +40,8 @@ class Result:
     message: str = ""
     repro: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The smallest failing input Hypothesis found (fail and error only).
+    draw: Draw | None = field(default=None, repr=False, compare=False)
 
     @builtins.property  # the field `property` shadows the builtin in this class body
     def implementation(self) -> str:
@@ -46,6 +49,9 @@ class Result:
 
 
 def repro_snippet(prop: str, impl: Implementation, dtype: str, draw: Draw) -> str:
+    own = getattr(impl, "repro", None)
+    if own is not None:  # a third-party target says how to rebuild itself
+        return str(own(prop, dtype, draw))
     return (
         "from equivalence import reproduce\n"
         "from equivalence.draws import Draw\n"
@@ -58,21 +64,31 @@ class PropertyFailure(AssertionError):
     """A property failed on a draw; carries the repro. ``status`` is "fail" (a wrong value)
     or "error" (the implementation raised)."""
 
-    def __init__(self, message: str, repro: str, status: str = "fail") -> None:
+    def __init__(self, message: str, repro: str, draw: Draw, status: str = "fail") -> None:
         super().__init__(f"{message}\nrepro:\n{repro}")
         self.repro = repro
+        self.draw = draw
         self.status = status
 
 
 def _check(prop: Property, impl: Implementation, draw: Draw, dtype: str) -> float:
     try:
         verdicts = prop.check(impl, draw, dtype)
+    except Inapplicable:
+        reject()
+    except Finding as exc:  # a wrong result caught before comparison (shape, dtype, rows)
+        raise PropertyFailure(
+            f"property {prop.name} failed for {impl.id} ({impl.encoding}) in {dtype}:\n{exc}",
+            repro_snippet(prop.name, impl, dtype, draw),
+            draw,
+        ) from exc
     except Exception as exc:  # raised inside the implementation (or its call): a finding
         where = traceback.extract_tb(exc.__traceback__)[-1]
         raise PropertyFailure(
             f"property {prop.name}: {impl.id} raised {type(exc).__name__}: {exc}\n"
             f"  at {where.filename}:{where.lineno} in {where.name}",
             repro_snippet(prop.name, impl, dtype, draw),
+            draw,
             status="error",
         ) from exc
     failed = [v for v in verdicts if not v.ok]
@@ -81,6 +97,7 @@ def _check(prop: Property, impl: Implementation, draw: Draw, dtype: str) -> floa
         raise PropertyFailure(
             "\n".join([header, *(v.message for v in failed)]),
             repro_snippet(prop.name, impl, dtype, draw),
+            draw,
         )
     return max((v.worst_ratio for v in verdicts), default=0.0)
 
@@ -107,7 +124,7 @@ def run_property(
         chosen = load_profile(profile) if profile else settings()
 
     @settings(chosen)
-    @given(draw=prop.strategy(impl.encoding))
+    @given(draw=prop.strategy(impl.encoding, getattr(impl, "restriction", None)))
     def property_holds(draw: Draw) -> None:
         state["examples"] += 1
         state["worst"] = max(state["worst"], _check(prop, impl, draw, dtype))
@@ -118,11 +135,15 @@ def run_property(
     start = time.perf_counter()
     try:
         property_holds()
+    except Unsatisfiable:
+        result.status = "skip"
+        result.message = f"no drawn input could be checked on {impl.id}"
     except (PropertyFailure, BaseExceptionGroup) as caught:
         failures = _failures(caught)
         result.status = "fail" if any(f.status == "fail" for f in failures) else "error"
         result.message = "\n\n".join(str(f) for f in failures)
         result.repro = failures[0].repro
+        result.draw = failures[0].draw
     result.seconds = time.perf_counter() - start
     result.examples, result.worst_ratio = int(state["examples"]), state["worst"]
     return result

@@ -9,7 +9,8 @@ mask and dyadic values.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from hypothesis import strategies as st
@@ -18,7 +19,23 @@ from hypothesis.errors import InvalidArgument
 from equivalence.draws import MASK_KINDS, VALUE_KINDS, Draw
 from spec import ENCODINGS, get_encoding
 
-__all__ = ["SIZES", "dimensions", "draws", "mask_kinds", "value_kinds"]
+__all__ = ["SIZES", "Restriction", "dimensions", "draws", "mask_kinds", "value_kinds"]
+
+
+@dataclass(frozen=True)
+class Restriction:
+    """What a checked library accepts, narrowing what is drawn: option candidates (a function
+    of the dimensions and the spec's candidates), optional tensors always or never given,
+    fixed table layouts, and upper bounds on dimensions (``{"mlen": 0}``: no memory)."""
+
+    options: Mapping[str, Callable[[Mapping[str, int], list[Any]], list[Any]]] = field(
+        default_factory=dict
+    )
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    layouts: Mapping[str, int] = field(default_factory=dict)
+    at_most: Mapping[str, int] = field(default_factory=dict)
+
 
 #: Ranges (inclusive) of each dimension per size class.
 SIZES: dict[str, dict[str, tuple[int, int]]] = {
@@ -45,22 +62,32 @@ def _check_encoding(encoding: str) -> None:
 
 
 def dimensions(
-    encoding: str, size: str = "oracle", *, at_least: Mapping[str, int] | None = None
+    encoding: str,
+    size: str = "oracle",
+    *,
+    at_least: Mapping[str, int] | None = None,
+    at_most: Mapping[str, int] | None = None,
 ) -> st.SearchStrategy[dict[str, int]]:
-    """bsz, n_head, qlen, mlen, d_head in the ranges of ``size`` (raised to ``at_least``) and
-    the encoding's free dimensions; shrinks towards the smallest."""
+    """bsz, n_head, qlen, mlen, d_head in the ranges of ``size`` (raised to ``at_least``,
+    lowered to ``at_most``) and the encoding's free dimensions; shrinks towards the smallest."""
     _check_encoding(encoding)
     if size not in SIZES:
         raise InvalidArgument(f"size={size!r} must be one of {', '.join(map(repr, SIZES))}")
     floors = dict(at_least or {})
-    unknown = set(floors) - set(SIZES[size])
+    ceilings = dict(at_most or {})
+    unknown = (set(floors) | set(ceilings)) - set(SIZES[size])
     if unknown:
-        raise InvalidArgument(f"at_least names unknown dimensions {sorted(unknown)}")
+        which = "at_least" if set(floors) & unknown else "at_most"
+        raise InvalidArgument(f"{which} names unknown dimensions {sorted(unknown)}")
     ranges = {}
     for name, (lo, hi) in SIZES[size].items():
-        lo = max(lo, floors.get(name, lo))
+        lo, hi = max(lo, floors.get(name, lo)), min(hi, ceilings.get(name, hi))
         if lo > hi:
-            raise InvalidArgument(f"at_least[{name!r}]={lo} exceeds the {size} maximum {hi}")
+            raise InvalidArgument(
+                f"at_least[{name!r}]={lo} exceeds the {size} maximum {hi}"
+                if name not in ceilings
+                else f"{name}: at least {lo} exceeds at most {hi} ({size})"
+            )
         ranges[name] = st.integers(lo, hi)
     for name, sizes in get_encoding(encoding).free_dims.items():
         ranges[name] = st.sampled_from(sizes)
@@ -95,26 +122,35 @@ def draws(
     values: Sequence[str] = VALUE_KINDS,
     at_least: Mapping[str, int] | None = None,
     options: Mapping[str, Any] | None = None,
+    restrict: Restriction | None = None,
 ) -> Draw:
     """Complete check inputs for ``encoding``: dimensions, every option (from the spec's
     candidates, or fixed by ``options``), optional tensor groups present or not, table
-    layouts, a mask kind, a value kind and a seed for the array contents."""
+    layouts, a mask kind, a value kind and a seed for the array contents; ``restrict``
+    narrows all of these to what a checked library accepts."""
     _check_encoding(encoding)
     enc = get_encoding(encoding)
-    dims = draw(dimensions(encoding, size, at_least=at_least))
+    r = restrict or Restriction()
+    dims = draw(dimensions(encoding, size, at_least=at_least, at_most=r.at_most))
     fixed = dict(options or {})
     chosen = {}
     for name, candidates in enc.option_values(dims).items():
+        if name in r.options:
+            candidates = r.options[name](dims, candidates) or candidates[:1]
         chosen[name] = fixed[name] if name in fixed else draw(st.sampled_from(candidates))
     groups = enc.optional_groups or tuple(
         (t.name,) for t in enc.tensors if not t.required and t.name != "mask"
     )
     include: tuple[str, ...] = ()
     for group in groups:
-        if draw(st.booleans()):
+        if set(group) & set(r.exclude):
+            continue
+        if set(group) & set(r.include) or draw(st.booleans()):
             include += group
     layouts = {
-        t.name: draw(st.integers(0, len(t.layouts) - 1))
+        t.name: r.layouts[t.name]
+        if t.name in r.layouts
+        else draw(st.integers(0, len(t.layouts) - 1))
         for t in enc.tensors
         if len(t.layouts) > 1 and not t.broadcast
     }

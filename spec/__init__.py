@@ -20,6 +20,7 @@ from spec._oracle import (
     gradient_magnitudes,
     gradients,
     magnitudes,
+    pair_values,
 )
 from spec._signature import DIMENSIONS, ArgumentError, Problem
 from spec.encodings import ENCODINGS, all_encodings
@@ -45,6 +46,7 @@ __all__ = [
     "gradient_magnitudes",
     "gradients",
     "magnitudes",
+    "pair_values",
     "validate",
 ]
 

@@ -21,6 +21,7 @@ import numpy as np
 import sympy as sp
 
 from spec._arith import Mode
+from spec._profiles import GENERIC_AXES, Axis, Profile
 from spec._signature import Option, Problem, Tensor, validate_arguments
 
 __all__ = ["Case", "Encoding", "Identity", "Proof", "Reference"]
@@ -183,6 +184,33 @@ class Encoding(abc.ABC):
     def structural_mask(self, problem: Problem) -> np.ndarray | None:
         """A (qlen, klen) boolean mask the encoding itself imposes (True = may attend)."""
         return None
+
+    # -- library conventions ----------------------------------------------------------------
+
+    #: Conventions libraries choose differently for this encoding (spec._profiles), in the
+    #: order their ``to_spec`` maps apply; mask polarity and fully masked rows are generic.
+    axes: ClassVar[tuple[Axis, ...]] = ()
+    #: Named profiles of known libraries (the spec's own is implicit, named like the encoding).
+    profiles: ClassVar[tuple[Profile, ...]] = ()
+
+    def all_axes(self) -> tuple[Axis, ...]:
+        return (*self.axes, *GENERIC_AXES)
+
+    def all_profiles(self) -> tuple[Profile, ...]:
+        own = Profile(
+            self.name, self.name, f"the specification: {self.title}", "this specification"
+        )
+        return (own, *self.profiles)
+
+    def profile(self, name: str) -> Profile:
+        """The profile called ``name`` (the encoding's own name is the spec's profile)."""
+        for p in self.all_profiles():
+            if p.name == name:
+                return p
+        from spec._signature import ArgumentError
+
+        known = ", ".join(repr(p.name) for p in self.all_profiles())
+        raise ArgumentError("profile", repr(name), f"must be one of {known} for {self.name}")
 
     # -- checks and cases -------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ __all__ = [
     "gradient_magnitudes",
     "gradients",
     "magnitudes",
+    "pair_values",
 ]
 
 
@@ -246,6 +247,19 @@ def _gradients(
         for (name, n), dv in tangent.items():
             grads[name].reshape(-1)[n] = _arith.to_mpf(dv)
     return grads
+
+
+def pair_values(encoding: str | Encoding, /, **args: Any) -> np.ndarray:
+    """V[b, h, i, j, :], the value pair (i, j) contributes to output i, in float64 and
+    broadcast to (bsz, n_head, qlen, klen, d_head): what a row of uniform probabilities
+    averages (libraries whose fully masked rows are uniform)."""
+    enc = _encoding(encoding)
+    problem = enc.validate(args, check_dtypes=False)
+    d = problem.dims
+    with mpmath.workdps(DPS):
+        values = enc.values(problem, _inputs(enc, problem, "float"), "float")
+    shape = (d["bsz"], d["n_head"], d["qlen"], d["klen"], d["d_head"])
+    return np.broadcast_to(np.asarray(values, dtype=np.float64), shape)
 
 
 def approximate(encoding: str | Encoding, /, **args: Any) -> dict[str, np.ndarray]:

@@ -39,6 +39,7 @@ from spec._arith import Mode
 from spec._encoding import Case, Encoding, Identity, Reference
 from spec._index import IndexFunction
 from spec._pairs import PairFormula, as_rows, gather_rows
+from spec._profiles import Axis, NotApplicable, Profile, Value, fixed
 from spec._signature import Option, Problem, Tensor
 
 __all__ = ["Shaw"]
@@ -84,6 +85,261 @@ def _check_bool(value: Any) -> str | None:
 
 
 _TABLE_LAYOUTS = (("P", "d_head"), ("n_head", "P", "d_head"))
+
+
+# -- library conventions -------------------------------------------------------------------
+# Library tables: rows ordered by the library's own distance d' (d' = j - i, or i - j), clip
+# range (lo, hi) of d'. Spec tables: distance j - i, row c = clip(j - i) - p_min.
+
+_TABLES = ("rel_k", "rel_v")
+
+
+def _reverse(args: Mapping[str, Any], *, negate_clip: bool) -> dict[str, Any]:
+    out = dict(args)
+    for name in _TABLES:
+        if out.get(name) is not None:
+            out[name] = np.flip(out[name], axis=-2).copy()
+    if negate_clip:
+        lo, hi = out["clip"]
+        out["clip"] = (-hi, -lo)
+    return out
+
+
+def _covering(args: Mapping[str, Any], symmetric: bool) -> tuple[int, int]:
+    qlen, klen = args["q"].shape[2], args["k"].shape[2]
+    lo, hi = args["clip"]
+    lo, hi = min(lo, -(klen - 1)), max(hi, qlen - 1)
+    return (-max(-lo, hi), max(-lo, hi)) if symmetric else (lo, hi)
+
+
+def _extend(args: Mapping[str, Any], to: tuple[int, int], fill: str) -> dict[str, Any]:
+    """Tables widened to the clip range ``to``: new rows copy the edge rows ("edge": the same
+    clipped values) or are zero ("zero")."""
+    lo, hi = args["clip"]
+    out = dict(args, clip=to)
+    for name in _TABLES:
+        table = args.get(name)
+        if table is None:
+            continue
+        before, after = lo - to[0], to[1] - hi
+        if fill == "edge":
+            pad = [(0, 0)] * (table.ndim - 2) + [(before, after), (0, 0)]
+            out[name] = np.pad(table, pad, mode="edge")
+        else:
+            shape = table.shape[:-2]
+            out[name] = np.concatenate(
+                [
+                    np.zeros((*shape, before, table.shape[-1])),
+                    table,
+                    np.zeros((*shape, after, table.shape[-1])),
+                ],
+                axis=-2,
+            )
+    return out
+
+
+def _symmetric_only(args: Mapping[str, Any]) -> dict[str, Any]:
+    lo, hi = args["clip"]
+    if lo != -hi:
+        raise NotApplicable(f"clip={tuple(args['clip'])} is not symmetric")
+    return dict(args)
+
+
+def _as_symmetric(args: Mapping[str, Any]) -> dict[str, Any]:
+    lo, hi = args["clip"]
+    return dict(args) if lo == -hi else _extend(args, _covering(args, True), "edge")
+
+
+def _covered_only(args: Mapping[str, Any]) -> dict[str, Any]:
+    if not _covers(args):
+        raise NotApplicable(f"clip={tuple(args['clip'])} does not cover every distance")
+    return dict(args)
+
+
+def _covers(args: Mapping[str, Any]) -> bool:
+    lo, hi = args["clip"]
+    return lo <= -(args["k"].shape[2] - 1) and hi >= args["q"].shape[2] - 1
+
+
+def _terms(key_query: bool) -> Any:
+    def to_spec(args: Mapping[str, Any]) -> dict[str, Any]:
+        return {**{k: v for k, v in args.items() if k != "rel_v"}, "key_query": key_query}
+
+    return to_spec
+
+
+def _symmetric_clips(dims: Mapping[str, int], candidates: list[Any]) -> list[Any]:
+    return [c for c in candidates if c[0] == -c[1]]
+
+
+_AXES = (
+    Axis(
+        "distance",
+        "which distance indexes the table",
+        (
+            Value("key_minus_query", "j - i (key position minus query position)"),
+            Value(
+                "query_minus_key",
+                "i - j: the table is the spec's reversed and the clip range negated",
+                lambda a: _reverse(a, negate_clip=True),
+                changes=_TABLES,
+            ),
+        ),
+    ),
+    Axis(
+        "rows",
+        "how table rows are ordered by the library's own distance",
+        (
+            Value("ascending", "row 0 = the most negative distance (row = d - lo)"),
+            Value(
+                "descending",
+                "row 0 = the most positive distance (row = hi - d)",
+                lambda a: _reverse(a, negate_clip=False),
+                changes=_TABLES,
+            ),
+        ),
+    ),
+    Axis(
+        "clipping",
+        "what happens to distances beyond the table",
+        (
+            Value("asymmetric", "clipped to [p_min, p_max], any p_min <= 0 <= p_max"),
+            Value(
+                "symmetric",
+                "clipped to [-k, k]",
+                _symmetric_only,
+                _as_symmetric,
+                options={"clip": _symmetric_clips},
+                changes=_TABLES,
+            ),
+            Value(
+                "none",
+                "no clip: the table must cover every distance (an error past it)",
+                _covered_only,
+                lambda a: _extend(a, _covering(a, True), "edge"),
+                changes=_TABLES,
+            ),
+            Value(
+                "zero",
+                "distances past the table get a zero vector (Music Transformer)",
+                lambda a: _extend(a, _covering(a, False), "zero"),
+                lambda a: _extend(a, _covering(a, False), "edge"),
+                changes=_TABLES,
+            ),
+        ),
+    ),
+    Axis(
+        "terms",
+        "which relative terms the library computes",
+        (
+            Value("any", "as given: a^V when rel_v is given, key_query as given"),
+            Value(
+                "key_value",
+                "q.a^K in the logit and a^V in the output (the paper)",
+                options={"key_query": fixed(False)},
+                include=("rel_v",),
+            ),
+            Value(
+                "key",
+                "q.a^K only, no value term",
+                _terms(False),
+                options={"key_query": fixed(False)},
+                exclude=("rel_v",),
+            ),
+            Value(
+                "key_query",
+                "q.a^K + k.a^K, no value term (Huang et al. 2020)",
+                _terms(True),
+                options={"key_query": fixed(True)},
+                exclude=("rel_v",),
+            ),
+        ),
+    ),
+)
+
+_SHARED = {"rel_k": 0, "rel_v": 0}
+_DEFAULT_SCALE = {"scale": fixed(None)}
+_PROFILES = (
+    Profile(
+        "shaw-paper",
+        "shaw",
+        "Shaw et al. 2018 as published",
+        "arXiv:1803.02155, section 3",
+        {"clipping": "symmetric", "terms": "key_value"},
+        options=_DEFAULT_SCALE,
+        layouts=_SHARED,
+        memory=False,
+        notes=(
+            "tables shared by heads; the paper has no memory and no masks, so fully masked "
+            "rows follow the spec",
+        ),
+    ),
+    Profile(
+        "t2t",
+        "shaw",
+        "tensor2tensor dot_product_attention_relative",
+        "tensorflow/tensor2tensor common_attention.py (bafdc1b)",
+        {"clipping": "symmetric", "terms": "key_value", "masked_rows": "uniform"},
+        options=_DEFAULT_SCALE,
+        layouts=_SHARED,
+        notes=(
+            "queries are the last qlen of klen positions (memory); q is pre-multiplied by "
+            "d^-1/2, which equals the spec's scale",
+            "masks are additive -1e9 biases, so a fully masked row is (nearly) uniform",
+        ),
+    ),
+    Profile(
+        "hf-bert-relative-key",
+        "shaw",
+        "Hugging Face BERT-family relative_key (transformers 4.x)",
+        "transformers 4.57 models/bert/modeling_bert.py BertSelfAttention",
+        {
+            "distance": "query_minus_key",
+            "clipping": "none",
+            "terms": "key",
+            "masked_rows": "uniform",
+        },
+        options=_DEFAULT_SCALE,
+        layouts=_SHARED,
+        memory=False,
+        notes=(
+            "table of 2P - 1 rows, row = i - j + P - 1 (P = max_position_embeddings); no clip, "
+            "an IndexError past the table",
+            "additive mask (1 - attention_mask) * finfo.min: fully masked rows are uniform",
+        ),
+    ),
+    Profile(
+        "hf-bert-relative-key-query",
+        "shaw",
+        "Hugging Face BERT-family relative_key_query (transformers 4.x)",
+        "transformers 4.57 models/bert/modeling_bert.py BertSelfAttention",
+        {
+            "distance": "query_minus_key",
+            "clipping": "none",
+            "terms": "key_query",
+            "masked_rows": "uniform",
+        },
+        options=_DEFAULT_SCALE,
+        layouts=_SHARED,
+        memory=False,
+        notes=("as hf-bert-relative-key, plus k_j . D[i - j] in the logit",),
+    ),
+    Profile(
+        "hf-wav2vec2-bert-relative-key",
+        "shaw",
+        "Hugging Face Wav2Vec2-BERT / SeamlessM4Tv2 relative_key (transformers 5.x)",
+        "transformers 5.24 models/wav2vec2_bert/modeling_wav2vec2_bert.py",
+        {"terms": "key", "masked_rows": "uniform"},
+        options=_DEFAULT_SCALE,
+        layouts=_SHARED,
+        memory=False,
+        notes=(
+            "distance j - i clamped to [-left_max, right_max] (64, 8 by default), row = "
+            "clamp + left_max: the spec's clip (-left_max, right_max)",
+            "self-attention only (qlen = klen); additive mask",
+        ),
+    ),
+)
 
 
 @final
@@ -181,6 +437,8 @@ class Shaw(Encoding):
         "wide_range",
     )
     zero_tables = ("rel_k", "rel_v")
+    axes = _AXES
+    profiles = _PROFILES
 
     def option_values(self, dims: Mapping[str, int]) -> dict[str, list[Any]]:
         qlen, klen = dims["qlen"], dims["qlen"] + dims["mlen"]

@@ -50,6 +50,7 @@ from spec._arith import Mode, array, constant
 from spec._encoding import Case, Encoding, Identity, Reference
 from spec._index import IndexFunction
 from spec._pairs import PairFormula, as_rows, size_symbol
+from spec._profiles import Axis, NotApplicable, Profile, Value, fixed
 from spec._signature import ArgumentError, Option, Problem, Tensor, check_int
 
 __all__ = ["XL"]
@@ -132,6 +133,124 @@ def _check_clamp_len(value: Any) -> str | None:
             "for 'no clamp' is None here)"
         )
     )
+
+
+# -- library conventions -------------------------------------------------------------------
+# Every map acts on w_r's last axis (the sinusoid's entries): W_lib R_lib(D) = W_R R(D).
+
+
+def _negate_sines(args: Mapping[str, Any]) -> dict[str, Any]:
+    if args.get("clamp_len") is not None and args.get("clamp_style", "upper") == "upper":
+        raise NotApplicable(
+            "min(j - i, clamp_len) is a lower clamp of i - j, which the spec does not state"
+        )
+    w = np.array(args["w_r"], copy=True)
+    w[..., : w.shape[-1] // 2] *= -1
+    return dict(args, w_r=w)
+
+
+def _interleave(args: Mapping[str, Any]) -> dict[str, Any]:
+    w = np.asarray(args["w_r"])
+    half = w.shape[-1] // 2
+    out = np.empty_like(w)
+    out[..., 0::2], out[..., 1::2] = w[..., :half], w[..., half:]
+    return dict(args, w_r=out)
+
+
+def _concatenate(args: Mapping[str, Any]) -> dict[str, Any]:
+    w = np.asarray(args["w_r"])
+    return dict(args, w_r=np.concatenate([w[..., 0::2], w[..., 1::2]], axis=-1))
+
+
+def _clamp_style(style: str) -> Any:
+    return lambda args: dict(args, clamp_style=style)
+
+
+_AXES = (
+    Axis(
+        "distance",
+        "which distance the sinusoid is evaluated at",
+        (
+            Value("query_minus_key", "D = pos_i - pos_j (Transformer-XL, XLNet)"),
+            Value(
+                "key_minus_query",
+                "pos_j - pos_i: R(-D) negates the sine half, so w_r's sine columns are negated",
+                _negate_sines,
+                changes=("w_r",),
+            ),
+        ),
+    ),
+    Axis(
+        "sinusoid",
+        "how R(D) lays out its sines and cosines",
+        (
+            Value("concatenated", "[sin(D f_0) .. sin(D f_n) | cos(D f_0) .. cos(D f_n)]"),
+            Value(
+                "interleaved",
+                "[sin(D f_0), cos(D f_0), sin(D f_1), ...] (Vaswani et al.'s layout)",
+                _concatenate,
+                _interleave,
+                changes=("w_r",),
+            ),
+        ),
+    ),
+    Axis(
+        "clamp",
+        "how clamp_len bounds the distance",
+        (
+            Value("any", "as clamp_style says"),
+            Value(
+                "upper",
+                "min(D, clamp_len) (Transformer-XL)",
+                _clamp_style("upper"),
+                options={"clamp_style": fixed("upper")},
+            ),
+            Value(
+                "symmetric",
+                "D clipped to [-clamp_len, clamp_len] (XLNet)",
+                _clamp_style("symmetric"),
+                options={"clamp_style": fixed("symmetric")},
+            ),
+        ),
+    ),
+)
+
+
+def _no_zero_clamp(dims: Mapping[str, int], candidates: list[Any]) -> list[Any]:
+    return [c for c in candidates if c != 0]
+
+
+_NO_SEGMENT = ("r_s_bias", "seg_embed", "seg_ids")
+_PROFILES = (
+    Profile(
+        "transformer-xl",
+        "xl",
+        "Transformer-XL (kimiyoung/transformer-xl PyTorch)",
+        "kimiyoung/transformer-xl pytorch/mem_transformer.py (44781ed)",
+        {"clamp": "upper", "mask": "hide", "masked_rows": "nan"},
+        options={"scale": fixed(None), "attn_type": fixed("uni")},
+        exclude=_NO_SEGMENT,
+        notes=(
+            "masked scores are filled with -inf, so a fully masked row is NaN",
+            "boolean mask, True = masked; no segment term; causal attention only (positions "
+            "klen - 1 .. 0 hold no negative distance)",
+        ),
+    ),
+    Profile(
+        "xlnet",
+        "xl",
+        "XLNet (zihangdai/xlnet TF and Hugging Face XLNetRelativeAttention)",
+        "zihangdai/xlnet modeling.py (bbaa3a6); transformers 5.24 models/xlnet/modeling_xlnet.py",
+        {"clamp": "symmetric", "mask": "hide", "masked_rows": "uniform"},
+        options={"scale": fixed(None), "clamp_len": _no_zero_clamp},
+        notes=(
+            "float mask, 1 = masked; masked scores minus 1e30 (65500 for float16 masks in "
+            "Hugging Face), so a fully masked row is uniform",
+            "clamp_len 0 (or -1) means no clamp in XLNet: the spec's clamp_len=0 has no "
+            "XLNet counterpart and is not drawn",
+        ),
+    ),
+)
 
 
 def sinusoid(distance: int, width: int, mode: Mode = "exact") -> list[Any]:
@@ -267,6 +386,8 @@ class XL(Encoding):
     free_dims = MappingProxyType({"d_model": (2, 4, 6, 8, 12, 16)})
     optional_groups = (_SEGMENT_TERM,)
     metamorphic = ("translation", "masked_keys", "batch", "memory_rows", "wide_range")
+    axes = _AXES
+    profiles = _PROFILES
 
     def option_values(self, dims: Mapping[str, int]) -> dict[str, list[Any]]:
         klen = dims["qlen"] + dims["mlen"]

@@ -59,10 +59,11 @@ def shaw(bug: str | None) -> Planted:
         rows = distance.clamp(*clip) - clip[0]
         if bug == "off_by_one":
             rows = (rows + 1).clamp(max=clip[1] - clip[0])
-        a_k = rel_k[rows] if rel_k.dim() == 2 else rel_k[:, rows]
-        logits = torch.einsum("bhid,bhjd->bhij", q, k) + torch.einsum("bhid,...ijd->bhij", q, a_k)
+        # a per-head table (n_head, P, d) gathers to (h, i, j, d); a shared one to (i, j, d)
+        a_k = rel_k[rows][None] if rel_k.dim() == 2 else rel_k[:, rows]
+        logits = torch.einsum("bhid,bhjd->bhij", q, k) + torch.einsum("bhid,hijd->bhij", q, a_k)
         if key_query:
-            logits = logits + torch.einsum("bhjd,...ijd->bhij", k, a_k)
+            logits = logits + torch.einsum("bhjd,hijd->bhij", k, a_k)
         s = 1 / math.sqrt(d) if scale is None else scale
         logits = logits * (1.0 if bug == "no_scale" else s)
         values = v[:, :, None].expand(-1, -1, qlen, -1, -1)

@@ -28,7 +28,7 @@ def test_check_prints_the_matrix_and_writes_json(tmp_path, capsys):
             "zero_tables",
             "--dtype",
             "float64",
-            "--profile",
+            "--budget",
             "ci",
             "--json",
             str(report),
@@ -39,7 +39,7 @@ def test_check_prints_the_matrix_and_writes_json(tmp_path, capsys):
     assert "implementation" in out and "torch-shaw-fast" in out and "pass 5/" in out
     assert "2 passed, 0 failed, 0 errors" in out
     doc = json.loads(report.read_text())
-    assert set(doc) >= {"spec_version", "environment", "results", "profile"}
+    assert set(doc) >= {"spec_version", "environment", "results", "budget"}
     assert set(doc["environment"]) >= {"python", "torch", "jax", "sympy", "hypothesis", "platform"}
     row = doc["results"][0]
     assert set(row) >= {

@@ -1,0 +1,126 @@
+"""pytest plugin: check a third-party target inside the user's own test suite.
+
+Installed with the package (entry point ``pytest11``: ``relpos``); inert unless
+``--relpos-target`` is given::
+
+    pytest --relpos-target mypkg.attention:relative_attention --relpos-encoding shaw \
+           [--relpos-profile hf-bert-relative-key] [--relpos-adapter mypkg.adapt:call] \
+           [--relpos-backend torch] [--relpos-budget ci] [--junitxml report.xml]
+
+adds one test item per (property, dtype), named ``relpos[<property>-<dtype>]``, next to the
+suite's own tests. A failing item's report is the checker's (the worst error, the bound, the
+smallest failing input and its repro); the first failing item also carries the diagnosis.
+``--junitxml`` records the items like any others.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+_OPTIONS = (
+    ("target", "MODULE:FUNCTION", "check this function against the spec"),
+    ("encoding", "NAME", "the encoding the target computes (shaw, xl, ...)"),
+    ("profile", "NAME", "its convention profile (relpos profiles lists them)"),
+    ("adapter", "MODULE:FUNCTION", "adapter(target, q, k, v, **arguments) for its signature"),
+    ("backend", "NAME", "torch or jax (default: guessed from the target's module)"),
+    ("budget", "NAME", "Hypothesis profile: dev, ci or thorough"),
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("relpos", "relpos-conformance: check a third-party target")
+    for name, metavar, help_text in _OPTIONS:
+        group.addoption(f"--relpos-{name}", dest=f"relpos_{name}", metavar=metavar, help=help_text)
+
+
+class RelposItem(pytest.Item):
+    """One property in one dtype on the target."""
+
+    def __init__(self, *, target: Any, prop: str, dtype: str, budget: str, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.target, self.prop, self.dtype, self.budget = target, prop, dtype, budget
+        self.add_marker(pytest.mark.relpos)
+
+    def runtest(self) -> None:
+        from equivalence.runner import run_property
+
+        result = run_property(self.prop, self.target, self.dtype, profile=self.budget)
+        self.user_properties.append(("worst_ratio", result.worst_ratio))
+        self.user_properties.append(("examples", result.examples))
+        if result.status == "skip":
+            pytest.skip(result.message)
+        if result.status in ("fail", "error"):
+            raise RelposFailure(result, self.target, self._diagnose_once())
+
+    def _diagnose_once(self) -> str:
+        state = self.config.stash.setdefault(_DIAGNOSED, [])
+        if state:
+            return "(diagnosis: see the first failing relpos item)"
+        from equivalence.targets import diagnose
+
+        state.append(True)
+        return str(diagnose(self.target))
+
+    def repr_failure(self, excinfo: Any, style: Any = None) -> str:
+        if isinstance(excinfo.value, RelposFailure):
+            return str(excinfo.value)
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[str, int | None, str]:
+        return (f"relpos:{self.target.target_path}", None, self.name)
+
+
+_DIAGNOSED = pytest.StashKey[list]()
+
+
+class RelposFailure(AssertionError):
+    def __init__(self, result: Any, target: Any, diagnosis: str) -> None:
+        super().__init__(
+            f"{target.target_path} under profile {target.profile.name}: {result.property} "
+            f"{result.dtype} {result.status}\n{result.message}\n\n{diagnosis}"
+        )
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    path = config.getoption("relpos_target")
+    if not path:
+        return
+    from equivalence.profiles import active_profile
+    from equivalence.properties import PROPERTIES
+    from equivalence.targets import TARGET_PROPERTIES, make_target
+    from spec import ArgumentError
+
+    encoding = config.getoption("relpos_encoding")
+    if not encoding:
+        raise pytest.UsageError("--relpos-target needs --relpos-encoding")
+    try:
+        target = make_target(
+            path,
+            encoding=encoding,
+            profile=config.getoption("relpos_profile"),
+            adapter=config.getoption("relpos_adapter"),
+            backend=config.getoption("relpos_backend"),
+        )
+    except ArgumentError as exc:
+        raise pytest.UsageError(f"relpos: {exc}") from exc
+    budget = config.getoption("relpos_budget") or active_profile()
+    for prop in TARGET_PROPERTIES:
+        for dtype in PROPERTIES[prop].dtypes:
+            items.append(
+                RelposItem.from_parent(
+                    session,
+                    name=f"relpos[{prop}-{dtype}]",
+                    target=target,
+                    prop=prop,
+                    dtype=dtype,
+                    budget=budget,
+                )
+            )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "relpos: a conformance check added by --relpos-target")

@@ -1,0 +1,602 @@
+"""Checking code this project did not write: targets, adapters, profiles and diagnosis.
+
+A *target* is a function computing one encoding's attention. It is called with the canonical
+inputs (the spec's arguments, as the bundled implementations take them)::
+
+    target(q, k, v, *, <every other spec argument by name>) -> out
+
+or, when its signature names ``with_weights``, with ``with_weights=True`` and returning
+``(out, probs, scores)``. Tensors are the backend's (torch tensors or JAX arrays) in the dtype
+under test; q is (bsz, n_head, qlen, d_head), k and v (bsz, n_head, klen, d_head), and out
+must be (bsz, n_head, qlen, d_head) in q's dtype. Before the call, the arguments are put into
+the conventions of the chosen *profile* (:mod:`spec._profiles`): a table reversed for a library
+that indexes by i - j, a mask inverted for one where True means masked, and so on.
+
+An *adapter* maps that call onto a function with another signature:
+``adapter(target, q, k, v, **arguments) -> out`` (or a triple, with ``with_weights``).
+
+An exception inside the target is a finding, reported with the smallest inputs that raise it;
+a result of the wrong type, shape or dtype, or fully masked rows that break the profile's
+convention, are findings too. When a target fails, :func:`diagnose` tries every combination
+of the encoding's conventions on a few inputs and says which one the target satisfies.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import itertools
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+from hypothesis import Phase, given, settings
+
+from equivalence import tolerance
+from equivalence.backends import Outputs, backend
+from equivalence.compare import compare
+from equivalence.draws import Draw
+from equivalence.properties import PROPERTIES, Finding
+from equivalence.reference import expected
+from equivalence.runner import Result, run_property
+from equivalence.strategies import Restriction, draws
+from impls import BACKENDS, Implementation
+from spec import ArgumentError, Encoding, get_encoding, pair_values
+from spec._oracle import full_mask
+from spec._profiles import Profile, Value, fixed
+
+__all__ = [
+    "TARGET_PROPERTIES",
+    "Diagnosis",
+    "Target",
+    "check_implementation",
+    "check_target",
+    "conventions",
+    "diagnose",
+    "failure_report",
+    "load_callable",
+    "make_target",
+    "reproduce_target",
+    "to_library",
+    "to_spec",
+]
+
+_POSITIONAL = ("q", "k", "v")
+
+
+def load_callable(path: str, argument: str = "target") -> Callable[..., Any]:
+    """The object ``package.module:attribute`` names (dots after the colon walk attributes)."""
+    module_name, colon, attribute = path.partition(":")
+    if not colon or not module_name or not attribute:
+        raise ArgumentError(argument, repr(path), "must read 'package.module:function'")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ArgumentError(
+            argument, repr(path), f"must name an importable module ({type(exc).__name__}: {exc})"
+        ) from exc
+    for part in attribute.split("."):
+        if not hasattr(obj, part):
+            raise ArgumentError(
+                argument, repr(path), f"must name an attribute of {module_name} (no {part!r})"
+            )
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ArgumentError(argument, repr(path), f"must be callable, got {type(obj).__name__}")
+    return obj
+
+
+def _label(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', repr(obj))}"
+
+
+def _accepts(fn: Callable[..., Any], name: str) -> bool:
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _infer_backend(*objects: Any) -> str:
+    """torch or jax, from the modules the target and adapter come from (torch if unsure)."""
+    found = set()
+    for obj in objects:
+        module = sys.modules.get(getattr(obj, "__module__", "") or "")
+        names = {getattr(v, "__name__", "") for v in vars(module).values()} if module else set()
+        found |= {b for b in BACKENDS if any(n == b or n.startswith(b + ".") for n in names)}
+    return found.pop() if len(found) == 1 else "torch"
+
+
+# -- conventions -------------------------------------------------------------------------
+
+
+def conventions(enc: Encoding, profile: Profile) -> dict[str, str]:
+    """Every axis's value under ``profile`` (the spec's value where the profile names none)."""
+    axes = {a.name: a for a in enc.all_axes()}
+    unknown = set(profile.conventions) - set(axes)
+    if unknown:
+        raise ValueError(f"profile {profile.name} names unknown axes {sorted(unknown)}")
+    for name, value in profile.conventions.items():
+        axes[name].value(value)
+    return {a.name: profile.conventions.get(a.name, a.spec_value) for a in enc.all_axes()}
+
+
+def _chain(enc: Encoding, chosen: Mapping[str, str]) -> list[Value]:
+    return [a.value(chosen[a.name]) for a in enc.all_axes()]
+
+
+def to_library(chain: Sequence[Value], args: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(args)
+    for value in reversed(chain):
+        out = value.library(out)
+    return out
+
+
+def to_spec(chain: Sequence[Value], args: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(args)
+    for value in chain:
+        out = value.to_spec(out)
+    return out
+
+
+def restriction(enc: Encoding, profile: Profile) -> Restriction:
+    chain = _chain(enc, conventions(enc, profile))
+    options: dict[str, Any] = {}
+    for source in [*(v.options for v in chain), profile.options]:
+        for name, narrow in source.items():
+            before = options.get(name)
+            options[name] = (
+                narrow
+                if before is None
+                else (lambda dims, c, a=before, b=narrow: b(dims, a(dims, c)))
+            )
+    return Restriction(
+        options=options,
+        include=tuple(n for v in chain for n in v.include),
+        exclude=tuple(n for v in chain for n in v.exclude) + profile.exclude,
+        layouts=dict(profile.layouts),
+        at_most={} if profile.memory else {"mlen": 0},
+    )
+
+
+# -- the target ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Target(Implementation):
+    """A third-party function checked under a profile; runs like a registered implementation
+    in every property (``variant`` is its label)."""
+
+    fn: Callable[..., Any] = field(default=lambda: None, repr=False)
+    adapter: Callable[..., Any] | None = field(default=None, repr=False)
+    profile: Profile = field(default=None, repr=False)  # type: ignore[assignment]
+    target_path: str = ""
+    adapter_path: str = ""
+
+    @property
+    def spec(self) -> Encoding:
+        return get_encoding(self.encoding)
+
+    @property
+    def conventions(self) -> dict[str, str]:
+        return conventions(self.spec, self.profile)
+
+    @property
+    def chain(self) -> list[Value]:
+        return _chain(self.spec, self.conventions)
+
+    @property
+    def masked_rows(self) -> str:
+        return self.conventions["masked_rows"]
+
+    @property
+    def memory(self) -> bool:
+        return self.profile.memory
+
+    @property
+    def restriction(self) -> Restriction:
+        return restriction(self.spec, self.profile)
+
+    def load(self) -> Callable[..., Any]:
+        return self.invoke
+
+    # -- calling ------------------------------------------------------------------------
+
+    def invoke(self, q: Any, k: Any, v: Any, **arguments: Any) -> tuple[Any, Any, Any]:
+        """Call the target (through the adapter) on library-form backend tensors; return
+        (out, probs, scores) with None for what it does not return, checked for type,
+        shape and dtype."""
+        arguments.pop("with_weights", None)
+        outer = self.adapter or self.fn
+        if _accepts(outer, "with_weights"):
+            arguments["with_weights"] = True
+        if self.adapter is not None:
+            result = self.adapter(self.fn, q, k, v, **arguments)
+        else:
+            result = self.fn(q, k, v, **arguments)
+        return self._parse(result, q, k, v)
+
+    def _parse(self, result: Any, q: Any, k: Any, v: Any) -> tuple[Any, Any, Any]:
+        who = self.target_path + (f" through {self.adapter_path}" if self.adapter_path else "")
+        if isinstance(result, tuple | list):
+            if len(result) != 3:
+                raise Finding(
+                    f"{who} returned a {type(result).__name__} of {len(result)} items; "
+                    "expected out, or (out, probs, scores) with with_weights=True"
+                )
+            out, probs, scores = result
+        else:
+            out, probs, scores = result, None, None
+        bsz, n_head, qlen, _ = tuple(q.shape)
+        klen = tuple(k.shape)[2]
+        wanted = {
+            "out": (bsz, n_head, qlen, tuple(v.shape)[3]),
+            "probs": (bsz, n_head, qlen, klen),
+            "scores": (bsz, n_head, qlen, klen),
+        }
+        for name, value in (("out", out), ("probs", probs), ("scores", scores)):
+            if value is None and name != "out":
+                continue
+            if not self._is_tensor(value):
+                raise Finding(
+                    f"{who} returned {name} of type {type(value).__name__}; expected a "
+                    f"{self.backend} tensor of shape {wanted[name]}"
+                )
+            if tuple(value.shape) != wanted[name]:
+                raise Finding(
+                    f"{who} returned {name} of shape {tuple(value.shape)}; expected "
+                    f"{wanted[name]} (bsz, n_head, qlen, {'d_head' if name == 'out' else 'klen'})"
+                )
+            if name == "out" and str(value.dtype).split(".")[-1] != str(q.dtype).split(".")[-1]:
+                raise Finding(
+                    f"{who} returned out of dtype {value.dtype}; expected {q.dtype}, the dtype of q"
+                )
+        return out, probs, scores
+
+    def _is_tensor(self, value: Any) -> bool:
+        if self.backend == "torch":
+            return isinstance(value, importlib.import_module("torch").Tensor)
+        return isinstance(value, importlib.import_module("jax").Array)
+
+    def outputs(self, args: Mapping[str, Any], dtype: str) -> Outputs:
+        """Run on spec-form ``args``: convert to the profile's conventions, call, check the
+        fully masked rows against the profile's convention and give them the spec's values."""
+        got = backend(self.backend).call(self.invoke, to_library(self.chain, args), dtype)
+        return self._normalise_rows(args, got, dtype)
+
+    def output_gradients(
+        self,
+        args: Mapping[str, Any],
+        dtype: str,
+        weights: np.ndarray,
+        wrt: tuple[str, ...],
+    ) -> dict[str, np.ndarray]:
+        """Gradients with respect to the inputs the profile's conventions pass unchanged
+        (q, k, v always; tables a convention reorders are left out)."""
+        changed = {name for value in self.chain for name in value.changes}
+        kept = tuple(name for name in wrt if name not in changed)
+
+        def out_only(q: Any, k: Any, v: Any, **arguments: Any) -> Any:
+            return self.invoke(q, k, v, **arguments)[0]
+
+        lib = to_library(self.chain, args)
+        return backend(self.backend).gradients(out_only, lib, dtype, weights, kept)
+
+    def _normalise_rows(self, args: Mapping[str, Any], got: Outputs, dtype: str) -> Outputs:
+        enc = self.spec
+        dead = np.logical_not(full_mask(enc, enc.validate(args, check_dtypes=False)).any(-1))
+        convention = self.masked_rows
+        if convention == "zeros" or not dead.any():
+            return got
+        index = tuple(int(i) for i in np.argwhere(dead)[0])
+        problem = check_masked_rows(convention, args, enc.name, got, dead, dtype)
+        if problem:
+            raise Finding(
+                f"fully masked row {list(index)} of {self.id} in {dtype}: {problem} "
+                f"(profile {self.profile.name}: masked rows {convention})"
+            )
+        out = np.where(dead[..., None], 0.0, got.out)
+        probs = None if got.probs is None else np.where(dead[..., None], 0.0, got.probs)
+        scores = None if got.scores is None else np.where(dead[..., None], -np.inf, got.scores)
+        return Outputs(out, probs, scores)
+
+    def repro(self, prop: str, dtype: str, draw: Draw) -> str:
+        adapter = f", adapter={self.adapter_path!r}" if self.adapter_path else ""
+        return (
+            "from equivalence.draws import Draw\n"
+            "from equivalence.targets import reproduce_target\n"
+            f"reproduce_target({self.target_path!r}, {self.encoding!r}, "
+            f"{self.profile.name!r}, {prop!r}, {dtype!r},\n"
+            f"                 {draw!r}{adapter}, backend={self.backend!r})"
+        )
+
+
+def check_masked_rows(
+    convention: str,
+    args: Mapping[str, Any],
+    encoding: str,
+    got: Outputs,
+    dead: np.ndarray,
+    dtype: str,
+) -> str | None:
+    """What is wrong with the fully masked rows of ``got`` under ``convention`` (None if
+    nothing): zeros (the spec), NaN, or uniform probabilities over every key."""
+    rows = np.argwhere(dead)
+    if convention == "zeros":
+        bad = [r for r in rows if np.any(got.out[tuple(r)] != 0)]
+        return None if not bad else f"out = {got.out[tuple(bad[0])].tolist()}, but should be 0"
+    if convention == "nan":
+        bad = [r for r in rows if not np.isnan(got.out[tuple(r)]).all()]
+        return None if not bad else f"out = {got.out[tuple(bad[0])].tolist()}, but should be NaN"
+    values = pair_values(encoding, **args)
+    klen = values.shape[3]
+    uniform = np.full((*dead.shape, klen), 1.0 / klen)
+    b = tolerance.bounds(
+        dtype,
+        probs=uniform,
+        mask=np.ones(uniform.shape, bool),
+        magnitude_scores=np.zeros(uniform.shape),
+        magnitude_out=np.abs(values).mean(axis=-2),
+    )
+    want = values.mean(axis=-2)
+    for row in rows:
+        r = tuple(row)
+        if not (np.abs(got.out[r] - want[r]) <= b.out[r]).all():
+            return (
+                f"out = {got.out[r].tolist()}, but a uniform row gives the mean of the pair "
+                f"values {want[r].tolist()} (bound {float(b.out[r].max()):.3g})"
+            )
+        if got.probs is not None and not (np.abs(got.probs[r] - 1.0 / klen) <= b.probs[r]).all():
+            return f"probs = {got.probs[r].tolist()}, but should all be 1/{klen}"
+    return None
+
+
+def make_target(
+    fn: Callable[..., Any] | str,
+    *,
+    encoding: str,
+    profile: str | None = None,
+    adapter: Callable[..., Any] | str | None = None,
+    backend: str | None = None,
+) -> Target:
+    """A :class:`Target` from a function (or 'package.module:function'), an encoding, a
+    profile name (default: the spec's own) and an optional adapter."""
+    enc = get_encoding(encoding)
+    chosen = enc.profile(profile or enc.name)
+    target_path = fn if isinstance(fn, str) else _label(fn)
+    function = load_callable(fn, "target") if isinstance(fn, str) else fn
+    adapter_path = "" if adapter is None else (adapter if isinstance(adapter, str) else "")
+    adapt = load_callable(adapter, "adapter") if isinstance(adapter, str) else adapter
+    if adapt is not None and not adapter_path:
+        adapter_path = _label(adapt)
+    if not callable(function):
+        raise ArgumentError("target", repr(fn), "must be callable")
+    if adapt is not None and not callable(adapt):
+        raise ArgumentError("adapter", repr(adapter), "must be callable")
+    chosen_backend = backend or _infer_backend(function, adapt)
+    if chosen_backend not in BACKENDS:
+        raise ArgumentError(
+            "backend", repr(chosen_backend), f"must be one of {', '.join(BACKENDS)}"
+        )
+    return Target(
+        encoding,
+        chosen_backend,
+        target_path.rsplit(":", 1)[-1],
+        target_path,
+        fn=function,
+        adapter=adapt,
+        profile=chosen,
+        target_path=target_path,
+        adapter_path=adapter_path,
+    )
+
+
+def reproduce_target(
+    target: str,
+    encoding: str,
+    profile: str,
+    prop: str,
+    dtype: str,
+    draw: Draw,
+    *,
+    adapter: str | None = None,
+    backend: str | None = None,
+) -> float:
+    """Re-run one failing example of a target; raises AssertionError if it still fails."""
+    from equivalence.runner import _check
+
+    t = make_target(target, encoding=encoding, profile=profile, adapter=adapter, backend=backend)
+    return _check(PROPERTIES[prop], t, draw, dtype)
+
+
+# -- running ------------------------------------------------------------------------------
+
+#: Properties a target is checked for by default: every one that needs no second backend.
+TARGET_PROPERTIES = tuple(name for name, p in PROPERTIES.items() if not p.needs_partner)
+
+
+def check_target(
+    target: Target,
+    *,
+    properties: Iterable[str] | None = None,
+    dtypes: Iterable[str] | None = None,
+    budget: str | settings | None = None,
+    on_result: Callable[[Result], None] | None = None,
+) -> list[Result]:
+    """Run the properties on a target; each result's ``extra`` names the target and profile."""
+    results = []
+    for name in properties or TARGET_PROPERTIES:
+        if name not in PROPERTIES:
+            raise ArgumentError("property", repr(name), f"must be one of {', '.join(PROPERTIES)}")
+        for dtype in PROPERTIES[name].dtypes:
+            if dtypes is not None and dtype not in dtypes:
+                continue
+            result = run_property(name, target, dtype, profile=budget)
+            result.extra.update(
+                target=target.target_path, adapter=target.adapter_path, profile=target.profile.name
+            )
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    return results
+
+
+# -- diagnosis ----------------------------------------------------------------------------
+
+
+@dataclass
+class Diagnosis:
+    """Which conventions a target satisfies on a few small inputs (float64)."""
+
+    encoding: str
+    asked: str
+    examples: int
+    matches: list[dict[str, str]]
+    profiles: list[str]
+    differences: dict[str, str]
+
+    def __str__(self) -> str:
+        head = f"diagnosis ({self.examples} small inputs per combination, float64)"
+        if not self.matches:
+            return (
+                f"{head}: conforms to no combination of the {self.encoding} conventions the "
+                "checker knows (relpos profiles lists them)"
+            )
+        if not self.differences:
+            return (
+                f"{head}: conforms to profile {self.asked} on these inputs, so the failures "
+                "lie in another dtype, in larger inputs, or in a property beyond the values"
+            )
+        said = ", ".join(f"{axis} {value}" for axis, value in self.differences.items())
+        named = f": profile {', '.join(self.profiles)}" if self.profiles else ": no named profile"
+        others = len(self.matches) - 1
+        also = f" ({others} other combinations fit these inputs too)" if others else ""
+        return f"{head}: conforms to {self.encoding} with {said}{named}{also}"
+
+
+def _sample(strategy: Any, n: int) -> list[Draw]:
+    found: list[Draw] = []
+
+    @settings(
+        max_examples=n,
+        derandomize=True,
+        database=None,
+        phases=[Phase.generate],
+        deadline=None,
+    )
+    @given(strategy)
+    def collect(draw: Draw) -> None:
+        found.append(draw)
+
+    collect()
+    return found[:n]
+
+
+def _conforms(target: Target, examples: Sequence[Draw]) -> bool:
+    """Whether ``target`` (under its profile) agrees with the oracle on every example in
+    float64: outputs of rows with a visible key within the bound, fully masked rows as its
+    profile says."""
+    for draw in examples:
+        args = draw.arguments("float64")
+        try:
+            got = target.outputs(args, "float64")
+        except Exception:  # raising on its own convention's inputs: not this convention
+            return False
+        want = expected(target.encoding, args)
+        if not compare("out", got.out, want.out, want.bounds("float64").out, who="").ok:
+            return False
+    return True
+
+
+def diagnose(target: Target, *, n: int = 4) -> Diagnosis:
+    """Check ``target`` under every named profile of its encoding and every combination of
+    the encoding's conventions, each on ``n`` small inputs drawn for it (plus one with a fully
+    masked row); report what it satisfies and the named profiles among them.
+
+    The inputs carry no memory, tables shared by heads and the default scale, which every
+    library accepts; a combination keeps the restrictions of the profile asked for, a named
+    profile its own."""
+    enc = target.spec
+    layouts = {t.name: 0 for t in enc.tensors if len(t.layouts) > 1}
+    candidates = [
+        replace(p, options={**p.options, "scale": fixed(None)}, layouts=layouts, memory=False)
+        for p in enc.all_profiles()
+    ]
+    for combo in itertools.product(*(a.values for a in enc.all_axes())):
+        chosen = {a.name: v.name for a, v in zip(enc.all_axes(), combo, strict=True)}
+        candidates.append(
+            replace(
+                target.profile,
+                name="",
+                conventions=chosen,
+                options={**target.profile.options, "scale": fixed(None)},
+                layouts=layouts,
+                memory=False,
+            )
+        )
+    samples: dict[Any, list[Draw]] = {}
+    matches: list[dict[str, str]] = []
+    named: list[str] = []
+    for candidate in candidates:
+        trial = replace(target, profile=candidate)
+        chosen = conventions(enc, candidate)
+        if not candidate.name and chosen in matches:
+            continue
+        r = trial.restriction
+        key = (candidate.name, tuple(sorted((k, v) for k, v in chosen.items() if k != "mask")))
+        if key not in samples:
+            samples[key] = _sample(draws(enc.name, "tiny", restrict=r), n) + _sample(
+                draws(enc.name, "tiny", masks=("fully_masked_row",), restrict=r), 1
+            )
+        if _conforms(trial, samples[key]):
+            if candidate.name:
+                named.append(candidate.name)
+            if chosen not in matches:
+                matches.append(chosen)
+    asked = target.conventions
+    differences: dict[str, str] = {}
+    if matches and asked not in matches:
+        profiles = [conventions(enc, p) for p in enc.all_profiles() if p.name in named]
+        best = min(
+            matches,
+            key=lambda m: (m not in profiles, sum(m[a] != asked[a] for a in m)),
+        )
+        differences = {a: v for a, v in best.items() if v != asked[a]}
+    return Diagnosis(enc.name, target.profile.name, n + 1, matches, named, differences)
+
+
+def check_implementation(
+    fn: Callable[..., Any] | str,
+    *,
+    encoding: str,
+    profile: str | None = None,
+    adapter: Callable[..., Any] | str | None = None,
+    backend: str | None = None,
+    properties: Iterable[str] | None = None,
+    dtypes: Iterable[str] | None = None,
+    budget: str | settings | None = None,
+) -> list[Result]:
+    """Check a function against the spec under a convention profile. Returns the results
+    when every property holds; raises AssertionError with the report, the repros and a
+    diagnosis otherwise."""
+    target = make_target(fn, encoding=encoding, profile=profile, adapter=adapter, backend=backend)
+    results = check_target(target, properties=properties, dtypes=dtypes, budget=budget)
+    bad = [r for r in results if r.status in ("fail", "error")]
+    if bad:
+        raise AssertionError(failure_report(target, results))
+    return results
+
+
+def failure_report(target: Target, results: Sequence[Result]) -> str:
+    """The failed and raised results of a target, with repros, and the diagnosis."""
+    bad = [r for r in results if r.status in ("fail", "error")]
+    lines = [
+        f"{target.target_path} does not conform to {target.encoding} under profile "
+        f"{target.profile.name}: {len(bad)} of {len(results)} checks failed"
+    ]
+    for r in bad:
+        lines += ["", f"{r.status.upper()}: {r.property} {r.dtype}", r.message]
+    lines += ["", str(diagnose(target))]
+    return "\n".join(lines)

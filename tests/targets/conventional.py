@@ -1,0 +1,65 @@
+"""Small torch attention functions written to libraries' conventions (from
+shared reference descriptions, not from their code), and targets that misbehave on purpose.
+Each is checked as a third-party target: the first under its own profile passes, under the
+spec's profile fails and is diagnosed."""
+
+from __future__ import annotations
+
+import torch
+
+
+def _finish(logits, v, mask, masked_value):
+    if mask is not None:
+        bias = torch.zeros(mask.shape, dtype=logits.dtype).masked_fill(~mask, masked_value)
+        logits = logits + bias
+    probs = torch.softmax(logits, dim=-1)
+    return probs @ v
+
+
+def bert_relative_key(q, k, v, *, rel_k, clip, mask=None, **_):
+    """Hugging Face BERT relative_key as transformers 4.x computes it: distance i - j, table
+    of 2P - 1 rows with row = i - j + P - 1, no clip, additive finfo.min mask."""
+    qlen, klen, d = q.shape[2], k.shape[2], q.shape[3]
+    P = (rel_k.shape[0] + 1) // 2
+    distance = torch.arange(qlen)[:, None] - torch.arange(klen)[None, :]
+    table = rel_k[distance + P - 1]  # (qlen, klen, d): IndexError past the table
+    logits = (q @ k.transpose(-1, -2) + torch.einsum("bhid,ijd->bhij", q, table)) / d**0.5
+    if mask is not None:
+        mask = torch.broadcast_to(mask, logits.shape)
+    return _finish(logits, v, mask, torch.finfo(q.dtype).min)
+
+
+def txl_style(q, k, v, *, w_r, r_w_bias, r_r_bias, clamp_len=None, mask=None, **_):
+    """Transformer-XL's conventions: D = (mlen + i) - j clamped from above, concatenated
+    sinusoid, boolean mask True = masked filled with -inf (fully masked rows are NaN)."""
+    qlen, klen, d = q.shape[2], k.shape[2], q.shape[3]
+    d_model = w_r.shape[-1]
+    D = (klen - qlen + torch.arange(qlen))[:, None] - torch.arange(klen)[None, :]
+    if clamp_len is not None:
+        D = D.clamp(max=clamp_len)
+    freq = 10000.0 ** (-torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)
+    angle = D[..., None].to(torch.float64) * freq
+    R = torch.cat([angle.sin(), angle.cos()], dim=-1).to(q.dtype)  # (qlen, klen, d_model)
+    r = torch.einsum("ijm,hdm->hijd", R, w_r)
+    ac = (q + r_w_bias[None, :, None]) @ k.transpose(-1, -2)
+    bd = torch.einsum("bhid,hijd->bhij", q + r_r_bias[None, :, None], r)
+    logits = (ac + bd) / d**0.5
+    causal = torch.arange(klen)[None, :] > (klen - qlen + torch.arange(qlen))[:, None]
+    hidden = causal if mask is None else (mask | causal)
+    logits = logits.masked_fill(hidden, float("-inf"))
+    return torch.softmax(logits, dim=-1) @ v
+
+
+def raises_on_memory(q, k, v, *, rel_k, rel_v=None, clip, mask=None, key_query=False, scale=None):
+    """Raises as soon as there is memory (klen > qlen)."""
+    if k.shape[2] != q.shape[2]:
+        raise ValueError("memory is not supported")
+    return torch.zeros_like(q)
+
+
+def wrong_shape(q, k, v, **_):
+    return torch.zeros(q.shape[0], q.shape[2], q.shape[1], q.shape[3], dtype=q.dtype)
+
+
+def wrong_dtype(q, k, v, **_):
+    return torch.zeros(q.shape, dtype=torch.float32 if q.dtype != torch.float32 else torch.float64)
