@@ -1,15 +1,26 @@
 """The equivalence suite: checks implementations against the oracle and each other.
 
 Importing ``equivalence`` imports neither torch nor jax (backend adapters load their framework
-on first use). Entry points: :func:`reproduce` (re-run a failing example from its repro) and
-the ``relpos`` command line (``equivalence.cli``).
+on first use). Entry points: :func:`check_implementation` (check a function we did not write,
+under a convention profile), :func:`reproduce` (re-run a failing example from its repro), the
+``relpos`` command line (``equivalence.cli``) and the pytest plugin (``--relpos-target``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["reproduce"]
+__all__ = ["check_implementation", "reproduce"]
+
+
+def check_implementation(fn: Any, *, encoding: str, profile: str | None = None, **kw: Any) -> Any:
+    """Check ``fn`` (or 'package.module:function') against the spec of ``encoding`` under a
+    convention profile; raise AssertionError with the report, repros and a diagnosis if any
+    property fails. See :func:`equivalence.targets.check_implementation` for the options
+    (adapter, backend, properties, dtypes, budget)."""
+    from equivalence.targets import check_implementation as check
+
+    return check(fn, encoding=encoding, profile=profile, **kw)
 
 
 def reproduce(prop: str, impl_id: str, dtype: str, draw: Any) -> float:

@@ -50,11 +50,13 @@ def txl_style(q, k, v, *, w_r, r_w_bias, r_r_bias, clamp_len=None, mask=None, **
     return torch.softmax(logits, dim=-1) @ v
 
 
-def raises_on_memory(q, k, v, *, rel_k, rel_v=None, clip, mask=None, key_query=False, scale=None):
-    """Raises as soon as there is memory (klen > qlen)."""
+def raises_on_memory(q, k, v, **arguments):
+    """The bundled reference, except that it raises as soon as there is memory."""
+    from impls.torch.shaw import shaw_reference
+
     if k.shape[2] != q.shape[2]:
         raise ValueError("memory is not supported")
-    return torch.zeros_like(q)
+    return shaw_reference(q, k, v, **arguments)
 
 
 def wrong_shape(q, k, v, **_):
@@ -63,3 +65,18 @@ def wrong_shape(q, k, v, **_):
 
 def wrong_dtype(q, k, v, **_):
     return torch.zeros(q.shape, dtype=torch.float32 if q.dtype != torch.float32 else torch.float64)
+
+
+def bshd_relative_attention(query, key, value, *, distance_embedding, attention_mask=None):
+    """A library-shaped function: (bsz, length, heads, d) tensors, a table indexed by
+    i - j + P - 1 and an additive mask (the README's adapter example calls it)."""
+    q, k, v = (x.transpose(1, 2) for x in (query, key, value))
+    P = (distance_embedding.shape[0] + 1) // 2
+    distance = torch.arange(q.shape[2])[:, None] - torch.arange(k.shape[2])[None, :]
+    table = distance_embedding[distance + P - 1]
+    logits = (q @ k.transpose(-1, -2) + torch.einsum("bhid,ijd->bhij", q, table)) / q.shape[
+        3
+    ] ** 0.5
+    if attention_mask is not None:
+        logits = logits + attention_mask
+    return (torch.softmax(logits, dim=-1) @ v).transpose(1, 2)

@@ -1,0 +1,7 @@
+"""Adapters for libraries this project checks (``relpos check --adapter``).
+
+An adapter maps the canonical call ``(q, k, v, **arguments)`` (already in the profile's
+conventions) onto a library's own function and returns ``out``, or ``(out, probs, scores)``
+when it takes ``with_weights``. See :mod:`equivalence.targets` for the contract and
+:mod:`equivalence.adapters.huggingface` for worked examples.
+"""

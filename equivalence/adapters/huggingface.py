@@ -1,0 +1,301 @@
+"""Adapters for Hugging Face transformers (5.x): XLNet relative attention and Wav2Vec2-BERT's
+relative_key self-attention, built from tiny configurations (nothing is downloaded).
+
+Each adapter builds the library's own module, substitutes the canonical tensors for its
+parameters with ``torch.func.functional_call`` (so gradients reach them) and runs the library
+code under test. Only what the library leaves to its caller is computed here, exactly as the
+library's caller computes it:
+
+``xlnet_rel_attn_core`` (target ``XLNetRelativeAttention.rel_attn_core``)
+    heads in XLNet's (position, batch, head, d) layout; the positional key heads W_R R from
+    ``XLNetModel.relative_positional_encoding`` (the library's sinusoid, float32, then cast to
+    the run's dtype as the module does); the one-hot segment matrix and the float mask (1 =
+    masked, causal part from ``XLNetModel.create_mask``) as ``XLNetModel.forward`` builds them.
+``xlnet_relative_attention`` (target ``XLNetRelativeAttention``)
+    the whole module, including its q, k, v and positional projections: heads are widened to
+    carry [keys | values | padding] side by side, so identity projections of hidden states
+    give exactly the canonical q, k, v and W_R; queries enter through XLNet's query stream
+    ``g`` (whose projection is independent of the keys'). The module's scale is set to the
+    canonical d_head's, and the attention output is read where the module's output dropout
+    receives it (before the o-projection, residual and LayerNorm, which are not part of the
+    encoding), with the o-projection set to the identity.
+``wav2vec2_bert_self_attention`` (target ``Wav2Vec2BertSelfAttention``)
+    the whole module with its linear q, k, v and output layers, widened the same way (hidden
+    states carry [q | k | v] per head; the linear layers select); the additive mask
+    (1 - mask) * finfo.min as the model builds it; clip (p_min, p_max) becomes
+    left_max_position_embeddings = -p_min and right_max_position_embeddings = p_max.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import torch
+
+__all__ = ["wav2vec2_bert_self_attention", "xlnet_rel_attn_core", "xlnet_relative_attention"]
+
+
+def _xlnet_config(d_model: int, n_head: int, **kw: Any) -> Any:
+    from transformers import XLNetConfig
+
+    return XLNetConfig(
+        vocab_size=8, d_model=d_model, n_layer=1, n_head=n_head, d_inner=4, dropout=0.0, **kw
+    )
+
+
+@cache
+def _xlnet_positions(width: int, attn_type: str, clamp_len: int) -> Any:
+    """An XLNetModel whose relative_positional_encoding gives R of the given width."""
+    from transformers import XLNetModel
+
+    model = XLNetModel(_xlnet_config(width, 1, attn_type=attn_type, clamp_len=clamp_len))
+    return model.eval()
+
+
+def _positions(d_model: int, attn_type: str, clamp_len: int | None, qlen: int, klen: int, bsz: int):
+    # XLNet: clamp_len <= 0 means no clamp (the xlnet profile never draws the spec's 0)
+    model = _xlnet_positions(d_model, attn_type, -1 if clamp_len is None else clamp_len)
+    return model.relative_positional_encoding(qlen, klen, bsz=bsz)  # (rlen, bsz, d_model)
+
+
+def _xlnet_mask(mask: Any, attn_type: str, shape: tuple[int, int, int, int], dtype: Any):
+    """XLNet's float mask (qlen, klen, bsz, n_head), 1 = masked, or None."""
+    qlen, klen = shape[2], shape[3]
+    hidden = None
+    if attn_type == "uni":
+        model = _xlnet_positions(2, "uni", -1)
+        causal = model.create_mask(qlen, klen - qlen).to(torch.bool)  # (qlen, klen)
+        hidden = causal[None, None].expand(shape)
+    if mask is not None:
+        given = torch.broadcast_to(mask, shape)
+        hidden = given if hidden is None else (given | hidden)
+    return None if hidden is None else hidden.permute(2, 3, 0, 1).to(dtype)
+
+
+def _seg_mat(seg_ids: Any, qlen: int, dtype: Any) -> Any:
+    """One-hot (qlen, klen, bsz, 2): 1 in column 1 where the segments of i and j differ."""
+    mlen = seg_ids.shape[1] - qlen
+    query = seg_ids[:, mlen:]  # (bsz, qlen)
+    different = (query[:, :, None] != seg_ids[:, None, :]).long()  # (bsz, qlen, klen)
+    return torch.nn.functional.one_hot(different.permute(1, 2, 0), num_classes=2).to(dtype)
+
+
+def _pad_last(x: Any, width: int, at: int = 0) -> Any:
+    """x with its last axis placed at offset ``at`` of ``width`` zeros."""
+    before = torch.zeros((*x.shape[:-1], at), dtype=x.dtype)
+    after = torch.zeros((*x.shape[:-1], width - at - x.shape[-1]), dtype=x.dtype)
+    return torch.cat([before, x, after], dim=-1)
+
+
+def _unused(name: str, value: Any, allowed: Any) -> None:
+    if value != allowed:
+        raise ValueError(f"`{name}` must be {allowed!r} for this adapter, got {value!r}")
+
+
+def xlnet_rel_attn_core(
+    target: Any,
+    q: Any,
+    k: Any,
+    v: Any,
+    *,
+    w_r: Any,
+    r_w_bias: Any,
+    r_r_bias: Any,
+    r_s_bias: Any = None,
+    seg_embed: Any = None,
+    seg_ids: Any = None,
+    mask: Any = None,
+    d_model: int | None = None,
+    attn_type: str = "bi",
+    clamp_len: int | None = None,
+    clamp_style: str = "symmetric",
+    scale: float | None = None,
+    with_weights: bool = False,
+) -> Any:
+    """``XLNetRelativeAttention.rel_attn_core`` (the target) on canonical inputs, profile
+    xlnet (mask True = masked)."""
+    from transformers.models.xlnet.modeling_xlnet import XLNetRelativeAttention
+
+    _unused("scale", scale, None)
+    _unused("clamp_style", clamp_style, "symmetric")
+    bsz, n_head, qlen, d_head = q.shape
+    klen = k.shape[2]
+    module = XLNetRelativeAttention(_xlnet_config(n_head * d_head, n_head)).eval()
+    params = {"r_w_bias": r_w_bias, "r_r_bias": r_r_bias}
+    if seg_embed is not None:
+        params.update(r_s_bias=r_s_bias, seg_embed=seg_embed)
+    pos = _positions(w_r.shape[-1], attn_type, clamp_len, qlen, klen, bsz).to(q.dtype)
+    k_head_r = torch.einsum("ibm,ndm->ibnd", pos, w_r)  # as XLNetRelativeAttention.forward
+    heads = [x.permute(2, 0, 1, 3) for x in (q, k, v)]  # (position, bsz, n_head, d_head)
+    seg_mat = None if seg_ids is None else _seg_mat(seg_ids, qlen, q.dtype)
+    attn_mask = _xlnet_mask(mask, attn_type, (bsz, n_head, qlen, klen), q.dtype)
+
+    def core(*args: Any, **kw: Any) -> Any:
+        return target(module, *args, **kw)
+
+    with _substituted(module, params):
+        vec, prob = core(
+            *heads, k_head_r, seg_mat=seg_mat, attn_mask=attn_mask, output_attentions=True
+        )
+    out = vec.permute(1, 2, 0, 3)
+    return (out, prob.permute(2, 3, 0, 1), None) if with_weights else out
+
+
+class _substituted:
+    """Temporarily replace module parameters by (differentiable) tensors."""
+
+    def __init__(self, module: Any, tensors: dict[str, Any]) -> None:
+        self.module, self.tensors = module, tensors
+        self.saved: dict[str, Any] = {}
+
+    def __enter__(self) -> None:
+        for name, tensor in self.tensors.items():
+            self.saved[name] = self.module._parameters.pop(name)
+            setattr(self.module, name, tensor)
+
+    def __exit__(self, *exc: Any) -> None:
+        for name, parameter in self.saved.items():
+            delattr(self.module, name)
+            self.module.register_parameter(name, parameter)
+
+
+def _identity_heads(width: int, n_head: int, d: int, dtype: Any) -> Any:
+    return torch.eye(width, dtype=dtype).reshape(width, n_head, d)
+
+
+def xlnet_relative_attention(
+    target: Any,
+    q: Any,
+    k: Any,
+    v: Any,
+    *,
+    w_r: Any,
+    r_w_bias: Any,
+    r_r_bias: Any,
+    r_s_bias: Any = None,
+    seg_embed: Any = None,
+    seg_ids: Any = None,
+    mask: Any = None,
+    d_model: int | None = None,
+    attn_type: str = "bi",
+    clamp_len: int | None = None,
+    clamp_style: str = "symmetric",
+    scale: float | None = None,
+    with_weights: bool = False,
+) -> Any:
+    """The whole ``XLNetRelativeAttention`` module (the target, a class) on canonical inputs,
+    profile xlnet."""
+    _unused("scale", scale, None)
+    _unused("clamp_style", clamp_style, "symmetric")
+    bsz, n_head, qlen, d = q.shape
+    klen, width = k.shape[2], w_r.shape[-1]
+    wide = max(2 * d, -(-width // n_head))  # per-head width: [keys | values | padding]
+    hidden = n_head * wide
+    module = target(_xlnet_config(hidden, n_head)).eval().to(q.dtype)
+    module.scale = d**-0.5  # the canonical d_head's (the module's heads are widened)
+    eye = _identity_heads(hidden, n_head, wide, q.dtype)
+    r_weight = _pad_last(w_r.permute(2, 0, 1), wide)  # (width, n_head, wide)
+    r_weight = torch.cat([r_weight, torch.zeros(hidden - width, n_head, wide, dtype=q.dtype)])
+    params = {
+        "q": eye,
+        "k": eye,
+        "v": eye,
+        "o": eye,
+        "r": r_weight,
+        "r_w_bias": _pad_last(r_w_bias, wide),
+        "r_r_bias": _pad_last(r_r_bias, wide),
+    }
+    if seg_embed is not None:
+        params.update(r_s_bias=_pad_last(r_s_bias, wide), seg_embed=_pad_last(seg_embed, wide))
+    key_value = _pad_last(torch.cat([k, v], dim=-1), wide)  # (bsz, n_head, klen, wide)
+    states = key_value.permute(2, 0, 1, 3).reshape(klen, bsz, hidden)
+    g = _pad_last(q, wide).permute(2, 0, 1, 3).reshape(qlen, bsz, hidden)
+    pos = _positions(width, attn_type, clamp_len, qlen, klen, bsz).to(q.dtype)
+    r = _pad_last(pos, hidden)  # (rlen, bsz, hidden)
+    seg_mat = None if seg_ids is None else _seg_mat(seg_ids, qlen, q.dtype)
+    attn_mask = _xlnet_mask(mask, attn_type, (bsz, n_head, qlen, klen), q.dtype)
+    seen: list[Any] = []
+    hook = module.dropout.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    try:
+        _, _, (_, prob_g) = torch.func.functional_call(
+            module,
+            params,
+            (states[klen - qlen :], g, attn_mask, attn_mask, r, seg_mat),
+            {"mems": states[: klen - qlen] if klen > qlen else None, "output_attentions": True},
+        )
+    finally:
+        hook.remove()
+    attn_out = [x for x in seen if x.dim() == 3][-1]  # the query stream's, before o's dropout
+    out = attn_out.reshape(qlen, bsz, n_head, wide)[..., d : 2 * d].permute(1, 2, 0, 3)
+    return (out, prob_g.permute(2, 3, 0, 1), None) if with_weights else out
+
+
+def wav2vec2_bert_self_attention(
+    target: Any,
+    q: Any,
+    k: Any,
+    v: Any,
+    *,
+    rel_k: Any,
+    clip: tuple[int, int],
+    rel_v: Any = None,
+    mask: Any = None,
+    key_query: bool = False,
+    scale: float | None = None,
+    with_weights: bool = False,
+) -> Any:
+    """The whole ``Wav2Vec2BertSelfAttention`` module (the target, a class) with
+    position_embeddings_type "relative_key", profile hf-wav2vec2-bert-relative-key."""
+    from transformers import Wav2Vec2BertConfig
+
+    _unused("rel_v", rel_v, None)
+    _unused("key_query", key_query, False)
+    _unused("scale", scale, None)
+    bsz, n_head, length, d = q.shape
+    if k.shape[2] != length:
+        raise ValueError(f"self-attention only: klen must equal qlen, got {k.shape[2]}")
+    wide, hidden = 3 * d, 3 * d * n_head
+    config = Wav2Vec2BertConfig(
+        hidden_size=hidden,
+        num_attention_heads=n_head,
+        position_embeddings_type="relative_key",
+        left_max_position_embeddings=-clip[0],
+        right_max_position_embeddings=clip[1],
+        attention_dropout=0.0,
+        attn_implementation="eager",
+    )
+    module = target(config).eval().to(q.dtype)
+    module.scaling = d**-0.5  # the canonical d_head's (the module's heads are widened)
+
+    def select(part: int) -> Any:
+        # output block h = [part p of input block h | 0 | 0]
+        w = torch.zeros(n_head, wide, n_head, wide, dtype=q.dtype)
+        for h in range(n_head):
+            w[h, :d, h, part * d : (part + 1) * d] = torch.eye(d, dtype=q.dtype)
+        return w.reshape(hidden, hidden)
+
+    zero = torch.zeros(hidden, dtype=q.dtype)
+    params = {
+        "linear_q.weight": select(0),
+        "linear_k.weight": select(1),
+        "linear_v.weight": select(2),
+        "linear_out.weight": torch.eye(hidden, dtype=q.dtype),
+        "linear_q.bias": zero,
+        "linear_k.bias": zero,
+        "linear_v.bias": zero,
+        "linear_out.bias": zero,
+        "distance_embedding.weight": _pad_last(rel_k, wide),
+    }
+    states = torch.cat([q, k, v], dim=-1).permute(0, 2, 1, 3).reshape(bsz, length, hidden)
+    additive = None
+    if mask is not None:
+        keep = torch.broadcast_to(mask, (bsz, n_head, length, length))
+        additive = torch.zeros(keep.shape, dtype=q.dtype).masked_fill(
+            ~keep, torch.finfo(q.dtype).min
+        )
+    out, weights = torch.func.functional_call(
+        module, params, (states,), {"attention_mask": additive}
+    )
+    out = out.reshape(bsz, length, n_head, wide)[..., :d].permute(0, 2, 1, 3)
+    return (out, weights, None) if with_weights else out

@@ -1,0 +1,188 @@
+"""Third-party targets: conventions, findings (exceptions, shapes, dtypes), diagnosis, the
+API, the command line and the pytest plugin. The targets are small torch functions written
+to libraries' conventions (tests/targets/conventional.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from equivalence import check_implementation
+from equivalence.cli import main
+from equivalence.targets import check_target, diagnose, load_callable, make_target
+from spec import ArgumentError
+
+pytest.importorskip("torch")
+
+HERE = "tests.targets.conventional"
+ROOT = Path(__file__).resolve().parents[2]
+QUICK = {"properties": ["oracle", "masked_rows"], "dtypes": ["float64", "float32"]}
+
+
+def test_a_library_convention_passes_under_its_profile():
+    results = check_implementation(
+        f"{HERE}:bert_relative_key",
+        encoding="shaw",
+        profile="hf-bert-relative-key",
+        properties=["oracle", "gradients", "masked_rows", "batch", "wide_range"],
+        dtypes=["float64", "float32"],
+        budget="ci",
+    )
+    assert {r.status for r in results} == {"pass"}
+    assert all(r.extra["profile"] == "hf-bert-relative-key" for r in results)
+
+
+def test_the_same_function_fails_the_spec_and_is_diagnosed():
+    with pytest.raises(AssertionError) as caught:
+        check_implementation(f"{HERE}:bert_relative_key", encoding="shaw", budget="ci", **QUICK)
+    report = str(caught.value)
+    assert "does not conform to shaw under profile shaw" in report
+    assert "reproduce_target(" in report
+    assert "distance query_minus_key" in report
+    assert "profile hf-bert-relative-key" in report.splitlines()[-1]
+
+
+def test_transformer_xl_conventions_are_diagnosed():
+    target = make_target(f"{HERE}:txl_style", encoding="xl")
+    d = diagnose(target)
+    assert d.profiles == ["transformer-xl"], d
+    assert d.differences == {"clamp": "upper", "mask": "hide", "masked_rows": "nan"}
+    assert "profile transformer-xl" in str(d)
+    passed = check_target(
+        make_target(f"{HERE}:txl_style", encoding="xl", profile="transformer-xl"),
+        budget="ci",
+        **QUICK,
+    )
+    assert {r.status for r in passed} == {"pass"}
+
+
+def test_an_exception_is_a_finding_with_the_smallest_input():
+    (result,) = check_target(
+        make_target(f"{HERE}:raises_on_memory", encoding="shaw"),
+        properties=["oracle"],
+        dtypes=["float64"],
+        budget="ci",
+    )
+    assert result.status == "error"
+    assert "raised ValueError: memory is not supported" in result.message
+    # shrunk: the smallest input with memory
+    assert result.draw.dims["mlen"] == 1 and result.draw.dims["qlen"] == 1
+    assert "reproduce_target(" in result.repro
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("wrong_shape", "returned out of shape"),
+        ("wrong_dtype", "returned out of dtype"),
+    ],
+)
+def test_wrong_shapes_and_dtypes_are_reported(name, words):
+    (result,) = check_target(
+        make_target(f"{HERE}:{name}", encoding="shaw"),
+        properties=["oracle"],
+        dtypes=["float64"],
+        budget="ci",
+    )
+    assert result.status == "fail" and words in result.message, result.message
+
+
+def test_a_registered_implementation_passes_as_a_target():
+    jax = pytest.importorskip("jax")
+    assert jax
+    target = make_target("impls.jax.shaw:shaw_reference", encoding="shaw")
+    assert target.backend == "jax"
+    (result,) = check_target(target, properties=["oracle"], dtypes=["float64"], budget="ci")
+    assert result.status == "pass", result.message
+
+
+@pytest.mark.parametrize(
+    ("path", "words"),
+    [
+        ("no_colon", "must read 'package.module:function'"),
+        ("relpos_no_such_module:f", "must name an importable module"),
+        (f"{HERE}:missing", "must name an attribute"),
+        (f"{HERE}:torch", "must be callable"),
+    ],
+)
+def test_bad_target_paths_are_clear(path, words):
+    with pytest.raises(ArgumentError, match=words):
+        load_callable(path)
+
+
+def test_unknown_profiles_list_the_known_ones():
+    with pytest.raises(ArgumentError, match="hf-bert-relative-key"):
+        make_target(f"{HERE}:bert_relative_key", encoding="shaw", profile="bert")
+
+
+def test_check_target_from_the_command_line(tmp_path, capsys):
+    report = tmp_path / "r.json"
+    args = ["check", "--target", f"{HERE}:bert_relative_key", "--encoding", "shaw"]
+    args += ["--property", "oracle", "--dtype", "float64", "--budget", "ci"]
+    assert main([*args, "--profile", "hf-bert-relative-key", "--json", str(report)]) == 0
+    doc = json.loads(report.read_text())
+    assert doc["target"] == f"{HERE}:bert_relative_key"
+    assert doc["profile"] == "hf-bert-relative-key" and doc["budget"] == "ci"
+    assert doc["results"][0]["status"] == "pass"
+    assert main(args) == 1
+    assert "diagnosis" in capsys.readouterr().out
+
+
+def test_profiles_command_lists_every_profile(capsys):
+    from spec import all_encodings
+
+    assert main(["profiles"]) == 0
+    out = capsys.readouterr().out
+    for enc in all_encodings():
+        for p in enc.all_profiles():
+            assert f"  {p.name}: " in out
+
+
+def _pytest(tmp_path, *args):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    common = ["-p", "no:cacheprovider", "--relpos-encoding", "shaw", "--relpos-budget", "dev"]
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", *common, *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_pytest_plugin_adds_items_and_junit(tmp_path):
+    (tmp_path / "test_own.py").write_text("def test_own():\n    assert True\n")
+    junit = tmp_path / "junit.xml"
+    run = _pytest(
+        tmp_path, "--relpos-target", "impls.torch.shaw:shaw_reference", f"--junitxml={junit}"
+    )
+    assert run.returncode == 0, run.stdout
+    assert "17 passed" in run.stdout, run.stdout
+    assert 'name="relpos[oracle-float64]"' in junit.read_text()
+    run = _pytest(tmp_path, "--relpos-target", f"{HERE}:bert_relative_key", "-k", "oracle-float64")
+    assert run.returncode == 1 and "1 failed" in run.stdout, run.stdout
+    assert "profile hf-bert-relative-key" in run.stdout
+
+
+def test_the_readme_adapter_example_works(tmp_path, monkeypatch):
+    text = (ROOT / "README.md").read_text()
+    start = text.index("def call(target, q, k, v,")
+    code = text[text.rindex("```python", 0, start) + len("```python") : text.index("```", start)]
+    (tmp_path / "readme_adapter.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    results = check_implementation(
+        f"{HERE}:bshd_relative_attention",
+        encoding="shaw",
+        profile="hf-bert-relative-key",
+        adapter="readme_adapter:call",
+        properties=["oracle", "gradients", "masked_rows"],
+        dtypes=["float64", "float32"],
+        budget="ci",
+    )
+    assert {r.status for r in results} == {"pass"}
