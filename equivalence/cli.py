@@ -168,11 +168,12 @@ def _check_target(args: argparse.Namespace, budget: str) -> int:
         count["n"] += 1
         _progress(count["n"], 0, result, args.verbose)
 
-    results = check_target(
-        target, properties=args.property, dtypes=args.dtype, budget=budget, on_result=progress
-    )
-    if not results:
-        sys.stderr.write("relpos check: nothing selected\n")
+    try:
+        results = check_target(
+            target, properties=args.property, dtypes=args.dtype, budget=budget, on_result=progress
+        )
+    except ArgumentError as exc:
+        sys.stderr.write(f"relpos check: nothing selected: {exc}\n")
         return 2
     sys.stdout.write(matrix(results))
     bad = [r for r in results if r.status in ("fail", "error")]

@@ -426,6 +426,11 @@ def check_target(
     on_result: Callable[[Result], None] | None = None,
 ) -> list[Result]:
     """Run the properties on a target; each result's ``extra`` names the target and profile."""
+    from equivalence.backends import DTYPES
+
+    unknown = [d for d in dtypes or () if d not in DTYPES]
+    if unknown:
+        raise ArgumentError("dtypes", repr(unknown), f"must be among {', '.join(DTYPES)}")
     results = []
     for name in properties or TARGET_PROPERTIES:
         if name not in PROPERTIES:
@@ -440,6 +445,10 @@ def check_target(
             results.append(result)
             if on_result is not None:
                 on_result(result)
+    if not results:
+        raise ArgumentError(
+            "dtypes", repr(list(dtypes or ())), "must include a dtype the chosen properties run in"
+        )
     return results
 
 

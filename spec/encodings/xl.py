@@ -174,8 +174,10 @@ _AXES = (
             Value("query_minus_key", "D = pos_i - pos_j (Transformer-XL, XLNet)"),
             Value(
                 "key_minus_query",
-                "pos_j - pos_i: R(-D) negates the sine half, so w_r's sine columns are negated",
+                "pos_j - pos_i: R(-D) negates the sine half, so w_r's sine columns are negated "
+                "(min(j - i, clamp_len) has no spec counterpart: symmetric clamps only)",
                 _negate_sines,
+                options={"clamp_style": fixed("symmetric")},
                 changes=("w_r",),
             ),
         ),

@@ -186,3 +186,16 @@ def test_the_readme_adapter_example_works(tmp_path, monkeypatch):
         budget="ci",
     )
     assert {r.status for r in results} == {"pass"}
+
+
+@pytest.mark.parametrize(
+    ("kw", "words"),
+    [
+        ({"dtypes": ["float8"]}, "`dtypes` must be among"),
+        ({"properties": ["cross_backend"], "dtypes": ["bfloat16"]}, "must include a dtype"),
+        ({"properties": ["speed"]}, "`property` must be one of"),
+    ],
+)
+def test_bad_selections_are_clear(kw, words):
+    with pytest.raises(ArgumentError, match=words):
+        check_implementation(f"{HERE}:bert_relative_key", encoding="shaw", **kw)
