@@ -263,8 +263,8 @@ def wav2vec2_bert_self_attention(
         left_max_position_embeddings=-clip[0],
         right_max_position_embeddings=clip[1],
         attention_dropout=0.0,
-        attn_implementation="eager",
     )
+    config._attn_implementation = "eager"
     module = target(config).eval().to(q.dtype)
     module.scaling = d**-0.5  # the canonical d_head's (the module's heads are widened)
 
