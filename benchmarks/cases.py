@@ -4,6 +4,8 @@ callables that run one forward (or forward and backward) pass to completion.
 Shapes follow the implementations issue: bsz 1, n_head 8, d_head 64, float32, L = qlen = klen.
 Settings: ``clip16`` (Shaw clip (-16, 16); Transformer-XL clamp_len 16), ``unclipped`` (Shaw
 clip (-(L-1), L-1), no clamp) and, for Shaw only, ``key_only`` (clip (-16, 16), no rel_v).
+Any other encoding runs with its option defaults and its required tensors (``default``), so a
+new encoding is benchmarked without an edit here.
 Reference variants form (L, L, d_head) tensors by design and run only up to
 ``REFERENCE_MAX``.
 """
@@ -24,7 +26,8 @@ __all__ = ["BASELINES", "FLOOR", "REFERENCE_MAX", "SETTINGS", "Case", "cases"]
 
 BSZ, N_HEAD, D_HEAD = 1, 8, 64
 D_MODEL = N_HEAD * D_HEAD
-SETTINGS = ("clip16", "unclipped", "key_only")
+SETTINGS = ("clip16", "unclipped", "key_only", "default")
+_SETTINGS = {"shaw": ("clip16", "unclipped", "key_only"), "xl": ("clip16", "unclipped")}
 MODES = ("forward", "backward")
 REFERENCE_MAX = 256
 #: The floor every ratio is taken to: scaled_dot_product_attention with a float bias.
@@ -64,9 +67,7 @@ def cases(sizes: tuple[int, ...] = (256, 512, 1024, 2048)) -> list[Case]:
                 if impl.variant == "reference" and L > REFERENCE_MAX:
                     continue
                 out.extend(
-                    Case(impl.id, L, mode, s)
-                    for s in SETTINGS
-                    if s != "key_only" or impl.encoding == "shaw"
+                    Case(impl.id, L, mode, s) for s in _SETTINGS.get(impl.encoding, ("default",))
                 )
             out.extend(Case(b, L, mode, "clip16") for b in BASELINES)
             out.append(Case("hf_w2v_bert_relative_key", L, mode, "unclipped"))
@@ -87,13 +88,31 @@ def _inputs(case: Case, encoding: str) -> dict[str, np.ndarray | Any]:
         args.update(rel_k=randn(rows, D_HEAD, scale=0.1), clip=clip)
         if case.setting != "key_only":
             args["rel_v"] = randn(rows, D_HEAD, scale=0.1)
-    else:
+    elif encoding == "xl":
         args.update(
             w_r=randn(N_HEAD, D_HEAD, D_MODEL, scale=1 / math.sqrt(D_MODEL)),
             r_w_bias=randn(N_HEAD, D_HEAD, scale=0.1),
             r_r_bias=randn(N_HEAD, D_HEAD, scale=0.1),
             clamp_len=16 if case.setting == "clip16" else None,
         )
+    else:
+        args = _default_inputs(encoding, L, randn, rng)
+    return args
+
+
+def _default_inputs(encoding: str, L: int, randn: Any, rng: np.random.Generator) -> dict:
+    """Option defaults and the required tensors of any encoding (tables at scale 0.1)."""
+    from spec import get_encoding
+    from spec._cases import build_arguments
+
+    enc = get_encoding(encoding)
+    dims = {"bsz": BSZ, "n_head": N_HEAD, "qlen": L, "mlen": 0, "d_head": D_HEAD}
+    dims.update({name: max(sizes) for name, sizes in enc.free_dims.items()})
+    options = {o.name: o.default for o in enc.options}
+    args = build_arguments(
+        enc, dims, options, (), {}, lambda d: None, lambda shape: randn(*shape, scale=0.1), rng
+    )
+    args.update({name: randn(BSZ, N_HEAD, L, D_HEAD) for name in ("q", "k", "v")})
     return args
 
 

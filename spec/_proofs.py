@@ -17,9 +17,14 @@ MAX_SIZE = 8
 def symbolic_zero(difference: Any, what: str) -> tuple[bool, str, str]:
     """Proved when ``difference`` (scalar or matrix expression) simplifies to exactly 0."""
     expr = difference.doit() if hasattr(difference, "doit") else difference
-    if isinstance(expr, sp.MatrixExpr):
+    if isinstance(expr, sp.MatrixBase):  # an explicit matrix: every entry must vanish
+        expr = expr.applyfunc(lambda e: sp.simplify(sp.expand(e)))
+        zero = all(e == 0 for e in expr)
+    elif isinstance(expr, sp.MatrixExpr):
         expr = sp.expand(expr)
         zero = isinstance(expr, sp.ZeroMatrix) or expr == 0
+        if not zero and isinstance(expr, sp.MatrixBase):
+            zero = all(sp.simplify(e) == 0 for e in expr)
     else:
         expr = sp.simplify(sp.expand(expr))
         zero = expr == 0

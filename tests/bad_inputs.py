@@ -231,4 +231,25 @@ BAD_INPUTS: list[BadInput] = [
     BadInput(
         "xl-missing-bias", "xl", "bi", _without("r_w_bias"), "`r_w_bias` is required, got None"
     ),
+    BadInput(
+        "alibi-slope-rule",
+        "alibi",
+        "bidirectional",
+        _with(slope_rule="linear"),
+        "`slope_rule` must be 'paper' or 'geometric', got slope_rule='linear'",
+    ),
+    BadInput(
+        "alibi-causal-not-bool",
+        "alibi",
+        "bidirectional",
+        _with(causal="yes"),
+        "`causal` must be True or False, got causal='yes'",
+    ),
+    BadInput(
+        "alibi-slopes-shape",
+        "alibi",
+        "given_slopes",
+        _with(slopes=lambda a: a["slopes"][:2]),
+        "`slopes` must have shape (n_head) = (4), got slopes.shape=(2,)",
+    ),
 ]

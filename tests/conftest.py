@@ -24,6 +24,17 @@ def pytest_report_header(config):
     return lines
 
 
+def cases_named(encoding, preferred, default=("mask_fully_masked_row",)):
+    """The golden cases of ``encoding`` a test uses: ``preferred[encoding]`` when the test
+    names some, else the encoding's first case and those of ``default`` it has (so a new
+    encoding is covered without editing the test)."""
+    from spec import get_encoding
+
+    cases = {c.name: c for c in get_encoding(encoding).cases()}
+    names = preferred.get(encoding) or [next(iter(cases)), *(n for n in default if n in cases)]
+    return [cases[n] for n in dict.fromkeys(names)]
+
+
 def implementation_params(**filters):
     """One pytest param per registered implementation (id ``torch-shaw-fast``), skipped with
     the reason when its backend is missing."""

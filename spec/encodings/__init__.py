@@ -16,6 +16,7 @@ __all__ = ["ENCODINGS", "all_encodings", "get"]
 ENCODINGS: dict[str, str] = {
     "shaw": "spec.encodings.shaw",
     "xl": "spec.encodings.xl",
+    "alibi": "spec.encodings.alibi",
 }
 
 

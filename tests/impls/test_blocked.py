@@ -12,7 +12,7 @@ from equivalence.compare import compare
 from equivalence.reference import expected
 from spec import get_encoding
 from spec._cases import case_inputs
-from tests.conftest import implementation_params
+from tests.conftest import cases_named, implementation_params
 
 fast_torch = implementation_params(backend="torch", variant="fast")
 
@@ -44,8 +44,8 @@ def test_blocked_and_whole_paths_agree_on_long_sequences(impl):
     import torch
 
     enc = get_encoding(impl.encoding)
-    long = {"shaw": "batch_and_heads", "xl": "segments_memory_uni"}[impl.encoding]
-    case = next(c for c in enc.cases() if c.name == long)
+    long = {"shaw": ["batch_and_heads"], "xl": ["segments_memory_uni"]}
+    case = cases_named(impl.encoding, long, default=())[0]
     case = type(case)(
         case.name,
         {**case.dims, "qlen": 300, "mlen": 37},

@@ -10,7 +10,7 @@ import pytest
 from equivalence.backends import backend
 from spec import get_encoding, gradients
 from spec._cases import case_inputs
-from tests.conftest import implementation_params
+from tests.conftest import cases_named, implementation_params
 
 CASES = {
     "shaw": ["key_query", "per_head_keys_shared_values", "mask_fully_masked_row"],
@@ -32,8 +32,9 @@ def _small(args):
 def test_gradients_match_the_oracle(impl):
     enc = get_encoding(impl.encoding)
     rng = np.random.default_rng(3)
-    for name in CASES[impl.encoding]:
-        args = _small(case_inputs(enc, next(c for c in enc.cases() if c.name == name)))
+    for case in cases_named(impl.encoding, CASES):
+        name = case.name
+        args = _small(case_inputs(enc, case))
         wrt = tuple(n for n in enc.float_inputs if args.get(n) is not None)
         d = enc.validate(args, check_dtypes=False).dims
         weights = rng.integers(-4, 5, size=(d["bsz"], d["n_head"], d["qlen"], d["d_head"])) / 4

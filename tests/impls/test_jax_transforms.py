@@ -9,17 +9,21 @@ import pytest
 from equivalence.backends import backend
 from spec import get_encoding
 from spec._cases import case_inputs
-from tests.conftest import implementation_params
+from tests.conftest import cases_named, implementation_params
 
 jax_params = implementation_params(backend="jax")
 
 
-def _args(impl, name):
+CASE = {"shaw": ["mask_random"], "xl": ["segments"]}
+
+
+def _args(impl, name=None):
     enc = get_encoding(impl.encoding)
-    return case_inputs(enc, next(c for c in enc.cases() if c.name == name))
-
-
-CASE = {"shaw": "mask_random", "xl": "segments"}
+    if name is None:
+        case = cases_named(impl.encoding, CASE, default=())[0]
+    else:
+        case = next(c for c in enc.cases() if c.name == name)
+    return case_inputs(enc, case)
 
 
 @pytest.mark.parametrize("impl", jax_params)
@@ -29,7 +33,7 @@ def test_same_shapes_never_retrace(impl):
     module = __import__(impl.module, fromlist=["_fast"])
     core = module._fast if impl.variant == "fast" else module._reference
     adapter = backend("jax")
-    args = adapter.convert(_args(impl, CASE[impl.encoding]), "float32")
+    args = adapter.convert(_args(impl), "float32")
     fn = impl.load()
     call = dict(args)
     q, k, v = call.pop("q"), call.pop("k"), call.pop("v")
@@ -46,7 +50,7 @@ def test_jit_of_the_public_function(impl):
     import jax
 
     adapter = backend("jax")
-    args = adapter.convert(_args(impl, CASE[impl.encoding]), "float32")
+    args = adapter.convert(_args(impl), "float32")
     fn = impl.load()
     tensors = {k: v for k, v in args.items() if hasattr(v, "shape")}
     options = {k: v for k, v in args.items() if not hasattr(v, "shape")}
@@ -65,7 +69,7 @@ def test_vmap_over_the_batch(impl):
     import jax
 
     adapter = backend("jax")
-    args = adapter.convert(_args(impl, CASE[impl.encoding]), "float64")
+    args = adapter.convert(_args(impl), "float64")
     fn = impl.load()
     batched = {"q", "k", "v"} | ({"seg_ids"} if "seg_ids" in args else set())
     if args.get("mask") is not None and args["mask"].shape[0] == args["q"].shape[0]:

@@ -9,9 +9,10 @@ import mpmath
 import numpy as np
 import pytest
 
-from spec import DPS, evaluate, get_encoding, gradients
+from spec import DPS, ENCODINGS, evaluate, get_encoding, gradients
 from spec._arith import to_fraction_array
 from spec._cases import case_inputs
+from tests.conftest import cases_named
 
 SMALL = {
     "shaw": ["key_query", "per_head_tables", "mask_fully_masked_row", "memory"],
@@ -39,7 +40,8 @@ def _loss(encoding: str, args: dict, weights: np.ndarray) -> mpmath.mpf:
 
 
 @pytest.mark.parametrize(
-    ("encoding", "case"), [(e, c) for e, names in SMALL.items() for c in names]
+    ("encoding", "case"),
+    [(e, c.name) for e in ENCODINGS for c in cases_named(e, SMALL)],
 )
 def test_gradients_match_central_differences(encoding, case):
     enc = get_encoding(encoding)

@@ -1,0 +1,151 @@
+"""ALiBi (Press et al. 2022) in JAX: a reference and a fast variant.
+
+Both take the spec's arguments (``relpos spec show alibi``) and return the output
+(bsz, n_head, qlen, d_head), or ``(out, probs, scores)`` with ``with_weights=True``. They
+compose with ``jax.jit``, ``jax.grad`` and ``jax.vmap``.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+
+from impls.jax._common import (
+    accumulation_dtype,
+    check,
+    default_scale,
+    masked_softmax,
+    with_masked_scores,
+)
+
+__all__ = ["VARIANTS", "alibi_fast", "alibi_reference", "slopes_for"]
+
+VARIANTS = {"reference": "alibi_reference", "fast": "alibi_fast"}
+
+_STATIC = ("causal", "signed", "rule_slopes", "scale", "with_weights")
+
+
+def slopes_for(n_head: int, rule: str) -> tuple[float, ...]:
+    """'geometric': 2^(-8h/n); 'paper': that for a power of two n, else the slopes of the
+    largest power of two p < n and every other slope of 2p."""
+    if rule == "geometric" or n_head & (n_head - 1) == 0:
+        return tuple(2.0 ** (-8.0 * h / n_head) for h in range(1, n_head + 1))
+    p = 1 << (n_head.bit_length() - 1)
+    return slopes_for(p, "paper") + slopes_for(2 * p, "paper")[0::2][: n_head - p]
+
+
+def _grid(qlen: int, klen: int, signed: bool, causal: bool):
+    pos_i = klen - qlen + jnp.arange(qlen)
+    delta = jnp.arange(klen)[None, :] - pos_i[:, None]
+    bias = delta if signed else -jnp.abs(delta)
+    return bias, (delta <= 0) if causal else None
+
+
+def _visible(mask, causal_mask):
+    if causal_mask is None:
+        return mask
+    return causal_mask if mask is None else mask & causal_mask
+
+
+def _slopes(slopes, rule_slopes, acc):
+    return slopes.astype(acc) if slopes is not None else jnp.asarray(rule_slopes, acc)
+
+
+@partial(jax.jit, static_argnames=_STATIC)
+def _reference(q, k, v, slopes, mask, *, causal, signed, rule_slopes, scale, with_weights):
+    qlen, klen = q.shape[2], k.shape[2]
+    acc = accumulation_dtype(q.dtype)
+    bias, causal_mask = _grid(qlen, klen, signed, causal)
+    m = _slopes(slopes, rule_slopes, acc)
+    content = jnp.einsum("bhid,bhjd->bhij", q, k).astype(acc) * scale
+    logits = content + m[None, :, None, None] * bias.astype(acc)[None, None]
+    visible = _visible(mask, causal_mask)
+    probs = masked_softmax(logits, visible)
+    out = jnp.einsum("bhij,bhjd->bhid", probs, v.astype(acc)).astype(q.dtype)
+    return (out, probs, with_masked_scores(logits, visible)) if with_weights else out
+
+
+@partial(jax.jit, static_argnames=_STATIC)
+def _fast(q, k, v, slopes, mask, *, causal, signed, rule_slopes, scale, with_weights):
+    qlen, klen = q.shape[2], k.shape[2]
+    acc = accumulation_dtype(q.dtype)
+    bias, causal_mask = _grid(qlen, klen, signed, causal)
+    m = _slopes(slopes, rule_slopes, acc)
+    scores = jnp.matmul(q * jnp.asarray(scale, q.dtype), jnp.swapaxes(k, -1, -2)).astype(acc)
+    scores = scores + m[:, None, None] * bias.astype(acc)
+    visible = _visible(mask, causal_mask)
+    probs = masked_softmax(scores, visible)
+    out = jnp.matmul(probs.astype(q.dtype), v)
+    return (out, probs, with_masked_scores(scores, visible)) if with_weights else out
+
+
+def _call(core, q, k, v, slopes, mask, causal, signed, slope_rule, scale, with_weights, unknown):
+    problem = check(
+        "alibi",
+        dict(
+            q=q,
+            k=k,
+            v=v,
+            slopes=slopes,
+            mask=mask,
+            causal=causal,
+            signed=signed,
+            slope_rule=slope_rule,
+            scale=scale,
+            **unknown,
+        ),
+    )
+    return core(
+        q,
+        k,
+        v,
+        slopes,
+        mask,
+        causal=bool(causal),
+        signed=bool(signed),
+        rule_slopes=slopes_for(q.shape[1], slope_rule),
+        scale=default_scale(problem),
+        with_weights=bool(with_weights),
+    )
+
+
+def alibi_reference(
+    q,
+    k,
+    v,
+    *,
+    slopes=None,
+    mask=None,
+    causal=False,
+    signed=False,
+    slope_rule="paper",
+    scale=None,
+    with_weights=False,
+    **unknown,
+):
+    """The definition written plainly: e_ij = scale q_i . k_j + m_h B_ij per pair."""
+    return _call(
+        _reference, q, k, v, slopes, mask, causal, signed, slope_rule, scale, with_weights, unknown
+    )
+
+
+def alibi_fast(
+    q,
+    k,
+    v,
+    *,
+    slopes=None,
+    mask=None,
+    causal=False,
+    signed=False,
+    slope_rule="paper",
+    scale=None,
+    with_weights=False,
+    **unknown,
+):
+    """q pre-scaled and one batched matmul; one distance grid scaled per head."""
+    return _call(
+        _fast, q, k, v, slopes, mask, causal, signed, slope_rule, scale, with_weights, unknown
+    )

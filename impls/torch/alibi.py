@@ -1,0 +1,151 @@
+"""ALiBi (Press et al. 2022) in PyTorch: a reference and a fast variant.
+
+Both take the spec's arguments (``relpos spec show alibi``) and return the output
+(bsz, n_head, qlen, d_head), or ``(out, probs, scores)`` with ``with_weights=True``. Half types
+compute their softmax and sums in float32.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from impls.torch._common import (
+    Blocks,
+    accumulation_dtype,
+    check,
+    default_scale,
+    masked_softmax,
+    tracks_grad,
+    visible_pairs,
+)
+
+__all__ = ["VARIANTS", "alibi_fast", "alibi_reference", "slopes_for"]
+
+VARIANTS = {"reference": "alibi_reference", "fast": "alibi_fast"}
+
+
+def _geometric(n: int) -> list[float]:
+    return [2.0 ** (-8.0 * h / n) for h in range(1, n + 1)]
+
+
+def slopes_for(n_head: int, rule: str) -> list[float]:
+    """The slopes of n_head heads: 'geometric' is 2^(-8h/n); 'paper' is that for a power of
+    two n, else the slopes of the largest power of two p < n and every other slope of 2p."""
+    if rule == "geometric" or n_head & (n_head - 1) == 0:
+        return _geometric(n_head)
+    p = 1 << (n_head.bit_length() - 1)
+    return _geometric(p) + slopes_for(2 * p, "paper")[0::2][: n_head - p]
+
+
+def _slopes(slopes, n_head, rule, dtype, device):
+    if slopes is not None:
+        return slopes.to(dtype)
+    return torch.tensor(slopes_for(n_head, rule), dtype=torch.float64, device=device).to(dtype)
+
+
+def _distance_bias(qlen: int, klen: int, signed: bool, device: torch.device) -> torch.Tensor:
+    """B_ij = -|pos_i - pos_j| (signed: pos_j - pos_i) as a (qlen, klen) int64 tensor."""
+    pos_i = klen - qlen + torch.arange(qlen, device=device)
+    delta = torch.arange(klen, device=device)[None, :] - pos_i[:, None]
+    return delta if signed else -delta.abs()
+
+
+def _causal(qlen: int, klen: int, device: torch.device) -> torch.Tensor:
+    pos_i = klen - qlen + torch.arange(qlen, device=device)
+    return torch.arange(klen, device=device)[None, :] <= pos_i[:, None]
+
+
+def _prepare(q, k, v, slopes, mask, causal, signed, slope_rule, scale, unknown):
+    problem = check(
+        "alibi",
+        dict(
+            q=q,
+            k=k,
+            v=v,
+            slopes=slopes,
+            mask=mask,
+            causal=causal,
+            signed=signed,
+            slope_rule=slope_rule,
+            scale=scale,
+            **unknown,
+        ),
+    )
+    qlen, klen = q.shape[2], k.shape[2]
+    visible = visible_pairs(mask, _causal(qlen, klen, q.device) if causal else None)
+    return default_scale(problem), visible
+
+
+def alibi_reference(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    slopes: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    causal: bool = False,
+    signed: bool = False,
+    slope_rule: str = "paper",
+    scale: float | None = None,
+    with_weights: bool = False,
+    **unknown: object,
+):
+    """The definition written plainly: e_ij = scale q_i . k_j + m_h B_ij per pair."""
+    s, visible = _prepare(q, k, v, slopes, mask, causal, signed, slope_rule, scale, unknown)
+    qlen, klen, n_head = q.shape[2], k.shape[2], q.shape[1]
+    acc = accumulation_dtype(q.dtype)
+    m = _slopes(slopes, n_head, slope_rule, acc, q.device)
+    bias = _distance_bias(qlen, klen, signed, q.device).to(acc)
+    content = torch.einsum("bhid,bhjd->bhij", q, k).to(acc) * s
+    logits = content + m[None, :, None, None] * bias[None, None]
+    probs = masked_softmax(logits, visible)
+    out = torch.einsum("bhij,bhjd->bhid", probs, v.to(acc)).to(q.dtype)
+    if not with_weights:
+        return out
+    return out, probs, logits if visible is None else logits.masked_fill(~visible, float("-inf"))
+
+
+def alibi_fast(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    slopes: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    causal: bool = False,
+    signed: bool = False,
+    slope_rule: str = "paper",
+    scale: float | None = None,
+    with_weights: bool = False,
+    **unknown: object,
+):
+    """One (qlen, klen) distance grid shared by every head, scaled by each head's slope and
+    added to batched q k^T. Without autograd it runs in blocks of query rows and forms no
+    (qlen, klen) buffer per head."""
+    s, visible = _prepare(q, k, v, slopes, mask, causal, signed, slope_rule, scale, unknown)
+    bsz, n_head, qlen, d_head = q.shape
+    klen = k.shape[2]
+    acc = accumulation_dtype(q.dtype)
+    m = _slopes(slopes, n_head, slope_rule, acc, q.device)
+    bias = _distance_bias(qlen, klen, signed, q.device).to(acc)
+    if tracks_grad(q, k, v, slopes):
+        scores = torch.matmul(q, k.transpose(-1, -2)).to(acc) * s
+        scores = scores + m[None, :, None, None] * bias
+        probs = masked_softmax(scores, visible)
+        out = torch.matmul(probs.to(q.dtype), v)
+        if not with_weights:
+            return out
+        return out, probs, scores if visible is None else scores.masked_fill(~visible, -torch.inf)
+    blocks = Blocks((bsz, n_head, qlen, klen), visible, acc, q.device, with_weights)
+    bh = bsz * n_head
+    scaled = (q * s).reshape(bh, qlen, d_head)
+    keys_t = k.reshape(bh, klen, d_head).transpose(1, 2)
+    values = v.reshape(bh, klen, d_head)
+    per_head = m.repeat(bsz)[:, None, None]  # (bh, 1, 1)
+    out = torch.empty(bsz, n_head, qlen, d_head, dtype=q.dtype, device=q.device)
+    for i0, i1 in blocks.ranges():
+        scores = torch.bmm(scaled[:, i0:i1], keys_t).to(acc)
+        scores.add_(per_head * bias[i0:i1])
+        probs = blocks.softmax(scores, i0, i1)
+        out[:, :, i0:i1] = torch.bmm(probs.to(q.dtype), values).view(bsz, n_head, i1 - i0, -1)
+    return (out, blocks.probs, blocks.scores) if with_weights else out
