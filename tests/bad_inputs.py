@@ -252,4 +252,28 @@ BAD_INPUTS: list[BadInput] = [
         _with(slopes=lambda a: a["slopes"][:2]),
         "`slopes` must have shape (n_head) = (4), got slopes.shape=(2,)",
     ),
+    BadInput(
+        "t5-max-distance-within-exact-buckets",
+        "t5",
+        "bidirectional",
+        _with(max_distance=2),
+        "`max_distance` must exceed the 2 exact buckets (num_buckets=8, bidirectional=True), "
+        "got max_distance=2",
+    ),
+    BadInput(
+        "t5-too-few-buckets",
+        "t5",
+        "bidirectional",
+        _with(num_buckets=3, rel_bias=lambda a: a["rel_bias"][:3]),
+        "`num_buckets` must leave at least 2 buckets per direction (>= 4 when bidirectional), "
+        "got num_buckets=3",
+    ),
+    BadInput(
+        "t5-bias-rows",
+        "t5",
+        "bidirectional",
+        _with(rel_bias=lambda a: a["rel_bias"][:5]),
+        "`rel_bias` must have shape (num_buckets, n_head) = (8, 2) (num_buckets=8 as given), "
+        "got rel_bias.shape=(5, 2)",
+    ),
 ]

@@ -17,6 +17,7 @@ ENCODINGS: dict[str, str] = {
     "shaw": "spec.encodings.shaw",
     "xl": "spec.encodings.xl",
     "alibi": "spec.encodings.alibi",
+    "t5": "spec.encodings.t5",
 }
 
 

@@ -1,0 +1,181 @@
+"""T5 relative position bias in JAX: a reference and a fast variant.
+
+Both take the spec's arguments (``relpos spec show t5``) and return the output
+(bsz, n_head, qlen, d_head), or ``(out, probs, scores)`` with ``with_weights=True``. They
+compose with ``jax.jit``, ``jax.grad`` and ``jax.vmap``. Buckets are integers computed when a
+shape is first traced (the options are static), exact at every boundary.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache, partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from impls.jax._common import accumulation_dtype, check, masked_softmax, with_masked_scores
+
+__all__ = ["VARIANTS", "t5_fast", "t5_reference"]
+
+VARIANTS = {"reference": "t5_reference", "fast": "t5_fast"}
+
+_STATIC = ("num_buckets", "max_distance", "bidirectional", "scale", "with_weights")
+
+
+def _bucket(n: int, num_buckets: int, max_distance: int, bidirectional: bool) -> int:
+    half = num_buckets // 2 if bidirectional else num_buckets
+    exact = half // 2
+    offset = half if bidirectional and n < 0 else 0
+    a = abs(n) if bidirectional else max(n, 0)
+    if a < exact:
+        return offset + a
+    k = half - exact
+    t = 0  # the largest t with (max_distance / exact)^t <= (a / exact)^k, in integers
+    while t < k and max_distance ** (t + 1) * exact**k <= a**k * exact ** (t + 1):
+        t += 1
+    return offset + min(half - 1, exact + t)
+
+
+@lru_cache(maxsize=64)
+def _grid(qlen: int, klen: int, num_buckets: int, max_distance: int, bidirectional: bool):
+    pos_i = klen - qlen + np.arange(qlen)
+    distance = pos_i[:, None] - np.arange(klen)[None, :]
+    table = np.array(
+        [_bucket(d, num_buckets, max_distance, bidirectional) for d in range(1 - klen, klen)]
+    )
+    return table[distance + klen - 1]
+
+
+@partial(jax.jit, static_argnames=_STATIC)
+def _reference(
+    q, k, v, rel_bias, mask, *, num_buckets, max_distance, bidirectional, scale, with_weights
+):
+    qlen, klen = q.shape[2], k.shape[2]
+    acc = accumulation_dtype(q.dtype)
+    buckets = _grid(qlen, klen, num_buckets, max_distance, bidirectional)
+    bias = jnp.moveaxis(rel_bias[buckets], -1, 0)  # (n_head, qlen, klen), gathered per pair
+    logits = jnp.einsum("bhid,bhjd->bhij", q, k).astype(acc) * scale + bias.astype(acc)[None]
+    probs = masked_softmax(logits, mask)
+    out = jnp.einsum("bhij,bhjd->bhid", probs, v.astype(acc)).astype(q.dtype)
+    return (out, probs, with_masked_scores(logits, mask)) if with_weights else out
+
+
+@partial(jax.jit, static_argnames=_STATIC)
+def _fast(
+    q, k, v, rel_bias, mask, *, num_buckets, max_distance, bidirectional, scale, with_weights
+):
+    qlen, klen = q.shape[2], k.shape[2]
+    acc = accumulation_dtype(q.dtype)
+    buckets = _grid(qlen, klen, num_buckets, max_distance, bidirectional)
+    per_head = jnp.transpose(rel_bias).astype(acc)  # (n_head, num_buckets)
+    scores = jnp.matmul(q, jnp.swapaxes(k, -1, -2)).astype(acc) * scale + per_head[:, buckets]
+    probs = masked_softmax(scores, mask)
+    out = jnp.matmul(probs.astype(q.dtype), v)
+    return (out, probs, with_masked_scores(scores, mask)) if with_weights else out
+
+
+def _call(
+    core,
+    q,
+    k,
+    v,
+    rel_bias,
+    mask,
+    num_buckets,
+    max_distance,
+    bidirectional,
+    scale,
+    with_weights,
+    unknown,
+):
+    problem = check(
+        "t5",
+        dict(
+            q=q,
+            k=k,
+            v=v,
+            rel_bias=rel_bias,
+            mask=mask,
+            num_buckets=num_buckets,
+            max_distance=max_distance,
+            bidirectional=bidirectional,
+            scale=scale,
+            **unknown,
+        ),
+    )
+    s = problem.options["scale"]
+    return core(
+        q,
+        k,
+        v,
+        rel_bias,
+        mask,
+        num_buckets=int(num_buckets),
+        max_distance=int(max_distance),
+        bidirectional=bool(bidirectional),
+        scale=1.0 if s is None else float(s),
+        with_weights=bool(with_weights),
+    )
+
+
+def t5_reference(
+    q,
+    k,
+    v,
+    *,
+    rel_bias=None,
+    mask=None,
+    num_buckets=32,
+    max_distance=128,
+    bidirectional=True,
+    scale=None,
+    with_weights=False,
+    **unknown,
+):
+    """The definition written plainly: each pair's bucket, its bias gathered per pair."""
+    return _call(
+        _reference,
+        q,
+        k,
+        v,
+        rel_bias,
+        mask,
+        num_buckets,
+        max_distance,
+        bidirectional,
+        scale,
+        with_weights,
+        unknown,
+    )
+
+
+def t5_fast(
+    q,
+    k,
+    v,
+    *,
+    rel_bias=None,
+    mask=None,
+    num_buckets=32,
+    max_distance=128,
+    bidirectional=True,
+    scale=None,
+    with_weights=False,
+    **unknown,
+):
+    """Per-head bias gathered once from the transposed table, added to batched q k^T."""
+    return _call(
+        _fast,
+        q,
+        k,
+        v,
+        rel_bias,
+        mask,
+        num_buckets,
+        max_distance,
+        bidirectional,
+        scale,
+        with_weights,
+        unknown,
+    )
