@@ -273,16 +273,23 @@ class Target(Implementation):
         weights: np.ndarray,
         wrt: tuple[str, ...],
     ) -> dict[str, np.ndarray]:
-        """Gradients with respect to the inputs the profile's conventions pass unchanged
-        (q, k, v always; tables a convention reorders are left out)."""
+        """Gradients with respect to the inputs the profile's conventions pass unchanged or
+        only permute and negate (mapped back with ``to_spec``); inputs a convention extends
+        or rescales are left out."""
         changed = {name for value in self.chain for name in value.changes}
-        kept = tuple(name for name in wrt if name not in changed)
+        opaque = {n for value in self.chain if not value.permutes for n in value.changes}
+        kept = tuple(name for name in wrt if name not in opaque)
 
         def out_only(q: Any, k: Any, v: Any, **arguments: Any) -> Any:
             return self.invoke(q, k, v, **arguments)[0]
 
         lib = to_library(self.chain, args)
-        return backend(self.backend).gradients(out_only, lib, dtype, weights, kept)
+        grads = backend(self.backend).gradients(out_only, lib, dtype, weights, kept)
+        permuted = [name for name in kept if name in changed]
+        if permuted:  # an orthogonal map's adjoint is its inverse: to_spec
+            mapped = to_spec(self.chain, {**lib, **{n: grads[n] for n in permuted}})
+            grads.update({n: np.asarray(mapped[n]) for n in permuted})
+        return grads
 
     def _normalise_rows(self, args: Mapping[str, Any], got: Outputs, dtype: str) -> Outputs:
         enc = self.spec

@@ -15,10 +15,9 @@ spec's arguments and the library's:
     :class:`NotApplicable` when the spec cannot state that computation (a library that fails
     past its table, given distances beyond it).
 
-Tensors are only permuted, reversed, negated, extended or zeroed by these maps, so the
-gradient with respect to a spec tensor is ``to_spec`` applied to the gradient with respect to
-the library's tensor wherever the map is a signed permutation (the axes say which tensors
-they change; the others pass gradients through unchanged).
+Tensors are only permuted, reversed, negated, extended, zeroed or rescaled by these maps;
+where a map is a signed permutation (``Value.permutes``) the gradient with respect to a spec
+tensor is ``to_spec`` applied to the gradient with respect to the library's tensor.
 
 A :class:`Profile` names one value per axis (unnamed axes take the spec's value, the first),
 plus restrictions on the inputs the library accepts (fixed options, tables shared by heads,
@@ -65,7 +64,9 @@ class Value:
     ``options`` restricts the inputs drawn for a profile with this value (option name ->
     function of the dimensions and the spec's candidates, returning the allowed candidates);
     ``include`` and ``exclude`` name optional tensors always or never given. ``changes``
-    names the float tensors the maps alter (their gradients go through ``to_spec``).
+    names the float tensors the maps alter; ``permutes`` says the maps only permute and
+    negate their entries (an orthogonal map: the spec's gradient is ``to_spec`` of the
+    library's), otherwise those tensors' gradients are not compared.
     """
 
     name: str
@@ -76,6 +77,7 @@ class Value:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     changes: tuple[str, ...] = ()
+    permutes: bool = False
 
     def library(self, args: Mapping[str, Any]) -> Args:
         return (self.to_library or self.to_spec)(args)

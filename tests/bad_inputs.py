@@ -276,4 +276,25 @@ BAD_INPUTS: list[BadInput] = [
         "`rel_bias` must have shape (num_buckets, n_head) = (8, 2) (num_buckets=8 as given), "
         "got rel_bias.shape=(5, 2)",
     ),
+    BadInput(
+        "rope-rotary-dim-odd",
+        "rope",
+        "default",
+        _with(rotary_dim=3),
+        "`rotary_dim` must be None (every complete pair) or an even integer >= 0, got rotary_dim=3",
+    ),
+    BadInput(
+        "rope-rotary-dim-too-large",
+        "rope",
+        "default",
+        _with(rotary_dim=6),
+        "`rotary_dim` must not exceed d_head = 4, got rotary_dim=6",
+    ),
+    BadInput(
+        "rope-base",
+        "rope",
+        "default",
+        _with(base=1),
+        "`base` must be a finite number > 1, got base=1",
+    ),
 ]

@@ -18,6 +18,7 @@ ENCODINGS: dict[str, str] = {
     "xl": "spec.encodings.xl",
     "alibi": "spec.encodings.alibi",
     "t5": "spec.encodings.t5",
+    "rope": "spec.encodings.rope",
 }
 
 

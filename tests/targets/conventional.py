@@ -80,3 +80,24 @@ def bshd_relative_attention(query, key, value, *, distance_embedding, attention_
     if attention_mask is not None:
         logits = logits + attention_mask
     return (torch.softmax(logits, dim=-1) @ v).transpose(1, 2)
+
+
+def llama_rope(q, k, v, *, base=10000, rotary_dim=None, mask=None, scale=None, **_):
+    """Rotary embedding as Llama-style code applies it: rotate_half on the pairs
+    (t, t + r/2), angles from float64 positions."""
+    qlen, klen, d = q.shape[2], k.shape[2], q.shape[3]
+    r = d - d % 2 if rotary_dim is None else rotary_dim
+    theta = float(base) ** (-torch.arange(0, r, 2, dtype=torch.float64) / r)
+    angle = torch.arange(klen, dtype=torch.float64)[:, None] * theta[None]
+    cos = torch.cat([angle.cos(), angle.cos()], dim=-1).to(q.dtype)
+    sin = torch.cat([angle.sin(), angle.sin()], dim=-1).to(q.dtype)
+
+    def rotate(x, c, s):
+        head, rest = x[..., :r], x[..., r:]
+        half = torch.cat([-head[..., r // 2 :], head[..., : r // 2]], dim=-1)
+        return torch.cat([head * c + half * s, rest], dim=-1)
+
+    qr = rotate(q, cos[klen - qlen :], sin[klen - qlen :])
+    kr = rotate(k, cos, sin)
+    logits = qr @ kr.transpose(-1, -2) * (d**-0.5 if scale is None else scale)
+    return _finish(logits, v, mask, torch.finfo(q.dtype).min)

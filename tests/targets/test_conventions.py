@@ -130,7 +130,39 @@ def t5_library(a, c):
     return _softmax_out(logits, values, _visible(a, c, (bsz, n_head, qlen, klen)))
 
 
-LIBRARY = {"shaw": shaw_library, "xl": xl_library, "t5": t5_library}
+def rope_library(a, c):
+    """RoPE as a library with layout ``c['layout']`` rotates: pairs (2t, 2t+1), or
+    (t, t + r/2) as rotate_half does."""
+    q, k, v = a["q"], a["k"], a["v"]
+    bsz, n_head, qlen, d = q.shape
+    klen = k.shape[2]
+    r = d - d % 2 if a["rotary_dim"] is None else a["rotary_dim"]
+    theta = float(a["base"]) ** (-np.arange(0, r, 2) / r)
+
+    def rotate(x, positions):
+        angle = positions[:, None] * theta[None]
+        if c["layout"] == "half":
+            first, second = x[..., : r // 2], x[..., r // 2 : r]
+        else:
+            first, second = x[..., 0:r:2], x[..., 1:r:2]
+        new_first = first * np.cos(angle) - second * np.sin(angle)
+        new_second = first * np.sin(angle) + second * np.cos(angle)
+        out = x.copy()
+        if c["layout"] == "half":
+            out[..., : r // 2], out[..., r // 2 : r] = new_first, new_second
+        else:
+            out[..., 0:r:2], out[..., 1:r:2] = new_first, new_second
+        return out
+
+    qr = rotate(q, klen - qlen + np.arange(qlen))
+    kr = rotate(k, np.arange(klen))
+    scale = 1 / np.sqrt(d) if a["scale"] is None else a["scale"]
+    logits = scale * np.einsum("bhid,bhjd->bhij", qr, kr)
+    values = np.broadcast_to(v[:, :, None], (bsz, n_head, qlen, klen, d))
+    return _softmax_out(logits, values, _visible(a, c, (bsz, n_head, qlen, klen)))
+
+
+LIBRARY = {"shaw": shaw_library, "xl": xl_library, "t5": t5_library, "rope": rope_library}
 
 
 def generic_library(encoding):

@@ -199,3 +199,28 @@ def test_the_readme_adapter_example_works(tmp_path, monkeypatch):
 def test_bad_selections_are_clear(kw, words):
     with pytest.raises(ArgumentError, match=words):
         check_implementation(f"{HERE}:bert_relative_key", encoding="shaw", **kw)
+
+
+def test_a_permuting_convention_keeps_its_gradients_checked():
+    """Under the llama profile q and k reach the target with their features permuted; their
+    gradients are mapped back and compared, not dropped."""
+    target = make_target(f"{HERE}:llama_rope", encoding="rope", profile="llama")
+    results = check_target(
+        target, properties=["oracle", "gradients"], dtypes=["float64"], budget="ci"
+    )
+    assert {r.status for r in results} == {"pass"}, [r.message for r in results]
+    import numpy as np
+
+    from equivalence.draws import Draw
+
+    draw = Draw(
+        "rope",
+        {"bsz": 1, "n_head": 1, "qlen": 3, "mlen": 1, "d_head": 4},
+        {"base": 10, "rotary_dim": None, "scale": None},
+        seed=3,
+    )
+    grads = target.output_gradients(
+        draw.arguments(), "float64", np.ones((1, 1, 3, 4)), ("q", "k", "v")
+    )
+    assert set(grads) == {"q", "k", "v"}
+    assert "llama" in diagnose(make_target(f"{HERE}:llama_rope", encoding="rope")).profiles

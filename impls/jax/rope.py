@@ -1,0 +1,114 @@
+"""RoPE (Su et al. 2021) in JAX: a reference and a fast variant.
+
+Both take the spec's arguments (``relpos spec show rope``) and return the output
+(bsz, n_head, qlen, d_head), or ``(out, probs, scores)`` with ``with_weights=True``. They
+compose with ``jax.jit``, ``jax.grad`` and ``jax.vmap``.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+
+from impls.jax._common import (
+    accumulation_dtype,
+    check,
+    default_scale,
+    masked_softmax,
+    with_masked_scores,
+)
+
+__all__ = ["VARIANTS", "rope_fast", "rope_reference"]
+
+VARIANTS = {"reference": "rope_reference", "fast": "rope_fast"}
+
+_STATIC = ("base", "rotary", "scale", "with_weights")
+
+
+def _angles(klen: int, r: int, base: float, dtype):
+    work = jnp.float64 if dtype == jnp.float64 else jnp.float32
+    theta = jnp.power(jnp.asarray(base, work), -jnp.arange(0, r, 2, dtype=work) / r)
+    return jnp.arange(klen, dtype=work)[:, None] * theta[None, :]
+
+
+def _rotation_matrices(angles, d_head: int, r: int):
+    """Block-diagonal (L, d_head, d_head) rotations on the pairs (2t, 2t+1) of the first r
+    features, the identity on the rest."""
+    L = angles.shape[0]
+    m = jnp.broadcast_to(jnp.eye(d_head, dtype=angles.dtype), (L, d_head, d_head))
+    for t in range(r // 2):
+        c, s = jnp.cos(angles[:, t]), jnp.sin(angles[:, t])
+        a, b = 2 * t, 2 * t + 1
+        m = m.at[:, a, a].set(c).at[:, a, b].set(-s).at[:, b, a].set(s).at[:, b, b].set(c)
+    return m
+
+
+@partial(jax.jit, static_argnames=_STATIC)
+def _reference(q, k, v, mask, *, base, rotary, scale, with_weights):
+    qlen, klen, d_head = q.shape[2], k.shape[2], q.shape[3]
+    acc = accumulation_dtype(q.dtype)
+    rot = _rotation_matrices(_angles(klen, rotary, base, q.dtype), d_head, rotary).astype(acc)
+    q_rot = jnp.einsum("ide,bhie->bhid", rot[klen - qlen :], q.astype(acc))
+    k_rot = jnp.einsum("jde,bhje->bhjd", rot, k.astype(acc))
+    logits = jnp.einsum("bhid,bhjd->bhij", q_rot, k_rot) * scale
+    probs = masked_softmax(logits, mask)
+    out = jnp.einsum("bhij,bhjd->bhid", probs, v.astype(acc)).astype(q.dtype)
+    return (out, probs, with_masked_scores(logits, mask)) if with_weights else out
+
+
+def _rotate(x, cos, sin, r: int):
+    if r == 0:
+        return x
+    even, odd = x[..., 0:r:2], x[..., 1:r:2]
+    pairs = jnp.stack([even * cos - odd * sin, even * sin + odd * cos], axis=-1)
+    return jnp.concatenate([pairs.reshape(*pairs.shape[:-2], r), x[..., r:]], axis=-1)
+
+
+@partial(jax.jit, static_argnames=_STATIC)
+def _fast(q, k, v, mask, *, base, rotary, scale, with_weights):
+    qlen, klen = q.shape[2], k.shape[2]
+    acc = accumulation_dtype(q.dtype)
+    angles = _angles(klen, rotary, base, q.dtype)
+    cos, sin = jnp.cos(angles), jnp.sin(angles)
+    work = cos.dtype
+    q_rot = _rotate(q.astype(work), cos[klen - qlen :], sin[klen - qlen :], rotary)
+    k_rot = _rotate(k.astype(work), cos, sin, rotary)
+    q_rot, k_rot = q_rot.astype(q.dtype), k_rot.astype(q.dtype)
+    scores = jnp.matmul(q_rot, jnp.swapaxes(k_rot, -1, -2)).astype(acc) * scale
+    probs = masked_softmax(scores, mask)
+    out = jnp.matmul(probs.astype(q.dtype), v)
+    return (out, probs, with_masked_scores(scores, mask)) if with_weights else out
+
+
+def _call(core, q, k, v, mask, base, rotary_dim, scale, with_weights, unknown):
+    problem = check(
+        "rope",
+        dict(q=q, k=k, v=v, mask=mask, base=base, rotary_dim=rotary_dim, scale=scale, **unknown),
+    )
+    d = problem.dims["d_head"]
+    return core(
+        q,
+        k,
+        v,
+        mask,
+        base=float(base),
+        rotary=d - d % 2 if rotary_dim is None else int(rotary_dim),
+        scale=default_scale(problem),
+        with_weights=bool(with_weights),
+    )
+
+
+def rope_reference(
+    q, k, v, *, mask=None, base=10000, rotary_dim=None, scale=None, with_weights=False, **unknown
+):
+    """The definition written plainly: a rotation matrix per position applied to q and k."""
+    return _call(_reference, q, k, v, mask, base, rotary_dim, scale, with_weights, unknown)
+
+
+def rope_fast(
+    q, k, v, *, mask=None, base=10000, rotary_dim=None, scale=None, with_weights=False, **unknown
+):
+    """cos and sin tables per position, elementwise rotation, batched q k^T."""
+    return _call(_fast, q, k, v, mask, base, rotary_dim, scale, with_weights, unknown)

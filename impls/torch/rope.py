@@ -1,0 +1,142 @@
+"""RoPE (Su et al. 2021) in PyTorch: a reference and a fast variant.
+
+Both take the spec's arguments (``relpos spec show rope``) and return the output
+(bsz, n_head, qlen, d_head), or ``(out, probs, scores)`` with ``with_weights=True``. Angles
+come from integer positions, in float64 for float64 inputs and float32 otherwise; half types
+compute their softmax and sums in float32.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from impls.torch._common import (
+    Blocks,
+    accumulation_dtype,
+    check,
+    default_scale,
+    masked_softmax,
+    tracks_grad,
+)
+
+__all__ = ["VARIANTS", "rope_fast", "rope_reference"]
+
+VARIANTS = {"reference": "rope_reference", "fast": "rope_fast"}
+
+
+def _rotary(problem) -> int:
+    r = problem.options["rotary_dim"]
+    d = problem.dims["d_head"]
+    return d - d % 2 if r is None else int(r)
+
+
+def _angles(positions: torch.Tensor, r: int, base: float, dtype: torch.dtype) -> torch.Tensor:
+    """p theta_t, theta_t = base^(-2t/r), as (len(positions), r/2)."""
+    work = torch.float64 if dtype == torch.float64 else torch.float32
+    exponent = torch.arange(0, r, 2, dtype=work, device=positions.device) / r
+    theta = torch.pow(torch.tensor(float(base), dtype=work, device=positions.device), -exponent)
+    return positions.to(work)[:, None] * theta[None, :]
+
+
+def _check(q, k, v, mask, base, rotary_dim, scale, unknown):
+    return check(
+        "rope",
+        dict(q=q, k=k, v=v, mask=mask, base=base, rotary_dim=rotary_dim, scale=scale, **unknown),
+    )
+
+
+def _rotation_matrices(angles: torch.Tensor, d_head: int, r: int) -> torch.Tensor:
+    """Block-diagonal (L, d_head, d_head) rotations: [[cos, -sin], [sin, cos]] on each pair
+    (2t, 2t+1) of the first r features, the identity on the rest."""
+    L = angles.shape[0]
+    m = torch.eye(d_head, dtype=angles.dtype, device=angles.device).repeat(L, 1, 1)
+    for t in range(r // 2):
+        c, s = torch.cos(angles[:, t]), torch.sin(angles[:, t])
+        a, b = 2 * t, 2 * t + 1
+        m[:, a, a], m[:, a, b], m[:, b, a], m[:, b, b] = c, -s, s, c
+    return m
+
+
+def rope_reference(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    mask: torch.Tensor | None = None,
+    base: float = 10000,
+    rotary_dim: int | None = None,
+    scale: float | None = None,
+    with_weights: bool = False,
+    **unknown: object,
+):
+    """The definition written plainly: a rotation matrix per position, q and k rotated by
+    matrix products, then every pair's dot product."""
+    problem = _check(q, k, v, mask, base, rotary_dim, scale, unknown)
+    qlen, klen, d_head = q.shape[2], k.shape[2], q.shape[3]
+    acc = accumulation_dtype(q.dtype)
+    r = _rotary(problem)
+    positions = torch.arange(klen, device=q.device)
+    rot = _rotation_matrices(_angles(positions, r, base, q.dtype), d_head, r).to(acc)
+    q_rot = torch.einsum("ide,bhie->bhid", rot[klen - qlen :], q.to(acc))
+    k_rot = torch.einsum("jde,bhje->bhjd", rot, k.to(acc))
+    logits = torch.einsum("bhid,bhjd->bhij", q_rot, k_rot) * default_scale(problem)
+    probs = masked_softmax(logits, mask)
+    out = torch.einsum("bhij,bhjd->bhid", probs, v.to(acc)).to(q.dtype)
+    if not with_weights:
+        return out
+    return out, probs, logits if mask is None else logits.masked_fill(~mask, float("-inf"))
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, r: int) -> torch.Tensor:
+    """x with pairs (2t, 2t+1) of its first r features rotated (cos, sin: (L, r/2))."""
+    if r == 0:
+        return x
+    even, odd = x[..., 0:r:2], x[..., 1:r:2]
+    pairs = torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1)
+    return torch.cat([pairs.flatten(-2), x[..., r:]], dim=-1)
+
+
+def rope_fast(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    mask: torch.Tensor | None = None,
+    base: float = 10000,
+    rotary_dim: int | None = None,
+    scale: float | None = None,
+    with_weights: bool = False,
+    **unknown: object,
+):
+    """cos and sin tables once per position, q and k rotated elementwise (in the angles'
+    precision, then back to their dtype), then batched q k^T. Without autograd it runs in
+    blocks of query rows."""
+    problem = _check(q, k, v, mask, base, rotary_dim, scale, unknown)
+    bsz, n_head, qlen, d_head = q.shape
+    klen = k.shape[2]
+    acc = accumulation_dtype(q.dtype)
+    r = _rotary(problem)
+    angles = _angles(torch.arange(klen, device=q.device), r, base, q.dtype)
+    cos, sin = torch.cos(angles), torch.sin(angles)
+    work = cos.dtype
+    q_rot = _rotate(q.to(work), cos[klen - qlen :], sin[klen - qlen :], r).to(q.dtype)
+    k_rot = _rotate(k.to(work), cos, sin, r).to(q.dtype)
+    s = default_scale(problem)
+    if tracks_grad(q, k, v):
+        scores = torch.matmul(q_rot, k_rot.transpose(-1, -2)).to(acc) * s
+        probs = masked_softmax(scores, mask)
+        out = torch.matmul(probs.to(q.dtype), v)
+        if not with_weights:
+            return out
+        return out, probs, scores if mask is None else scores.masked_fill(~mask, -torch.inf)
+    blocks = Blocks((bsz, n_head, qlen, klen), mask, acc, q.device, with_weights)
+    bh = bsz * n_head
+    queries = q_rot.reshape(bh, qlen, d_head)
+    keys_t = k_rot.reshape(bh, klen, d_head).transpose(1, 2)
+    values = v.reshape(bh, klen, d_head)
+    out = torch.empty(bsz, n_head, qlen, d_head, dtype=q.dtype, device=q.device)
+    for i0, i1 in blocks.ranges():
+        scores = torch.bmm(queries[:, i0:i1], keys_t).to(acc).mul_(s)
+        probs = blocks.softmax(scores, i0, i1)
+        out[:, :, i0:i1] = torch.bmm(probs.to(q.dtype), values).view(bsz, n_head, i1 - i0, -1)
+    return (out, blocks.probs, blocks.scores) if with_weights else out

@@ -1,0 +1,401 @@
+"""RoPE (Su et al. 2021): rotary position embedding.
+
+Formula (per batch element and head)::
+
+    theta_t = base^(-2t / r),  t = 0 .. r/2 - 1                 (r = rotary_dim)
+    R(p)    = rotation by p theta_t of each pair (x_2t, x_2t+1); dimensions >= r unchanged
+    e_ij    = scale * (R(pos_i) q_i) . (R(pos_j) k_j)
+    o_i     = sum_j alpha_ij v_j
+
+Each pair rotates as [x'_2t, x'_2t+1] = [[c, s'], [s, c]] [x_2t, x_2t+1] with c = cos(p theta_t),
+s = sin(p theta_t), s' = -s. Because rotations compose, the score depends on the positions only
+through pos_j - pos_i (identity "relative"): RoPE is relative although it rotates q and k by
+their absolute positions.
+
+Symbols: ``base`` (default 10000), ``rotary_dim`` r (None = every complete pair of d_head, the
+largest even number <= d_head; a smaller even r rotates the first r dimensions only: the
+partial rotary of GPT-NeoX and GPT-J); ``scale`` multiplies the whole logit, default
+1/sqrt(d_head). Values are not rotated.
+
+Conventions: the spec rotates interleaved pairs (2t, 2t+1), as the paper writes it. GPT-NeoX and
+Hugging Face Llama-style code rotates the pairs (t, t + r/2) ("rotate_half"): the same
+attention on q and k whose first r features are permuted (axis ``layout``).
+
+Citation: Su, Lu, Pan, Murtadha, Wen, Liu (2021), RoFormer: Enhanced Transformer with Rotary
+Position Embedding, arXiv:2104.09864.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Final, final
+
+import mpmath
+import numpy as np
+import sympy as sp
+
+from spec import _conventions as cv
+from spec._arith import FLOAT_MODES, Mode, array, constant
+from spec._encoding import Case, Encoding, Identity, Reference
+from spec._pairs import PairFormula, as_rows, size_symbol
+from spec._profiles import Axis, Profile, Value, fixed
+from spec._signature import ArgumentError, Option, Problem, check_int
+
+__all__ = ["RoPE", "rotation_dim"]
+
+_P_i, _P_j = sp.symbols("pos_i pos_j", integer=True)
+_t, _p = sp.symbols("t p", integer=True, nonnegative=True)
+_base = sp.Symbol("base", positive=True)
+_r = size_symbol("r")
+
+q_i = sp.MatrixSymbol("qt_i", 1, cv.d_head)
+k_j = sp.MatrixSymbol("kt_j", 1, cv.d_head)
+pair = sp.MatrixSymbol("x", 2, 1)
+c, s, s_neg = sp.symbols("c s s'")
+
+#: theta_t, and the rotation of one pair by angle p theta_t (s' = -s: a constant of its own,
+#: so magnitudes see |sin|).
+THETA: Final = _base ** (-2 * _t / _r)
+ROTATION: Final = sp.Matrix([[c, s_neg], [s, c]])
+ROTATE: Final = ROTATION * pair
+#: The logit of rotated rows.
+LOGIT: Final = cv.scale * q_i * k_j.T
+
+_ROTATE = PairFormula(ROTATE, (c, s, s_neg, pair), vector=True)
+_LOGIT = PairFormula(LOGIT, (cv.scale, q_i, k_j))
+
+
+def rotation_dim(d_head: int, rotary_dim: int | None) -> int:
+    """r: rotary_dim, or every complete pair of d_head."""
+    return d_head - d_head % 2 if rotary_dim is None else rotary_dim
+
+
+def _check_base(value: Any) -> str | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    return None if ok and math.isfinite(value) and value > 1 else "must be a finite number > 1"
+
+
+def _check_rotary_dim(value: Any) -> str | None:
+    if value is None:
+        return None
+    problem = check_int(value, minimum=0)
+    if problem is None and value % 2 == 0:
+        return None
+    return "must be None (every complete pair) or an even integer >= 0"
+
+
+def _angles(positions: np.ndarray, r: int, base: Any) -> list[list[Any]]:
+    """p theta_t at the working precision, per position and pair."""
+    b = mpmath.mpf(base) if isinstance(base, int) else mpmath.mpf(float(base))
+    thetas = [b ** (-mpmath.mpf(2 * t) / r) for t in range(r // 2)]
+    return [[int(p) * th for th in thetas] for p in positions]
+
+
+# -- conventions ---------------------------------------------------------------------------
+
+
+def _half_order(r: int) -> np.ndarray:
+    """Feature order that turns half-split pairs (t, t + r/2) into interleaved (2t, 2t+1):
+    spec feature 2t is the library's t, spec feature 2t + 1 the library's t + r/2."""
+    order = np.empty(r, dtype=np.int64)
+    order[0::2], order[1::2] = np.arange(r // 2), np.arange(r // 2) + r // 2
+    return order
+
+
+def _permute(args: Mapping[str, Any], inverse: bool) -> dict[str, Any]:
+    r = rotation_dim(args["q"].shape[-1], args.get("rotary_dim"))
+    order = _half_order(r)
+    if inverse:
+        order = np.argsort(order)
+    out = dict(args)
+    for name in ("q", "k"):
+        x = np.array(args[name], copy=True)
+        x[..., :r] = np.asarray(args[name])[..., order]
+        out[name] = x
+    return out
+
+
+def _partial(dims: Mapping[str, int], candidates: list[Any]) -> list[Any]:
+    # a quarter of the head (GPT-NeoX's rotary_pct 0.25), at least one pair when possible
+    quarter = (dims["d_head"] // 4) // 2 * 2
+    return [quarter if quarter else dims["d_head"] - dims["d_head"] % 2]
+
+
+_AXES = (
+    Axis(
+        "layout",
+        "which features form the rotated pairs",
+        (
+            Value("interleaved", "pairs (2t, 2t + 1) (the paper, RoFormer, GPT-J)"),
+            Value(
+                "half",
+                "pairs (t, t + r/2) (GPT-NeoX, Hugging Face Llama 'rotate_half'): q and k "
+                "with their first r features permuted",
+                lambda a: _permute(a, inverse=False),
+                lambda a: _permute(a, inverse=True),
+                changes=("q", "k"),
+                permutes=True,
+            ),
+        ),
+    ),
+)
+
+_DEFAULTS = {"base": fixed(10000), "scale": fixed(None)}
+_PROFILES = (
+    Profile(
+        "roformer",
+        "rope",
+        "RoFormer (Su et al. 2021), interleaved pairs",
+        "arXiv:2104.09864; transformers models/roformer",
+        {"masked_rows": "uniform"},
+        options={**_DEFAULTS, "rotary_dim": fixed(None)},
+        notes=("additive finfo.min mask: fully masked rows are uniform",),
+    ),
+    Profile(
+        "llama",
+        "rope",
+        "Hugging Face Llama-style rotary embedding (rotate_half)",
+        "transformers models/llama/modeling_llama.py (apply_rotary_pos_emb)",
+        {"layout": "half", "masked_rows": "uniform"},
+        options={**_DEFAULTS, "rotary_dim": fixed(None)},
+        notes=(
+            "inverse frequencies and angles in float32 (a float64 model is off by float32 "
+            "rounding); base is the config's rope_theta",
+        ),
+    ),
+    Profile(
+        "gpt-neox",
+        "rope",
+        "GPT-NeoX partial rotary (rotary_pct 0.25, rotate_half)",
+        "EleutherAI/gpt-neox; transformers models/gpt_neox",
+        {"layout": "half", "masked_rows": "uniform"},
+        options={**_DEFAULTS, "rotary_dim": _partial},
+        notes=("only the first quarter of each head is rotated",),
+    ),
+    Profile(
+        "gpt-j",
+        "rope",
+        "GPT-J partial rotary, interleaved pairs",
+        "kingoflolz/mesh-transformer-jax; transformers models/gptj",
+        {"masked_rows": "uniform"},
+        options={**_DEFAULTS, "rotary_dim": _partial},
+        notes=("rotary_dim of the head (64 of 256 in GPT-J 6B), interleaved pairs",),
+    ),
+)
+
+
+@final
+class RoPE(Encoding):
+    """Rotary position embedding (see the module docstring)."""
+
+    name = "rope"
+    title = "RoPE (Su et al. 2021): rotary position embedding"
+    summary = (
+        "Queries and keys rotated pairwise by angles proportional to their absolute "
+        "positions, so that their dot product depends only on the relative position."
+    )
+    references = (
+        Reference(
+            "Su, J., Lu, Y., Pan, S., Murtadha, A., Wen, B., Liu, Y.",
+            "RoFormer: Enhanced Transformer with Rotary Position Embedding",
+            2021,
+            "2104.09864",
+        ),
+    )
+    tensors = (cv.Q, cv.K, cv.V, cv.MASK)
+    options = (
+        Option("base", "theta_t = base^(-2t/r); a finite number > 1", 10000, _check_base),
+        Option(
+            "rotary_dim",
+            "r, the leading dimensions rotated (even); None = every complete pair",
+            None,
+            _check_rotary_dim,
+        ),
+        cv.SCALE,
+    )
+    glossary = (
+        ("q_i, k_j", "query i and key j of one head"),
+        ("qt_i, kt_j", "R(pos_i) q_i and R(pos_j) k_j, the rotated rows"),
+        ("pos_i, pos_j", "absolute positions: pos_i = m + i, pos_j = j"),
+        ("r", "rotary_dim: features 0 .. r - 1 rotate in pairs (2t, 2t + 1)"),
+        ("theta_t", "base^(-2t/r), the frequency of pair t"),
+        ("c, s, s'", "cos(p theta_t), sin(p theta_t), -sin(p theta_t) at position p"),
+        ("scale", "the scale argument, default 1/sqrt(d_head)"),
+    )
+    conventions = (
+        "pairs are interleaved: features (2t, 2t + 1) rotate together (the paper)",
+        "query i rotates by its absolute position mlen + i, key j by j; values do not rotate",
+        "angles p theta_t come from integer positions (never a rounded position)",
+        "features r .. d_head - 1 are not rotated (partial rotary)",
+    )
+    differences = (
+        "GPT-NeoX and Hugging Face Llama rotate the pairs (t, t + r/2) ('rotate_half'), "
+        "profiles gpt-neox and llama; GPT-J and RoFormer interleave, profiles gpt-j and "
+        "roformer.",
+        "Hugging Face computes inverse frequencies and angles in float32, also in float64 "
+        "models; GPT-NeoX rotates a quarter of each head (rotary_pct 0.25).",
+    )
+
+    metamorphic = ("translation", "masked_keys", "batch", "memory_rows")
+    axes = _AXES
+    profiles = _PROFILES
+
+    def option_values(self, dims: Mapping[str, int]) -> dict[str, list[Any]]:
+        d = dims["d_head"]
+        partial = [r for r in (2, 4) if r < d - d % 2]
+        return {
+            "base": [10000, 10, 100, 500000, 2.5],
+            "rotary_dim": [None, 0, *partial],
+            "scale": [None, 0.5, 1.0, 0.125],
+        }
+
+    def check(self, problem: Problem) -> None:
+        r, d = problem.options["rotary_dim"], problem.dims["d_head"]
+        if r is not None and r > d:
+            raise ArgumentError("rotary_dim", f"rotary_dim={r}", f"must not exceed d_head = {d}")
+
+    def default_scale(self, dims: Mapping[str, int]) -> sp.Expr:
+        return 1 / sp.sqrt(dims["d_head"])
+
+    def formulas(self) -> dict[str, sp.Basic]:
+        return {
+            "frequency": sp.Eq(sp.Symbol("theta_t"), THETA, evaluate=False),
+            "rotation of pair t at position p": sp.Eq(
+                sp.MatrixSymbol("x'", 2, 1), ROTATE, evaluate=False
+            ),
+            "angle": sp.Eq(
+                sp.Tuple(c, s, s_neg),
+                sp.Tuple(
+                    sp.cos(_p * sp.Symbol("theta_t")),
+                    sp.sin(_p * sp.Symbol("theta_t")),
+                    -sp.sin(_p * sp.Symbol("theta_t")),
+                ),
+            ),
+            "positions": sp.Eq(sp.Tuple(_P_i, _P_j), sp.Tuple(cv.pos_i, cv.pos_j)),
+            "logit": sp.Eq(sp.Symbol("e_ij"), LOGIT, evaluate=False),
+            **cv.attention_formulas("v"),
+        }
+
+    def rotate(
+        self, x: np.ndarray, positions: np.ndarray, problem: Problem, mode: Mode
+    ) -> np.ndarray:
+        """x (..., L, d_head) rotated at the given positions, in ``mode``. In abs mode each
+        c and s is |value| + |p theta_t|: rounding the angle by one ulp moves it that far."""
+        r = rotation_dim(problem.dims["d_head"], problem.options["rotary_dim"])
+        if r == 0:
+            return x
+        angles = _angles(positions, r, problem.options["base"])
+        abs_mode = mode in ("abs", "abs_float")
+
+        def const(value: Any, angle: Any) -> Any:
+            v = abs(value) + abs(angle) if abs_mode else value
+            return constant(v, mode)
+
+        cos = array([[const(mpmath.cos(a), a) for a in row] for row in angles], mode)
+        sin = array([[const(mpmath.sin(a), a) for a in row] for row in angles], mode)
+        neg = array([[const(-mpmath.sin(a), a) for a in row] for row in angles], mode)
+        pairs = np.stack([x[..., 0:r:2], x[..., 1:r:2]], axis=-1)  # (..., L, r/2, 2)
+        rotated = _ROTATE({}, cos, sin, neg, np.moveaxis(pairs, -1, 0)[:, None])
+        out = x.copy() if mode not in FLOAT_MODES else np.array(x, dtype=np.float64)
+        out[..., 0:r:2], out[..., 1:r:2] = rotated[0], rotated[1]
+        return out
+
+    def logits(self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode) -> np.ndarray:
+        d = problem.dims
+        pairs = (d["bsz"], d["n_head"], d["qlen"], d["klen"])
+        q = self.rotate(x["q"], d["mlen"] + np.arange(d["qlen"]), problem, mode)
+        k = self.rotate(x["k"], np.arange(d["klen"]), problem, mode)
+        return np.asarray(
+            _LOGIT(
+                {"d_head": d["d_head"]},
+                scale,
+                as_rows(q[:, :, :, None, :], pairs),
+                as_rows(k[:, :, None, :, :], pairs),
+            )
+        )
+
+    def values(self, problem: Problem, x: Mapping[str, Any], mode: Mode) -> np.ndarray:
+        return x["v"][:, :, None, :, :]
+
+    def identities(self) -> list[Identity]:
+        return _identities()
+
+    def cases(self) -> list[Case]:
+        base = {"bsz": 1, "n_head": 2, "qlen": 4, "mlen": 0, "d_head": 4}
+
+        def case(name: str, seed: int, **kw: Any) -> Case:
+            return Case(name, {**base, **kw.pop("dims", {})}, seed=seed, **kw)
+
+        return [
+            case("default", 1),
+            case("memory", 2, dims={"qlen": 3, "mlen": 4}),
+            case("base_10", 3, options={"base": 10}),
+            case("float_base", 4, options={"base": 2.5}, dims={"d_head": 6}),
+            case("partial", 5, options={"rotary_dim": 2}, dims={"d_head": 6}),
+            case("no_rotation", 6, options={"rotary_dim": 0}),
+            case("odd_d_head", 7, dims={"d_head": 5}),
+            case("d_head_8", 8, dims={"d_head": 8, "qlen": 6, "mlen": 2}),
+            case("long", 9, dims={"qlen": 10, "mlen": 6, "n_head": 1}),
+            case("mask_causal", 10, mask="causal", dims={"mlen": 2}),
+            case("mask_padding", 11, mask="padding", dims={"bsz": 3}),
+            case("mask_random", 12, mask="random", dims={"bsz": 2}),
+            case("mask_fully_masked_row", 13, mask="fully_masked_row"),
+            case("mask_broadcast", 14, mask="broadcast", dims={"n_head": 3}),
+            case("custom_scale", 15, options={"scale": 0.5}),
+        ]
+
+
+def _identities() -> list[Identity]:
+    from spec._proofs import MAX_SIZE, exhaustive, symbolic_zero
+
+    a, b, th = sp.symbols("a b theta", real=True)
+    x0, x1, y0, y1 = sp.symbols("x0 x1 y0 y1", real=True)
+
+    def rot(angle: Any) -> sp.Matrix:
+        return ROTATION.subs({c: sp.cos(angle), s: sp.sin(angle), s_neg: -sp.sin(angle)})
+
+    xv, yv = sp.Matrix([x0, x1]), sp.Matrix([y0, y1])
+
+    def relative() -> tuple[bool, str, str]:
+        lhs = (rot(a * th) * xv).T * (rot(b * th) * yv)
+        rhs = xv.T * rot((b - a) * th) * yv
+        diff = sp.trigsimp(sp.expand_trig(sp.expand(lhs[0, 0] - rhs[0, 0])))
+        return symbolic_zero(sp.simplify(diff), "(R(a) x).(R(b) y) - x.R(b - a) y")
+
+    def orthogonal() -> tuple[bool, str, str]:
+        m = rot(a * th)
+        return symbolic_zero(sp.simplify(m.T * m - sp.eye(2)), "R^T R - I")
+
+    def half_is_permuted(r2: int) -> str | None:
+        r = 2 * r2
+        order = _half_order(r)
+        # the library's pair (t, t + r/2) must land on the spec's (2t, 2t + 1)
+        for t in range(r2):
+            if (order[2 * t], order[2 * t + 1]) != (t, t + r2):
+                return f"pair {t} lands on {(order[2 * t], order[2 * t + 1])}"
+        if sorted(order.tolist()) != list(range(r)):
+            return "not a permutation"
+        return None
+
+    return [
+        Identity(
+            "relative",
+            "the rotated score depends only on pos_j - pos_i: (R(a) x) . (R(b) y) = "
+            "x . R(b - a) y for every pair, angle and position",
+            relative,
+        ),
+        Identity(
+            "rotations are orthogonal",
+            "R(p)^T R(p) = I: rotation preserves norms (and with a = b, the content score)",
+            orthogonal,
+        ),
+        Identity(
+            "half layout = permuted interleaved",
+            "the pairs (t, t + r/2) of rotate_half are the interleaved pairs of q and k with "
+            "their first r features permuted (the layout axis)",
+            lambda: exhaustive(
+                ((n,) for n in range(1, 4 * MAX_SIZE + 1)), half_is_permuted, "r <= 64"
+            ),
+        ),
+    ]
