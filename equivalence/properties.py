@@ -376,7 +376,7 @@ def check_zero_tables(impl: Implementation, draw: Draw, dtype: str) -> list[Verd
     adapter = backend(impl.backend)
     problem = enc.validate(zeroed, check_dtypes=False)
     scale = problem.options["scale"]
-    scale = float(enc.default_scale(problem.dims)) if scale is None else scale
+    scale = float(enc.default_scale(problem)) if scale is None else scale
     mask = _full_mask(zeroed)
     live = np.asarray(mask.any(axis=-1))[..., None]
     plain = adapter.plain_attention(

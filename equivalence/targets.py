@@ -154,7 +154,7 @@ def restriction(enc: Encoding, profile: Profile) -> Restriction:
             )
     return Restriction(
         options=options,
-        include=tuple(n for v in chain for n in v.include),
+        include=tuple(n for v in chain for n in v.include) + profile.include,
         exclude=tuple(n for v in chain for n in v.exclude) + profile.exclude,
         layouts=dict(profile.layouts),
         at_most={} if profile.memory else {"mlen": 0},

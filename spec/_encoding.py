@@ -139,8 +139,9 @@ class Encoding(abc.ABC):
         """Named SymPy equations, in reading order, as printed by ``relpos spec show``."""
 
     @abc.abstractmethod
-    def default_scale(self, dims: Mapping[str, int]) -> sp.Expr:
-        """The scale used when ``scale`` is None, as an exact SymPy number."""
+    def default_scale(self, problem: Problem) -> sp.Expr:
+        """The scale used when ``scale`` is None, as an exact SymPy number. It may depend on
+        more than d_head: DeBERTa's is 1/sqrt(d_head (1 + the position terms given))."""
 
     @abc.abstractmethod
     def logits(self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode) -> np.ndarray:

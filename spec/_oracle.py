@@ -77,7 +77,7 @@ def _scale(enc: Encoding, problem: Problem, mode: Mode) -> Any:
     given = problem.options.get("scale")
     if given is not None:
         return _arith.constant(Fraction(given), mode)
-    exact = sp.nsimplify(enc.default_scale(problem.dims))
+    exact = sp.nsimplify(enc.default_scale(problem))
     if exact.is_Rational:
         return _arith.constant(Fraction(int(exact.p), int(exact.q)), mode)
     return _arith.constant(mpmath.mpf(str(sp.N(exact, DPS + 10))), mode)

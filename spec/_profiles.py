@@ -150,8 +150,9 @@ class Profile:
     """A library's conventions for one encoding.
 
     ``conventions`` maps axis names to value names (axes not named take the spec's value);
-    ``options``, ``layouts`` and ``memory`` restrict the inputs the library accepts (on top of
-    what the chosen values restrict); ``source`` says where the conventions were read.
+    ``options``, ``layouts``, ``include``, ``exclude`` and ``memory`` restrict the inputs the
+    library accepts (on top of what the chosen values restrict); ``source`` says where the
+    conventions were read.
     """
 
     name: str
@@ -161,6 +162,7 @@ class Profile:
     conventions: Mapping[str, str] = field(default_factory=dict)
     options: Mapping[str, Candidates] = field(default_factory=dict)
     layouts: Mapping[str, int] = field(default_factory=dict)
+    include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     memory: bool = True
     notes: tuple[str, ...] = ()

@@ -297,4 +297,27 @@ BAD_INPUTS: list[BadInput] = [
         _with(base=1),
         "`base` must be a finite number > 1, got base=1",
     ),
+    BadInput(
+        "deberta-span-missing",
+        "deberta",
+        "both_terms",
+        _without("span"),
+        "`span` must be an integer >= 1, got span=None",
+    ),
+    BadInput(
+        "deberta-table-rows",
+        "deberta",
+        "both_terms",
+        _with(pos_key=lambda a: a["pos_key"][:3]),
+        "`pos_key` must have shape (R, d_head) = (4, 4) or (n_head, R, d_head) = (2, 4, 4) "
+        "(R = 2 span for span=2), got pos_key.shape=(3, 4)",
+    ),
+    BadInput(
+        "deberta-max-position",
+        "deberta",
+        "log_buckets",
+        _with(max_position=3),
+        "`max_position` must exceed span // 2 + 1 = 3, with span >= 2 (log buckets of size "
+        "span=4), got max_position=3",
+    ),
 ]

@@ -19,6 +19,7 @@ ENCODINGS: dict[str, str] = {
     "alibi": "spec.encodings.alibi",
     "t5": "spec.encodings.t5",
     "rope": "spec.encodings.rope",
+    "deberta": "spec.encodings.deberta",
 }
 
 

@@ -227,8 +227,8 @@ class ALiBi(Encoding):
             "scale": [None, 0.5, 1.0, 0.125],
         }
 
-    def default_scale(self, dims: Mapping[str, int]) -> sp.Expr:
-        return 1 / sp.sqrt(dims["d_head"])
+    def default_scale(self, problem: Problem) -> sp.Expr:
+        return 1 / sp.sqrt(problem.dims["d_head"])
 
     def formulas(self) -> dict[str, sp.Basic]:
         return {

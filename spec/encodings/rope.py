@@ -255,8 +255,8 @@ class RoPE(Encoding):
         if r is not None and r > d:
             raise ArgumentError("rotary_dim", f"rotary_dim={r}", f"must not exceed d_head = {d}")
 
-    def default_scale(self, dims: Mapping[str, int]) -> sp.Expr:
-        return 1 / sp.sqrt(dims["d_head"])
+    def default_scale(self, problem: Problem) -> sp.Expr:
+        return 1 / sp.sqrt(problem.dims["d_head"])
 
     def formulas(self) -> dict[str, sp.Basic]:
         return {

@@ -490,8 +490,8 @@ class Shaw(Encoding):
     def dim_note(self, dim: str, options: Mapping[str, Any]) -> str | None:
         return f"P = p_max - p_min + 1 for clip={tuple(options['clip'])}" if dim == "P" else None
 
-    def default_scale(self, dims: Mapping[str, int]) -> sp.Expr:
-        return 1 / sp.sqrt(dims["d_head"])
+    def default_scale(self, problem: Problem) -> sp.Expr:
+        return 1 / sp.sqrt(problem.dims["d_head"])
 
     def formulas(self) -> dict[str, sp.Basic]:
         c = sp.Symbol("c_ij")

@@ -291,7 +291,7 @@ class T5(Encoding):
                 f"bidirectional={o['bidirectional']})",
             )
 
-    def default_scale(self, dims: Mapping[str, int]) -> sp.Expr:
+    def default_scale(self, problem: Problem) -> sp.Expr:
         return sp.Integer(1)
 
     def formulas(self) -> dict[str, sp.Basic]:

@@ -435,8 +435,8 @@ class XL(Encoding):
                 "r_s_bias, seg_embed and seg_ids",
             )
 
-    def default_scale(self, dims: Mapping[str, int]) -> sp.Expr:
-        return 1 / sp.sqrt(dims["d_head"])
+    def default_scale(self, problem: Problem) -> sp.Expr:
+        return 1 / sp.sqrt(problem.dims["d_head"])
 
     def formulas(self) -> dict[str, sp.Basic]:
         D = sp.Symbol("D_ij")

@@ -1,0 +1,185 @@
+"""DeBERTa disentangled attention in JAX: a reference and a fast variant.
+
+Both take the spec's arguments (``relpos spec show deberta``) and return the output
+(bsz, n_head, qlen, d_head), or ``(out, probs, scores)`` with ``with_weights=True``. They
+compose with ``jax.jit``, ``jax.grad`` and ``jax.vmap``. Rows (and DeBERTa-v2's log buckets)
+are integers computed when a shape is first traced.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache, partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from impls.jax._common import accumulation_dtype, check, masked_softmax, with_masked_scores
+
+__all__ = ["VARIANTS", "deberta_fast", "deberta_reference"]
+
+VARIANTS = {"reference": "deberta_reference", "fast": "deberta_fast"}
+
+_STATIC = ("span", "max_position", "scale", "with_weights")
+
+
+def _log_bucket(r: int, size: int, max_position: int) -> int:
+    mid = size // 2
+    a = abs(r)
+    if a <= mid:
+        return r
+    k = mid - 1
+
+    def reaches(t: int) -> bool:  # ((M - 1)/mid)^t >= (a/mid)^k in integers
+        return (max_position - 1) ** t * mid**k >= a**k * mid**t
+
+    t = max(0, math.ceil(k * math.log(a / mid) / math.log((max_position - 1) / mid)))
+    while t > 0 and reaches(t - 1):
+        t -= 1
+    while not reaches(t):
+        t += 1
+    return (mid + t) if r > 0 else -(mid + t)
+
+
+@lru_cache(maxsize=64)
+def _rows(qlen: int, klen: int, span: int, max_position):
+    """(qlen, klen) rows of r_ij = pos_i - pos_j (c2p) and of r_ji (p2c), numpy int."""
+
+    def row(r: int) -> int:
+        b = r if max_position is None else _log_bucket(r, span, max_position)
+        return min(max(b, -span), span - 1) + span
+
+    table = np.array([row(r) for r in range(1 - klen, klen)])
+    r = (klen - qlen + np.arange(qlen))[:, None] - np.arange(klen)[None, :]
+    return table[r + klen - 1], table[klen - 1 - r]
+
+
+def _per_pair(table, rows):
+    return table[rows][None, None] if table.ndim == 2 else table[:, rows][None]
+
+
+def _table_matmul(x, table):
+    if table.ndim == 2:
+        return jnp.einsum("bhnd,rd->bhnr", x, table)
+    return jnp.einsum("bhnd,hrd->bhnr", x, table)
+
+
+@partial(jax.jit, static_argnames=_STATIC)
+def _reference(q, k, v, pos_key, pos_query, mask, *, span, max_position, scale, with_weights):
+    qlen, klen = q.shape[2], k.shape[2]
+    acc = accumulation_dtype(q.dtype)
+    c2p_rows, p2c_rows = _rows(qlen, klen, span, max_position)
+    logits = jnp.einsum("bhid,bhjd->bhij", q, k).astype(acc)
+    if pos_key is not None:
+        logits = logits + jnp.einsum("bhid,bhijd->bhij", q, _per_pair(pos_key, c2p_rows))
+    if pos_query is not None:
+        logits = logits + jnp.einsum("bhjd,bhijd->bhij", k, _per_pair(pos_query, p2c_rows))
+    logits = logits.astype(acc) * scale
+    probs = masked_softmax(logits, mask)
+    out = jnp.einsum("bhij,bhjd->bhid", probs, v.astype(acc)).astype(q.dtype)
+    return (out, probs, with_masked_scores(logits, mask)) if with_weights else out
+
+
+@partial(jax.jit, static_argnames=_STATIC)
+def _fast(q, k, v, pos_key, pos_query, mask, *, span, max_position, scale, with_weights):
+    bsz, n_head, qlen, _ = q.shape
+    klen = k.shape[2]
+    acc = accumulation_dtype(q.dtype)
+    c2p_rows, p2c_rows = _rows(qlen, klen, span, max_position)
+    scores = jnp.matmul(q, jnp.swapaxes(k, -1, -2))
+    if pos_key is not None:
+        index = jnp.broadcast_to(c2p_rows, (bsz, n_head, qlen, klen))
+        scores = scores + jnp.take_along_axis(_table_matmul(q, pos_key), index, axis=-1)
+    if pos_query is not None:
+        index = jnp.broadcast_to(p2c_rows.T, (bsz, n_head, klen, qlen))
+        key_side = jnp.take_along_axis(_table_matmul(k, pos_query), index, axis=-1)
+        scores = scores + jnp.swapaxes(key_side, -1, -2)
+    scores = scores.astype(acc) * scale
+    probs = masked_softmax(scores, mask)
+    out = jnp.matmul(probs.astype(q.dtype), v)
+    return (out, probs, with_masked_scores(scores, mask)) if with_weights else out
+
+
+def _call(
+    core, q, k, v, pos_key, pos_query, mask, span, max_position, scale, with_weights, unknown
+):
+    problem = check(
+        "deberta",
+        dict(
+            q=q,
+            k=k,
+            v=v,
+            pos_key=pos_key,
+            pos_query=pos_query,
+            mask=mask,
+            span=span,
+            max_position=max_position,
+            scale=scale,
+            **unknown,
+        ),
+    )
+    terms = 1 + (pos_key is not None) + (pos_query is not None)
+    return core(
+        q,
+        k,
+        v,
+        pos_key,
+        pos_query,
+        mask,
+        span=int(span),
+        max_position=None if max_position is None else int(max_position),
+        scale=1 / math.sqrt(problem.dims["d_head"] * terms) if scale is None else float(scale),
+        with_weights=bool(with_weights),
+    )
+
+
+def deberta_reference(
+    q,
+    k,
+    v,
+    *,
+    pos_key=None,
+    pos_query=None,
+    mask=None,
+    span=None,
+    max_position=None,
+    scale=None,
+    with_weights=False,
+    **unknown,
+):
+    """The definition written plainly: both relative tables gathered per pair."""
+    return _call(
+        _reference,
+        q,
+        k,
+        v,
+        pos_key,
+        pos_query,
+        mask,
+        span,
+        max_position,
+        scale,
+        with_weights,
+        unknown,
+    )
+
+
+def deberta_fast(
+    q,
+    k,
+    v,
+    *,
+    pos_key=None,
+    pos_query=None,
+    mask=None,
+    span=None,
+    max_position=None,
+    scale=None,
+    with_weights=False,
+    **unknown,
+):
+    """q K^r^T and k Q^r^T products gathered by row; no (qlen, klen, d_head) tensor."""
+    return _call(
+        _fast, q, k, v, pos_key, pos_query, mask, span, max_position, scale, with_weights, unknown
+    )

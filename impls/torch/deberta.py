@@ -1,0 +1,178 @@
+"""DeBERTa disentangled attention in PyTorch: a reference and a fast variant.
+
+Both take the spec's arguments (``relpos spec show deberta``) and return the output
+(bsz, n_head, qlen, d_head), or ``(out, probs, scores)`` with ``with_weights=True``. Table rows,
+including DeBERTa-v2's log buckets, are computed with integer arithmetic only.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+
+from impls.torch._common import Blocks, accumulation_dtype, check, masked_softmax, tracks_grad
+
+__all__ = ["VARIANTS", "deberta_fast", "deberta_reference", "row_of"]
+
+VARIANTS = {"reference": "deberta_reference", "fast": "deberta_fast"}
+
+
+def _log_bucket(r: int, size: int, max_position: int) -> int:
+    mid = size // 2
+    a = abs(r)
+    if a <= mid:
+        return r
+    k = mid - 1
+
+    def reaches(t: int) -> bool:  # ((M - 1)/mid)^t >= (a/mid)^k in integers
+        return (max_position - 1) ** t * mid**k >= a**k * mid**t
+
+    t = max(0, math.ceil(k * math.log(a / mid) / math.log((max_position - 1) / mid)))
+    while t > 0 and reaches(t - 1):
+        t -= 1
+    while not reaches(t):
+        t += 1
+    return (mid + t) if r > 0 else -(mid + t)
+
+
+def row_of(r: int, span: int, max_position: int | None) -> int:
+    """The table row of distance r: clip(bucket(r), -span, span - 1) + span."""
+    b = r if max_position is None else _log_bucket(r, span, max_position)
+    return min(max(b, -span), span - 1) + span
+
+
+@lru_cache(maxsize=64)
+def _row_list(klen: int, span: int, max_position: int | None) -> tuple[int, ...]:
+    """Entry r + klen - 1 is the row of distance r, r in [-(klen - 1), klen - 1]."""
+    return tuple(row_of(r, span, max_position) for r in range(1 - klen, klen))
+
+
+def _rows(qlen: int, klen: int, span: int, max_position, device) -> tuple[torch.Tensor, ...]:
+    """(qlen, klen) rows of r_ij (c2p) and of r_ji = -r_ij (p2c)."""
+    table = torch.tensor(_row_list(klen, span, max_position), device=device)
+    pos_i = klen - qlen + torch.arange(qlen, device=device)
+    r = pos_i[:, None] - torch.arange(klen, device=device)[None, :]
+    return table[r + klen - 1], table[klen - 1 - r]
+
+
+def _prepare(q, k, v, pos_key, pos_query, mask, span, max_position, scale, unknown):
+    problem = check(
+        "deberta",
+        dict(
+            q=q,
+            k=k,
+            v=v,
+            pos_key=pos_key,
+            pos_query=pos_query,
+            mask=mask,
+            span=span,
+            max_position=max_position,
+            scale=scale,
+            **unknown,
+        ),
+    )
+    if scale is not None:
+        return float(scale)
+    terms = 1 + (pos_key is not None) + (pos_query is not None)
+    return 1 / math.sqrt(problem.dims["d_head"] * terms)
+
+
+def _per_pair(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """table[rows] as (1, 1, qlen, klen, d) shared, or (1, n_head, qlen, klen, d) per head."""
+    return table[rows][None, None] if table.dim() == 2 else table[:, rows][None]
+
+
+def deberta_reference(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    pos_key: torch.Tensor | None = None,
+    pos_query: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    span: int | None = None,
+    max_position: int | None = None,
+    scale: float | None = None,
+    with_weights: bool = False,
+    **unknown: object,
+):
+    """The definition written plainly: both relative tables gathered per pair."""
+    s = _prepare(q, k, v, pos_key, pos_query, mask, span, max_position, scale, unknown)
+    qlen, klen = q.shape[2], k.shape[2]
+    acc = accumulation_dtype(q.dtype)
+    c2p_rows, p2c_rows = _rows(qlen, klen, span, max_position, q.device)
+    logits = torch.einsum("bhid,bhjd->bhij", q, k).to(acc)
+    if pos_key is not None:  # content to position: q_i . K^r[d(r_ij)]
+        logits = logits + torch.einsum("bhid,bhijd->bhij", q, _per_pair(pos_key, c2p_rows))
+    if pos_query is not None:  # position to content: k_j . Q^r[d(r_ji)]
+        logits = logits + torch.einsum("bhjd,bhijd->bhij", k, _per_pair(pos_query, p2c_rows))
+    logits = logits.to(acc) * s
+    probs = masked_softmax(logits, mask)
+    out = torch.einsum("bhij,bhjd->bhid", probs, v.to(acc)).to(q.dtype)
+    if not with_weights:
+        return out
+    return out, probs, logits if mask is None else logits.masked_fill(~mask, float("-inf"))
+
+
+def _table_product(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """x @ table^T for a shared (R, d) or per-head (h, R, d) table: (b, h, n, R)."""
+    return torch.matmul(x, table.transpose(-1, -2))
+
+
+def deberta_fast(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    pos_key: torch.Tensor | None = None,
+    pos_query: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    span: int | None = None,
+    max_position: int | None = None,
+    scale: float | None = None,
+    with_weights: bool = False,
+    **unknown: object,
+):
+    """c2p as q K^r^T (qlen x 2k) gathered by row, p2c as k Q^r^T (klen x 2k) gathered by
+    the reversed row and transposed: no (qlen, klen, d_head) tensor. Without autograd it runs
+    in blocks of query rows."""
+    s = _prepare(q, k, v, pos_key, pos_query, mask, span, max_position, scale, unknown)
+    bsz, n_head, qlen, d_head = q.shape
+    klen = k.shape[2]
+    acc = accumulation_dtype(q.dtype)
+    c2p_rows, p2c_rows = _rows(qlen, klen, span, max_position, q.device)
+    c2p = None if pos_key is None else _table_product(q, pos_key)  # (b, h, qlen, 2k)
+    p2c = None if pos_query is None else _table_product(k, pos_query)  # (b, h, klen, 2k)
+    if tracks_grad(q, k, v, pos_key, pos_query):
+        scores = torch.matmul(q, k.transpose(-1, -2))
+        if c2p is not None:
+            scores = scores + torch.gather(c2p, -1, c2p_rows.expand(bsz, n_head, qlen, klen))
+        if p2c is not None:
+            index = p2c_rows.t().expand(bsz, n_head, klen, qlen)
+            scores = scores + torch.gather(p2c, -1, index).transpose(-1, -2)
+        scores = scores.to(acc) * s
+        probs = masked_softmax(scores, mask)
+        out = torch.matmul(probs.to(q.dtype), v)
+        if not with_weights:
+            return out
+        return out, probs, scores if mask is None else scores.masked_fill(~mask, -torch.inf)
+    blocks = Blocks((bsz, n_head, qlen, klen), mask, acc, q.device, with_weights)
+    bh = bsz * n_head
+    queries = q.reshape(bh, qlen, d_head)
+    keys_t = k.reshape(bh, klen, d_head).transpose(1, 2)
+    values = v.reshape(bh, klen, d_head)
+    p2c_t = None if p2c is None else p2c.transpose(-1, -2).reshape(bh, -1, klen)  # (bh, 2k, K)
+    c2p = None if c2p is None else c2p.reshape(bh, qlen, -1)
+    out = torch.empty(bsz, n_head, qlen, d_head, dtype=q.dtype, device=q.device)
+    for i0, i1 in blocks.ranges():
+        scores = torch.bmm(queries[:, i0:i1], keys_t)
+        if c2p is not None:
+            scores.add_(torch.gather(c2p[:, i0:i1], -1, c2p_rows[i0:i1].expand(bh, -1, -1)))
+        if p2c_t is not None:
+            scores.add_(torch.gather(p2c_t, -2, p2c_rows[i0:i1].expand(bh, -1, -1)))
+        scores = scores.to(acc).mul_(s)
+        probs = blocks.softmax(scores, i0, i1)
+        out[:, :, i0:i1] = torch.bmm(probs.to(q.dtype), values).view(bsz, n_head, i1 - i0, -1)
+    return (out, blocks.probs, blocks.scores) if with_weights else out

@@ -1,0 +1,459 @@
+"""DeBERTa (He et al. 2021): disentangled attention with relative positions.
+
+Formula (per batch element and head h)::
+
+    r_ij   = pos_i - pos_j                                  (query minus key)
+    b(r)   = r                                               max_position None (DeBERTa)
+           = r if |r| <= m, else sign(r) (m + ceil(log(|r|/m) / log((M - 1)/m) (m - 1)))
+                                                             (DeBERTa-v2 log buckets, m = k // 2)
+    d(r)   = clip(b(r), -k, k - 1) + k                       (table row, 0 <= d < 2k)
+    e_ij   = scale * [q_i . k_j + q_i . K^r[d(r_ij)] + k_j . Q^r[d(r_ji)]]
+    o_i    = sum_j alpha_ij v_j
+
+The second term is content-to-position (c2p), the third position-to-content (p2c): the key
+looks up the query-side table at the reversed distance r_ji = pos_j - pos_i. A term is present
+when its table is given (DeBERTa's pos_att_type "c2p|p2c"); ``scale`` defaults to
+1/sqrt(d_head (1 + the number of terms present)), the paper's 1/sqrt(3 d_head) with both.
+
+Symbols: ``span`` k (DeBERTa's att_span, max_relative_positions); ``pos_key`` K^r and
+``pos_query`` Q^r have 2k rows (the relative embeddings after the key and query projections),
+shared by heads (2k, d_head) or per head (n_head, 2k, d_head); ``max_position`` M switches on
+DeBERTa-v2's logarithmic buckets (bucket size k). The ceiling is exact: the smallest t >= 0
+with (M - 1)^t m^(m-1) >= |r|^(m-1) m^t (identity "integer buckets = log buckets").
+
+Citation: He, Liu, Gao, Chen (2021), DeBERTa: Decoding-enhanced BERT with Disentangled
+Attention, arXiv:2006.03654 (equations 2-4); the log buckets of DeBERTa-v2 as in its reference
+code (microsoft/DeBERTa, Hugging Face ``make_log_bucket_position``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+from functools import cache
+from typing import Any, Final, final
+
+import numpy as np
+import sympy as sp
+
+from spec import _conventions as cv
+from spec._arith import Mode
+from spec._encoding import Case, Encoding, Identity, Reference
+from spec._pairs import PairFormula, as_rows, gather_rows
+from spec._profiles import Profile, fixed
+from spec._signature import ArgumentError, Option, Problem, Tensor, check_int
+
+__all__ = ["DeBERTa", "row"]
+
+_P_i, _P_j = sp.symbols("pos_i pos_j", integer=True)
+_r = sp.Symbol("r", integer=True)
+_k, _m, _M = sp.symbols("k m M", integer=True, positive=True)
+
+q_i = sp.MatrixSymbol("q_i", 1, cv.d_head)
+k_j = sp.MatrixSymbol("k_j", 1, cv.d_head)
+Kr = sp.MatrixSymbol("K^r_d(r_ij)", 1, cv.d_head)
+Qr = sp.MatrixSymbol("Q^r_d(r_ji)", 1, cv.d_head)
+
+#: The log bucket of DeBERTa-v2, and the table row of a (bucketed) distance.
+LOG_BUCKET: Final = sp.Piecewise(
+    (_r, sp.Abs(_r) <= _m),
+    (
+        sp.sign(_r) * (_m + sp.ceiling(sp.log(sp.Abs(_r) / _m) / sp.log((_M - 1) / _m) * (_m - 1))),
+        True,
+    ),
+)
+ROW: Final = sp.Min(sp.Max(_r, -_k), _k - 1) + _k
+#: The logit with both terms; the variants drop a term.
+LOGIT: Final = cv.scale * (q_i * k_j.T + q_i * Kr.T + k_j * Qr.T)
+_ZERO = sp.ZeroMatrix(1, cv.d_head)
+LOGITS: Final = {
+    (True, True): LOGIT,
+    (True, False): LOGIT.subs(Qr, _ZERO),
+    (False, True): LOGIT.subs(Kr, _ZERO),
+    (False, False): LOGIT.subs({Kr: _ZERO, Qr: _ZERO}),
+}
+_FORMULAS = {key: PairFormula(expr, (cv.scale, q_i, k_j, Kr, Qr)) for key, expr in LOGITS.items()}
+
+
+def log_bucket(r: int, size: int, max_position: int) -> int:
+    """b(r) for DeBERTa-v2's buckets, integers only (the exact ceiling of the log form)."""
+    mid = size // 2
+    a = abs(r)
+    if a <= mid:
+        return r
+    k = mid - 1
+
+    def reaches(t: int) -> bool:  # ((M - 1)/mid)^t >= (a/mid)^k, in integers
+        return (max_position - 1) ** t * mid**k >= a**k * mid**t
+
+    # the smallest t that reaches: start from a float estimate, then step exactly
+    t = max(0, math.ceil(k * math.log(a / mid) / math.log((max_position - 1) / mid)))
+    while t > 0 and reaches(t - 1):
+        t -= 1
+    while not reaches(t):
+        t += 1
+    return (1 if r > 0 else -1) * (mid + t)
+
+
+@cache
+def row(r: int, span: int, max_position: int | None) -> int:
+    """d(r): the table row of the distance r."""
+    b = r if max_position is None else log_bucket(r, span, max_position)
+    return min(max(b, -span), span - 1) + span
+
+
+def _check_span(value: Any) -> str | None:
+    return check_int(value, minimum=1)
+
+
+def _check_max_position(value: Any) -> str | None:
+    if value is None:
+        return None
+    return check_int(value, minimum=3)
+
+
+_TABLE_LAYOUTS = (("R", "d_head"), ("n_head", "R", "d_head"))
+
+_PROFILES = (
+    Profile(
+        "deberta",
+        "deberta",
+        "DeBERTa (microsoft/DeBERTa v1, Hugging Face DebertaModel)",
+        "arXiv:2006.03654; transformers models/deberta/modeling_deberta.py",
+        options={"max_position": fixed(None), "scale": fixed(None)},
+        include=("pos_key", "pos_query"),
+        memory=False,
+        notes=(
+            "relative positions i - j of one sequence (no memory); the table is the middle "
+            "2 att_span rows, att_span = min(max(qlen, klen), max_relative_positions)",
+            "XSoftmax zeroes masked probabilities: fully masked rows give output 0",
+        ),
+    ),
+    Profile(
+        "deberta-v2",
+        "deberta",
+        "DeBERTa-v2/v3 log buckets (Hugging Face DebertaV2Model)",
+        "transformers models/deberta_v2/modeling_deberta_v2.py (make_log_bucket_position)",
+        options={
+            "max_position": lambda dims, c: [x for x in c if x is not None],
+            "span": lambda dims, c: [x for x in c if x >= 4],
+            "scale": fixed(None),
+        },
+        include=("pos_key", "pos_query"),
+        memory=False,
+        notes=(
+            "position_buckets = span, max_relative_positions = max_position; the log is "
+            "taken in float32 before the ceiling",
+        ),
+    ),
+)
+
+
+@final
+class DeBERTa(Encoding):
+    """DeBERTa's disentangled attention (see the module docstring)."""
+
+    name = "deberta"
+    title = "DeBERTa (He et al. 2021): disentangled attention"
+    summary = (
+        "Content and position kept apart: the logit adds content-to-position and "
+        "position-to-content terms from clipped (or log-bucketed) relative distances."
+    )
+    references = (
+        Reference(
+            "He, P., Liu, X., Gao, J., Chen, W.",
+            "DeBERTa: Decoding-enhanced BERT with Disentangled Attention",
+            2021,
+            "2006.03654",
+        ),
+    )
+    tensors = (
+        cv.Q,
+        cv.K,
+        cv.V,
+        Tensor(
+            "pos_key",
+            _TABLE_LAYOUTS,
+            "float",
+            "K^r: projected relative keys, row d <-> bucketed distance d - span; gives the "
+            "c2p term",
+            required=False,
+        ),
+        Tensor(
+            "pos_query",
+            _TABLE_LAYOUTS,
+            "float",
+            "Q^r: projected relative queries, same rows; gives the p2c term",
+            required=False,
+        ),
+        cv.MASK,
+    )
+    options = (
+        Option(
+            "span",
+            "k: distances are clipped to [-k, k - 1]; tables have 2k rows",
+            None,
+            _check_span,
+        ),
+        Option(
+            "max_position",
+            "None (DeBERTa: linear distances) or M >= 3 for DeBERTa-v2's log buckets of size k",
+            None,
+            _check_max_position,
+        ),
+        Option(
+            "scale",
+            "multiplies the whole logit; None = 1/sqrt(d_head (1 + the position terms given))",
+            None,
+            cv.SCALE.check,
+        ),
+    )
+    glossary = (
+        ("q_i, k_j", "query i and key j of one head"),
+        ("r_ij", "pos_i - pos_j, the query-minus-key distance; r_ji = -r_ij"),
+        ("k", "span (att_span): rows 0 .. 2k - 1"),
+        ("m, M", "k // 2 and max_position of DeBERTa-v2's log buckets"),
+        ("K^r, Q^r", "pos_key and pos_query of head h"),
+        ("scale", "the scale argument, default 1/sqrt(3 d_head) with both terms"),
+    )
+    conventions = (
+        "r_ij = pos_i - pos_j (query minus key); the p2c term reads Q^r at r_ji = pos_j - pos_i",
+        "row d = clip(b(r), -k, k - 1) + k: row 0 holds r <= -k, row 2k - 1 holds r >= k - 1",
+        "a term is present when its table is given; the scale multiplies every term, by "
+        "default 1/sqrt(d_head (1 + the number of position terms))",
+        "log buckets are exact integers (the ceiling of the log form without rounding)",
+    )
+    differences = (
+        "Hugging Face DeBERTa: the table is sliced to 2 att_span rows with att_span = "
+        "min(max(qlen, klen), max_relative_positions), the same attention as the full table "
+        "clipped at max_relative_positions (profile deberta).",
+        "Hugging Face DeBERTa-v2: log buckets with the log in float32 (profile deberta-v2); "
+        "share_att_key projects the relative embeddings with the content projections, which "
+        "changes K^r and Q^r, not this formula.",
+    )
+
+    optional_groups = (("pos_key",), ("pos_query",))
+    metamorphic = ("translation", "masked_keys", "batch", "memory_rows", "zero_tables")
+    zero_tables = ("pos_key", "pos_query")
+    profiles = _PROFILES
+
+    def option_values(self, dims: Mapping[str, int]) -> dict[str, list[Any]]:
+        del dims  # the candidates hold for every size
+        return {
+            # every pair valid: max_position > span // 2 + 1 for every span here
+            "span": [2, 4, 3, 6, 8],
+            "max_position": [None, 6, 9, 17],
+            "scale": [None, 0.5, 1.0, 0.125],
+        }
+
+    def derived_dims(self, options: Mapping[str, Any]) -> dict[str, int]:
+        return {} if options["span"] is None else {"R": 2 * options["span"]}
+
+    def dim_note(self, dim: str, options: Mapping[str, Any]) -> str | None:
+        return f"R = 2 span for span={options['span']}" if dim == "R" else None
+
+    def check(self, problem: Problem) -> None:
+        o = problem.options
+        m = o["span"] // 2
+        if o["max_position"] is not None and (m < 1 or o["max_position"] <= m + 1):
+            raise ArgumentError(
+                "max_position",
+                f"max_position={o['max_position']}",
+                f"must exceed span // 2 + 1 = {m + 1}, with span >= 2 (log buckets of size "
+                f"span={o['span']})",
+            )
+
+    def default_scale(self, problem: Problem) -> sp.Expr:
+        terms = 1 + sum(problem.tensors.get(t) is not None for t in ("pos_key", "pos_query"))
+        return 1 / sp.sqrt(problem.dims["d_head"] * terms)
+
+    def formulas(self) -> dict[str, sp.Basic]:
+        return {
+            "distance": sp.Eq(sp.Symbol("r_ij"), _P_i - _P_j, evaluate=False),
+            "log bucket (max_position M)": sp.Eq(sp.Function("b")(_r), LOG_BUCKET, evaluate=False),
+            "table row": sp.Eq(sp.Function("d")(_r), ROW, evaluate=False),
+            "logit": sp.Eq(sp.Symbol("e_ij"), LOGIT, evaluate=False),
+            **cv.attention_formulas("v"),
+        }
+
+    def rows(self, problem: Problem, reverse: bool) -> np.ndarray:
+        d, o = problem.dims, problem.options
+        pos_i = d["mlen"] + np.arange(d["qlen"])
+        r = pos_i[:, None] - np.arange(d["klen"])[None, :]
+        if reverse:
+            r = -r
+        f = np.vectorize(lambda x: row(int(x), o["span"], o["max_position"]), otypes=[np.int64])
+        return f(r)
+
+    def logits(self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode) -> np.ndarray:
+        d = problem.dims
+        pairs = (d["bsz"], d["n_head"], d["qlen"], d["klen"])
+
+        def gathered(name: str, reverse: bool) -> np.ndarray:
+            table = x.get(name)
+            if table is None:  # a zero operand the formula variant drops
+                return np.zeros((1, 1, 1, 1, d["d_head"]), dtype=object)
+            per_head = len(problem.layouts[name]) == 3
+            return gather_rows(table, self.rows(problem, reverse), per_head)
+
+        return np.asarray(
+            _FORMULAS[x.get("pos_key") is not None, x.get("pos_query") is not None](
+                {"d_head": d["d_head"]},
+                scale,
+                as_rows(x["q"][:, :, :, None, :], pairs),
+                as_rows(x["k"][:, :, None, :, :], pairs),
+                as_rows(gathered("pos_key", False), pairs),
+                as_rows(gathered("pos_query", True), pairs),
+            )
+        )
+
+    def values(self, problem: Problem, x: Mapping[str, Any], mode: Mode) -> np.ndarray:
+        return x["v"][:, :, None, :, :]
+
+    def identities(self) -> list[Identity]:
+        return _identities()
+
+    def cases(self) -> list[Case]:
+        base = {"bsz": 1, "n_head": 2, "qlen": 5, "mlen": 0, "d_head": 4}
+        both = ("pos_key", "pos_query")
+
+        def case(name: str, seed: int, span: int = 2, **kw: Any) -> Case:
+            options = {"span": span, **kw.pop("options", {})}
+            dims = {**base, **kw.pop("dims", {})}
+            return Case(name, dims, options, include=kw.pop("include", both), seed=seed, **kw)
+
+        return [
+            case("both_terms", 1),
+            case("c2p_only", 2, include=("pos_key",)),
+            case("p2c_only", 3, include=("pos_query",)),
+            case("no_position", 4, include=()),
+            case("wide_span", 5, span=8, dims={"mlen": 1}),
+            case("span_1", 6, span=1),
+            case("per_head_tables", 7, layouts={"pos_key": 1, "pos_query": 1}, dims={"n_head": 3}),
+            case("memory", 8, dims={"qlen": 3, "mlen": 4}),
+            case("log_buckets", 9, span=4, options={"max_position": 9}, dims={"qlen": 12}),
+            case(
+                "log_buckets_wide",
+                10,
+                span=6,
+                options={"max_position": 17},
+                dims={"qlen": 10, "mlen": 8, "n_head": 1},
+            ),
+            case("mask_padding", 11, mask="padding", dims={"bsz": 3}),
+            case("mask_random", 12, mask="random", dims={"bsz": 2}),
+            case("mask_fully_masked_row", 13, mask="fully_masked_row"),
+            case("mask_broadcast", 14, mask="broadcast", dims={"n_head": 3}),
+            case("custom_scale", 15, options={"scale": 0.5}),
+            case("d_head_1", 16, dims={"d_head": 1, "qlen": 6}),
+        ]
+
+
+def _ceil_log_ratio(a: int, mid: int, max_position: int) -> int:
+    """ceil(log(a/mid) / log((M - 1)/mid) (mid - 1)), exactly: mpmath at 60 digits, SymPy
+    where the value lies within 1e-40 of an integer."""
+    import mpmath
+
+    with mpmath.workdps(60):
+        value = (
+            mpmath.log(mpmath.mpf(a) / mid) / mpmath.log(mpmath.mpf(max_position - 1) / mid)
+        ) * (mid - 1)
+        nearest = int(mpmath.nint(value))
+        if abs(value - nearest) > mpmath.mpf(10) ** -40:
+            return int(mpmath.ceil(value))
+    ratio = sp.log(sp.Rational(a, mid)) / sp.log(sp.Rational(max_position - 1, mid)) * (mid - 1)
+    return int(sp.ceiling(sp.expand_log(ratio, force=True)))
+
+
+def _identities() -> list[Identity]:
+    from spec._proofs import MAX_SIZE, exhaustive, sizes, symbolic_zero
+
+    t = sp.Symbol("t", integer=True)
+    grid = [
+        (size, mp)
+        for size in (2, 3, 4, 6, 8, 16, 32, 256)
+        for mp in sorted({size // 2 + 2, size + 1, 2 * size, 512})
+        if mp > size // 2 + 1
+    ]
+
+    def integer_equals_log(size: int, max_position: int) -> str | None:
+        mid = size // 2
+        for a in range(mid + 1, min(3 * max_position, mid + 60)):
+            want = mid + _ceil_log_ratio(a, mid, max_position)
+            got = log_bucket(a, size, max_position)
+            if got != want or log_bucket(-a, size, max_position) != -want:
+                return f"|r|={a}: integer {got}, log form {want}"
+        return None
+
+    def monotone(size: int, max_position: int) -> str | None:
+        values = [log_bucket(a, size, max_position) for a in range(0, 3 * max_position)]
+        if any(b < a for a, b in itertools.pairwise(values)):
+            return f"not monotone: {values[:40]}"
+        return None
+
+    def rows_in_table(qlen: int, mlen: int, span: int) -> str | None:
+        for mp in (None, span + 3):
+            if mp is not None and (span < 2 or mp <= span // 2 + 1):
+                continue
+            for a in range(qlen):
+                for b in range(qlen + mlen):
+                    for r in ((mlen + a) - b, b - (mlen + a)):
+                        d = row(r, span, mp)
+                        if not 0 <= d <= 2 * span - 1:
+                            return f"r={r}, max_position={mp}: row {d} outside 0 .. {2 * span - 1}"
+        return None
+
+    def paper_rows(span: int) -> str | None:
+        # equation 3: 0 for r <= -k, 2k - 1 for r >= k, r + k between
+        for r in range(-3 * span, 3 * span):
+            want = 0 if r <= -span else (2 * span - 1 if r >= span else r + span)
+            if row(r, span, None) != want:
+                return f"r={r}: row {row(r, span, None)}, the paper says {want}"
+        return None
+
+    zero = sp.ZeroMatrix(1, cv.d_head)
+    return [
+        Identity(
+            "rows match the paper",
+            "without log buckets, d(r) = 0 for r <= -k, 2k - 1 for r >= k and r + k between "
+            "(He et al. 2021, equation 3)",
+            lambda: exhaustive(((k,) for k in range(1, 33)), paper_rows, "span 1 .. 32"),
+        ),
+        Identity(
+            "rows in the table",
+            "every pair's c2p and p2c rows lie in 0 .. 2k - 1, with and without log buckets",
+            lambda: exhaustive(
+                ((q, m, k) for q, m in sizes() for k in range(1, MAX_SIZE + 1)),
+                rows_in_table,
+                f"qlen, mlen, span <= {MAX_SIZE}",
+            ),
+        ),
+        Identity(
+            "integer buckets = log buckets",
+            "for |r| > m the oracle's integer comparison gives m + ceil(log(|r|/m) / "
+            "log((M - 1)/m) (m - 1)), signed; the ceiling read at 60 digits, or decided by "
+            "SymPy within 1e-40 of an integer",
+            lambda: exhaustive(grid, integer_equals_log, "bucket sizes 2 .. 256"),
+        ),
+        Identity(
+            "log buckets are monotone",
+            "b(r) never decreases with r",
+            lambda: exhaustive(grid, monotone, "distances 0 .. 3 max_position"),
+        ),
+        Identity(
+            "translation invariance",
+            "rows depend on positions only through pos_i - pos_j",
+            lambda: symbolic_zero(
+                (_P_i - _P_j).subs({_P_i: _P_i + t, _P_j: _P_j + t}, simultaneous=True)
+                - (_P_i - _P_j),
+                "r(pos + t) - r(pos)",
+            ),
+        ),
+        Identity(
+            "zero tables = plain attention",
+            "with K^r = Q^r = 0 the logit is scale q_i k_j^T",
+            lambda: symbolic_zero(
+                LOGIT.subs({Kr: zero, Qr: zero}) - cv.scale * q_i * k_j.T, "logit"
+            ),
+        ),
+    ]
