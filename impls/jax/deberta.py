@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from impls._integers import deberta_rows
 from impls.jax._common import accumulation_dtype, check, masked_softmax, with_masked_scores
 
 __all__ = ["VARIANTS", "deberta_fast", "deberta_reference"]
@@ -24,33 +25,10 @@ VARIANTS = {"reference": "deberta_reference", "fast": "deberta_fast"}
 _STATIC = ("span", "max_position", "scale", "with_weights")
 
 
-def _log_bucket(r: int, size: int, max_position: int) -> int:
-    mid = size // 2
-    a = abs(r)
-    if a <= mid:
-        return r
-    k = mid - 1
-
-    def reaches(t: int) -> bool:  # ((M - 1)/mid)^t >= (a/mid)^k in integers
-        return (max_position - 1) ** t * mid**k >= a**k * mid**t
-
-    t = max(0, math.ceil(k * math.log(a / mid) / math.log((max_position - 1) / mid)))
-    while t > 0 and reaches(t - 1):
-        t -= 1
-    while not reaches(t):
-        t += 1
-    return (mid + t) if r > 0 else -(mid + t)
-
-
 @lru_cache(maxsize=64)
 def _rows(qlen: int, klen: int, span: int, max_position):
     """(qlen, klen) rows of r_ij = pos_i - pos_j (c2p) and of r_ji (p2c), numpy int."""
-
-    def row(r: int) -> int:
-        b = r if max_position is None else _log_bucket(r, span, max_position)
-        return min(max(b, -span), span - 1) + span
-
-    table = np.array([row(r) for r in range(1 - klen, klen)])
+    table = np.array(deberta_rows(klen, span, max_position))
     r = (klen - qlen + np.arange(qlen))[:, None] - np.arange(klen)[None, :]
     return table[r + klen - 1], table[klen - 1 - r]
 

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from impls._integers import t5_buckets
 from impls.jax._common import accumulation_dtype, check, masked_softmax, with_masked_scores
 
 __all__ = ["VARIANTS", "t5_fast", "t5_reference"]
@@ -23,27 +24,11 @@ VARIANTS = {"reference": "t5_reference", "fast": "t5_fast"}
 _STATIC = ("num_buckets", "max_distance", "bidirectional", "scale", "with_weights")
 
 
-def _bucket(n: int, num_buckets: int, max_distance: int, bidirectional: bool) -> int:
-    half = num_buckets // 2 if bidirectional else num_buckets
-    exact = half // 2
-    offset = half if bidirectional and n < 0 else 0
-    a = abs(n) if bidirectional else max(n, 0)
-    if a < exact:
-        return offset + a
-    k = half - exact
-    t = 0  # the largest t with (max_distance / exact)^t <= (a / exact)^k, in integers
-    while t < k and max_distance ** (t + 1) * exact**k <= a**k * exact ** (t + 1):
-        t += 1
-    return offset + min(half - 1, exact + t)
-
-
 @lru_cache(maxsize=64)
 def _grid(qlen: int, klen: int, num_buckets: int, max_distance: int, bidirectional: bool):
     pos_i = klen - qlen + np.arange(qlen)
     distance = pos_i[:, None] - np.arange(klen)[None, :]
-    table = np.array(
-        [_bucket(d, num_buckets, max_distance, bidirectional) for d in range(1 - klen, klen)]
-    )
+    table = np.array(t5_buckets(klen, num_buckets, max_distance, bidirectional))
     return table[distance + klen - 1]
 
 

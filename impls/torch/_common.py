@@ -23,6 +23,7 @@ __all__ = [
     "sinusoid",
     "tracks_grad",
     "visible_pairs",
+    "whole_attention",
 ]
 
 HALF = (torch.float16, torch.bfloat16)
@@ -72,6 +73,21 @@ def masked_softmax(scores: torch.Tensor, visible: torch.Tensor | None) -> torch.
     return weights / torch.where(total > 0, total, torch.ones_like(total))
 
 
+def whole_attention(
+    scores: torch.Tensor,
+    visible: torch.Tensor | None,
+    v: torch.Tensor,
+    with_weights: bool,
+):
+    """Masked softmax of whole scaled scores and the output, out of place (what autograd
+    records); with weights also the probabilities and the scores with -inf where masked."""
+    probs = masked_softmax(scores, visible)
+    out = torch.matmul(probs.to(v.dtype), v)
+    if not with_weights:
+        return out
+    return out, probs, scores if visible is None else scores.masked_fill(~visible, -math.inf)
+
+
 def visible_pairs(mask: torch.Tensor | None, causal: torch.Tensor | None) -> torch.Tensor | None:
     """The mask argument AND a structural (qlen, klen) mask, either may be absent."""
     if mask is None:
@@ -107,6 +123,20 @@ class Blocks:
         if keep_weights:
             self.probs = torch.empty(shape, dtype=acc, device=device)
             self.scores = torch.empty(shape, dtype=acc, device=device)
+
+    def attend(
+        self, v: torch.Tensor, scores_of: Any, with_weights: bool
+    ) -> torch.Tensor | tuple[torch.Tensor, Any, Any]:
+        """The output of every block: ``scores_of(i0, i1)`` gives a block's scaled scores
+        (bsz * n_head, i1 - i0, klen) in the accumulation dtype (it may be modified in
+        place); masked softmax, then the block's probabilities times v."""
+        bsz, n_head, _, d = v.shape
+        values = v.reshape(bsz * n_head, self.klen, d)
+        out = torch.empty(bsz, n_head, self.qlen, d, dtype=v.dtype, device=v.device)
+        for i0, i1 in self.ranges():
+            probs = self.softmax(scores_of(i0, i1), i0, i1)
+            out[:, :, i0:i1] = torch.bmm(probs.to(v.dtype), values).view(bsz, n_head, i1 - i0, d)
+        return (out, self.probs, self.scores) if with_weights else out
 
     def ranges(self) -> list[tuple[int, int]]:
         return [(i, min(self.qlen, i + BLOCK)) for i in range(0, self.qlen, BLOCK)]

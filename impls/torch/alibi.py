@@ -17,6 +17,7 @@ from impls.torch._common import (
     masked_softmax,
     tracks_grad,
     visible_pairs,
+    whole_attention,
 )
 
 __all__ = ["VARIANTS", "alibi_fast", "alibi_reference", "slopes_for"]
@@ -130,22 +131,14 @@ def alibi_fast(
     bias = _distance_bias(qlen, klen, signed, q.device).to(acc)
     if tracks_grad(q, k, v, slopes):
         scores = torch.matmul(q, k.transpose(-1, -2)).to(acc) * s
-        scores = scores + m[None, :, None, None] * bias
-        probs = masked_softmax(scores, visible)
-        out = torch.matmul(probs.to(q.dtype), v)
-        if not with_weights:
-            return out
-        return out, probs, scores if visible is None else scores.masked_fill(~visible, -torch.inf)
+        return whole_attention(scores + m[None, :, None, None] * bias, visible, v, with_weights)
     blocks = Blocks((bsz, n_head, qlen, klen), visible, acc, q.device, with_weights)
-    bh = bsz * n_head
-    scaled = (q * s).reshape(bh, qlen, d_head)
-    keys_t = k.reshape(bh, klen, d_head).transpose(1, 2)
-    values = v.reshape(bh, klen, d_head)
+    scaled = (q * s).reshape(bsz * n_head, qlen, d_head)
+    keys_t = k.reshape(bsz * n_head, klen, d_head).transpose(1, 2)
     per_head = m.repeat(bsz)[:, None, None]  # (bh, 1, 1)
-    out = torch.empty(bsz, n_head, qlen, d_head, dtype=q.dtype, device=q.device)
-    for i0, i1 in blocks.ranges():
+
+    def scores_of(i0: int, i1: int) -> torch.Tensor:
         scores = torch.bmm(scaled[:, i0:i1], keys_t).to(acc)
-        scores.add_(per_head * bias[i0:i1])
-        probs = blocks.softmax(scores, i0, i1)
-        out[:, :, i0:i1] = torch.bmm(probs.to(q.dtype), values).view(bsz, n_head, i1 - i0, -1)
-    return (out, blocks.probs, blocks.scores) if with_weights else out
+        return scores.add_(per_head * bias[i0:i1])
+
+    return blocks.attend(v, scores_of, with_weights)

@@ -8,50 +8,27 @@ including DeBERTa-v2's log buckets, are computed with integer arithmetic only.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
 import torch
 
-from impls.torch._common import Blocks, accumulation_dtype, check, masked_softmax, tracks_grad
+from impls._integers import deberta_rows
+from impls.torch._common import (
+    Blocks,
+    accumulation_dtype,
+    check,
+    masked_softmax,
+    tracks_grad,
+    whole_attention,
+)
 
-__all__ = ["VARIANTS", "deberta_fast", "deberta_reference", "row_of"]
+__all__ = ["VARIANTS", "deberta_fast", "deberta_reference"]
 
 VARIANTS = {"reference": "deberta_reference", "fast": "deberta_fast"}
 
 
-def _log_bucket(r: int, size: int, max_position: int) -> int:
-    mid = size // 2
-    a = abs(r)
-    if a <= mid:
-        return r
-    k = mid - 1
-
-    def reaches(t: int) -> bool:  # ((M - 1)/mid)^t >= (a/mid)^k in integers
-        return (max_position - 1) ** t * mid**k >= a**k * mid**t
-
-    t = max(0, math.ceil(k * math.log(a / mid) / math.log((max_position - 1) / mid)))
-    while t > 0 and reaches(t - 1):
-        t -= 1
-    while not reaches(t):
-        t += 1
-    return (mid + t) if r > 0 else -(mid + t)
-
-
-def row_of(r: int, span: int, max_position: int | None) -> int:
-    """The table row of distance r: clip(bucket(r), -span, span - 1) + span."""
-    b = r if max_position is None else _log_bucket(r, span, max_position)
-    return min(max(b, -span), span - 1) + span
-
-
-@lru_cache(maxsize=64)
-def _row_list(klen: int, span: int, max_position: int | None) -> tuple[int, ...]:
-    """Entry r + klen - 1 is the row of distance r, r in [-(klen - 1), klen - 1]."""
-    return tuple(row_of(r, span, max_position) for r in range(1 - klen, klen))
-
-
 def _rows(qlen: int, klen: int, span: int, max_position, device) -> tuple[torch.Tensor, ...]:
     """(qlen, klen) rows of r_ij (c2p) and of r_ji = -r_ij (p2c)."""
-    table = torch.tensor(_row_list(klen, span, max_position), device=device)
+    table = torch.tensor(deberta_rows(klen, span, max_position), device=device)
     pos_i = klen - qlen + torch.arange(qlen, device=device)
     r = pos_i[:, None] - torch.arange(klen, device=device)[None, :]
     return table[r + klen - 1], table[klen - 1 - r]
@@ -152,27 +129,20 @@ def deberta_fast(
         if p2c is not None:
             index = p2c_rows.t().expand(bsz, n_head, klen, qlen)
             scores = scores + torch.gather(p2c, -1, index).transpose(-1, -2)
-        scores = scores.to(acc) * s
-        probs = masked_softmax(scores, mask)
-        out = torch.matmul(probs.to(q.dtype), v)
-        if not with_weights:
-            return out
-        return out, probs, scores if mask is None else scores.masked_fill(~mask, -torch.inf)
+        return whole_attention(scores.to(acc) * s, mask, v, with_weights)
     blocks = Blocks((bsz, n_head, qlen, klen), mask, acc, q.device, with_weights)
     bh = bsz * n_head
     queries = q.reshape(bh, qlen, d_head)
     keys_t = k.reshape(bh, klen, d_head).transpose(1, 2)
-    values = v.reshape(bh, klen, d_head)
     p2c_t = None if p2c is None else p2c.transpose(-1, -2).reshape(bh, -1, klen)  # (bh, 2k, K)
     c2p = None if c2p is None else c2p.reshape(bh, qlen, -1)
-    out = torch.empty(bsz, n_head, qlen, d_head, dtype=q.dtype, device=q.device)
-    for i0, i1 in blocks.ranges():
+
+    def scores_of(i0: int, i1: int) -> torch.Tensor:
         scores = torch.bmm(queries[:, i0:i1], keys_t)
         if c2p is not None:
             scores.add_(torch.gather(c2p[:, i0:i1], -1, c2p_rows[i0:i1].expand(bh, -1, -1)))
         if p2c_t is not None:
             scores.add_(torch.gather(p2c_t, -2, p2c_rows[i0:i1].expand(bh, -1, -1)))
-        scores = scores.to(acc).mul_(s)
-        probs = blocks.softmax(scores, i0, i1)
-        out[:, :, i0:i1] = torch.bmm(probs.to(q.dtype), values).view(bsz, n_head, i1 - i0, -1)
-    return (out, blocks.probs, blocks.scores) if with_weights else out
+        return scores.to(acc).mul_(s)
+
+    return blocks.attend(v, scores_of, with_weights)

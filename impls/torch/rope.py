@@ -17,6 +17,7 @@ from impls.torch._common import (
     default_scale,
     masked_softmax,
     tracks_grad,
+    whole_attention,
 )
 
 __all__ = ["VARIANTS", "rope_fast", "rope_reference"]
@@ -124,19 +125,12 @@ def rope_fast(
     s = default_scale(problem)
     if tracks_grad(q, k, v):
         scores = torch.matmul(q_rot, k_rot.transpose(-1, -2)).to(acc) * s
-        probs = masked_softmax(scores, mask)
-        out = torch.matmul(probs.to(q.dtype), v)
-        if not with_weights:
-            return out
-        return out, probs, scores if mask is None else scores.masked_fill(~mask, -torch.inf)
+        return whole_attention(scores, mask, v, with_weights)
     blocks = Blocks((bsz, n_head, qlen, klen), mask, acc, q.device, with_weights)
-    bh = bsz * n_head
-    queries = q_rot.reshape(bh, qlen, d_head)
-    keys_t = k_rot.reshape(bh, klen, d_head).transpose(1, 2)
-    values = v.reshape(bh, klen, d_head)
-    out = torch.empty(bsz, n_head, qlen, d_head, dtype=q.dtype, device=q.device)
-    for i0, i1 in blocks.ranges():
-        scores = torch.bmm(queries[:, i0:i1], keys_t).to(acc).mul_(s)
-        probs = blocks.softmax(scores, i0, i1)
-        out[:, :, i0:i1] = torch.bmm(probs.to(q.dtype), values).view(bsz, n_head, i1 - i0, -1)
-    return (out, blocks.probs, blocks.scores) if with_weights else out
+    queries = q_rot.reshape(bsz * n_head, qlen, d_head)
+    keys_t = k_rot.reshape(bsz * n_head, klen, d_head).transpose(1, 2)
+
+    def scores_of(i0: int, i1: int) -> torch.Tensor:
+        return torch.bmm(queries[:, i0:i1], keys_t).to(acc).mul_(s)
+
+    return blocks.attend(v, scores_of, with_weights)

@@ -7,52 +7,26 @@ computed with integer arithmetic only, so they are exact at every boundary.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import torch
 
+from impls._integers import t5_buckets
 from impls.torch._common import (
     Blocks,
     accumulation_dtype,
     check,
     masked_softmax,
     tracks_grad,
+    whole_attention,
 )
 
-__all__ = ["VARIANTS", "bucket_list", "bucket_of", "t5_fast", "t5_reference"]
+__all__ = ["VARIANTS", "t5_fast", "t5_reference"]
 
 VARIANTS = {"reference": "t5_reference", "fast": "t5_fast"}
 
 
-def bucket_of(n: int, num_buckets: int, max_distance: int, bidirectional: bool) -> int:
-    """The bucket of a query-minus-key distance n: exact buckets below num_buckets // 4
-    (// 2 causal), then floor(log(a/E) / log(max_distance/E) (N - E)) found by comparing
-    max_distance^t E^(N-E) with a^(N-E) E^t in integers."""
-    half = num_buckets // 2 if bidirectional else num_buckets
-    exact = half // 2
-    offset = half if bidirectional and n < 0 else 0
-    a = abs(n) if bidirectional else max(n, 0)
-    if a < exact:
-        return offset + a
-    k = half - exact
-    t = 0
-    while t < k and max_distance ** (t + 1) * exact**k <= a**k * exact ** (t + 1):
-        t += 1
-    return offset + min(half - 1, exact + t)
-
-
-@lru_cache(maxsize=64)
-def bucket_list(klen, num_buckets, max_distance, bidirectional):
-    """Entry d + klen - 1 is the bucket of the distance d, for d in [-(klen - 1), klen - 1]
-    (every pos_i - pos_j of klen keys)."""
-    return tuple(
-        bucket_of(d, num_buckets, max_distance, bidirectional) for d in range(1 - klen, klen)
-    )
-
-
 def _buckets(qlen, klen, num_buckets, max_distance, bidirectional, device):
     """(qlen, klen) int64 buckets of pos_i - pos_j."""
-    table = torch.tensor(bucket_list(klen, num_buckets, max_distance, bidirectional), device=device)
+    table = torch.tensor(t5_buckets(klen, num_buckets, max_distance, bidirectional), device=device)
     pos_i = klen - qlen + torch.arange(qlen, device=device)
     distance = pos_i[:, None] - torch.arange(klen, device=device)[None, :]
     return table[distance + klen - 1]
@@ -131,21 +105,14 @@ def t5_fast(
     per_head = rel_bias.t().to(acc)  # (n_head, num_buckets)
     if tracks_grad(q, k, v, rel_bias):
         scores = torch.matmul(q, k.transpose(-1, -2)).to(acc) * s + per_head[:, buckets]
-        probs = masked_softmax(scores, mask)
-        out = torch.matmul(probs.to(q.dtype), v)
-        if not with_weights:
-            return out
-        return out, probs, scores if mask is None else scores.masked_fill(~mask, -torch.inf)
+        return whole_attention(scores, mask, v, with_weights)
     blocks = Blocks((bsz, n_head, qlen, klen), mask, acc, q.device, with_weights)
-    bh = bsz * n_head
-    keys_t = k.reshape(bh, klen, d_head).transpose(1, 2)
-    queries = q.reshape(bh, qlen, d_head)
-    values = v.reshape(bh, klen, d_head)
-    out = torch.empty(bsz, n_head, qlen, d_head, dtype=q.dtype, device=q.device)
-    for i0, i1 in blocks.ranges():
+    keys_t = k.reshape(bsz * n_head, klen, d_head).transpose(1, 2)
+    queries = q.reshape(bsz * n_head, qlen, d_head)
+
+    def scores_of(i0: int, i1: int) -> torch.Tensor:
         scores = torch.bmm(queries[:, i0:i1], keys_t).to(acc).mul_(s)
-        bias = per_head[:, buckets[i0:i1]]  # (n_head, rows, klen)
-        scores.view(bsz, n_head, i1 - i0, klen).add_(bias)
-        probs = blocks.softmax(scores, i0, i1)
-        out[:, :, i0:i1] = torch.bmm(probs.to(q.dtype), values).view(bsz, n_head, i1 - i0, -1)
-    return (out, blocks.probs, blocks.scores) if with_weights else out
+        scores.view(bsz, n_head, i1 - i0, klen).add_(per_head[:, buckets[i0:i1]])
+        return scores
+
+    return blocks.attend(v, scores_of, with_weights)
