@@ -101,16 +101,22 @@ def _inputs(case: Case, encoding: str) -> dict[str, np.ndarray | Any]:
 
 
 def _default_inputs(encoding: str, L: int, randn: Any, rng: np.random.Generator) -> dict:
-    """Option defaults and the required tensors of any encoding (tables at scale 0.1)."""
+    """Any encoding with its option defaults (the first candidate where an option has no
+    valid default) and every tensor it takes, tables at scale 0.1."""
     from spec import get_encoding
     from spec._cases import build_arguments
 
     enc = get_encoding(encoding)
     dims = {"bsz": BSZ, "n_head": N_HEAD, "qlen": L, "mlen": 0, "d_head": D_HEAD}
     dims.update({name: max(sizes) for name, sizes in enc.free_dims.items()})
-    options = {o.name: o.default for o in enc.options}
+    candidates = enc.option_values(dims)
+    options = {
+        o.name: o.default if o.check(o.default) is None else candidates[o.name][0]
+        for o in enc.options
+    }
+    optional = tuple(t.name for t in enc.tensors if not t.required and t.name != "mask")
     args = build_arguments(
-        enc, dims, options, (), {}, lambda d: None, lambda shape: randn(*shape, scale=0.1), rng
+        enc, dims, options, optional, {}, lambda d: None, lambda s: randn(*s, scale=0.1), rng
     )
     args.update({name: randn(BSZ, N_HEAD, L, D_HEAD) for name in ("q", "k", "v")})
     return args
