@@ -151,10 +151,11 @@ class Encoding(abc.ABC):
         tensors as given); ``scale`` is a scalar of the same mode.
         """
 
-    @abc.abstractmethod
     def values(self, problem: Problem, x: Mapping[str, Any], mode: Mode) -> np.ndarray:
         """The value each pair contributes, V[b, h, i, j, :], broadcastable to
-        (bsz, n_head, qlen, klen, d_head); o_i = sum_j alpha_ij V_ij."""
+        (bsz, n_head, qlen, klen, d_head); o_i = sum_j alpha_ij V_ij. By default v_j itself
+        (no relative term on the values); Shaw overrides it."""
+        return x["v"][:, :, None, :, :]
 
     # -- what generic checks need to know ----------------------------------------------------
 

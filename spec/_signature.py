@@ -144,6 +144,11 @@ def check_int(value: Any, *, minimum: int | None = None) -> str | None:
     return None if ok and value >= minimum else f"must be an integer >= {minimum}"
 
 
+def check_bool(value: Any) -> str | None:
+    """The common option check for a flag."""
+    return None if isinstance(value, bool) else "must be True or False"
+
+
 def check_scale(value: Any) -> str | None:
     if value is None:
         return None

@@ -37,7 +37,7 @@ from spec._encoding import Case, Encoding, Identity, Reference
 from spec._index import IndexFunction
 from spec._pairs import PairFormula, as_rows
 from spec._profiles import Profile, fixed
-from spec._signature import Option, Problem, Tensor, check_scale
+from spec._signature import Option, Problem, Tensor, check_bool, check_scale
 
 __all__ = ["ALiBi", "paper_slopes"]
 
@@ -80,10 +80,6 @@ def paper_slopes(n: int) -> list[sp.Expr]:
 
 
 _SLOPE_RULES = {"paper": paper_slopes, "geometric": geometric_slopes}
-
-
-def _check_bool(value: Any) -> str | None:
-    return None if isinstance(value, bool) else "must be True or False"
 
 
 def _check_rule(value: Any) -> str | None:
@@ -171,12 +167,12 @@ class ALiBi(Encoding):
         cv.MASK,
     )
     options = (
-        Option("causal", "also mask keys after the query (j > pos_i)", False, _check_bool),
+        Option("causal", "also mask keys after the query (j > pos_i)", False, check_bool),
         Option(
             "signed",
             "bias m (pos_j - pos_i) instead of -m |pos_i - pos_j| (equal under causal)",
             False,
-            _check_bool,
+            check_bool,
         ),
         Option(
             "slope_rule",
@@ -264,9 +260,6 @@ class ALiBi(Encoding):
             )
         )
 
-    def values(self, problem: Problem, x: Mapping[str, Any], mode: Mode) -> np.ndarray:
-        return x["v"][:, :, None, :, :]
-
     def structural_mask(self, problem: Problem) -> np.ndarray | None:
         if not problem.options["causal"]:
             return None
@@ -304,7 +297,7 @@ class ALiBi(Encoding):
 
 
 def _identities() -> list[Identity]:
-    from spec._proofs import MAX_SIZE, exhaustive, sizes, symbolic_zero
+    from spec._proofs import MAX_SIZE, all_of, exhaustive, sizes, symbolic_zero
 
     t = sp.Symbol("t", integer=True)
 
@@ -342,7 +335,7 @@ def _identities() -> list[Identity]:
         Identity(
             "translation invariance",
             "B depends on positions only through pos_i - pos_j (signed and unsigned)",
-            lambda: _all(
+            lambda: all_of(
                 *(
                     symbolic_zero(
                         expr.subs({_P_i: _P_i + t, _P_j: _P_j + t}, simultaneous=True) - expr,
@@ -380,7 +373,3 @@ def _identities() -> list[Identity]:
             lambda: symbolic_zero(LOGIT.subs(m, 0) - cv.scale * q_i * k_j.T, "logit"),
         ),
     ]
-
-
-def _all(*results: tuple[bool, str, str]) -> tuple[bool, str, str]:
-    return all(r[0] for r in results), "symbolic", "; ".join(r[2] for r in results)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping
+from fractions import Fraction
 from functools import cache
 from typing import Any, Final, final
 
@@ -308,9 +309,6 @@ class DeBERTa(Encoding):
             )
         )
 
-    def values(self, problem: Problem, x: Mapping[str, Any], mode: Mode) -> np.ndarray:
-        return x["v"][:, :, None, :, :]
-
     def identities(self) -> list[Identity]:
         return _identities()
 
@@ -349,24 +347,8 @@ class DeBERTa(Encoding):
         ]
 
 
-def _ceil_log_ratio(a: int, mid: int, max_position: int) -> int:
-    """ceil(log(a/mid) / log((M - 1)/mid) (mid - 1)), exactly: mpmath at 60 digits, SymPy
-    where the value lies within 1e-40 of an integer."""
-    import mpmath
-
-    with mpmath.workdps(60):
-        value = (
-            mpmath.log(mpmath.mpf(a) / mid) / mpmath.log(mpmath.mpf(max_position - 1) / mid)
-        ) * (mid - 1)
-        nearest = int(mpmath.nint(value))
-        if abs(value - nearest) > mpmath.mpf(10) ** -40:
-            return int(mpmath.ceil(value))
-    ratio = sp.log(sp.Rational(a, mid)) / sp.log(sp.Rational(max_position - 1, mid)) * (mid - 1)
-    return int(sp.ceiling(sp.expand_log(ratio, force=True)))
-
-
 def _identities() -> list[Identity]:
-    from spec._proofs import MAX_SIZE, exhaustive, sizes, symbolic_zero
+    from spec._proofs import MAX_SIZE, exhaustive, rounded_log_ratio, sizes, symbolic_zero
 
     t = sp.Symbol("t", integer=True)
     grid = [
@@ -379,7 +361,9 @@ def _identities() -> list[Identity]:
     def integer_equals_log(size: int, max_position: int) -> str | None:
         mid = size // 2
         for a in range(mid + 1, min(3 * max_position, mid + 60)):
-            want = mid + _ceil_log_ratio(a, mid, max_position)
+            want = mid + rounded_log_ratio(
+                Fraction(a, mid), Fraction(max_position - 1, mid), mid - 1, up=True
+            )
             got = log_bucket(a, size, max_position)
             if got != want or log_bucket(-a, size, max_position) != -want:
                 return f"|r|={a}: integer {got}, log form {want}"

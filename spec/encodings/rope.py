@@ -315,9 +315,6 @@ class RoPE(Encoding):
             )
         )
 
-    def values(self, problem: Problem, x: Mapping[str, Any], mode: Mode) -> np.ndarray:
-        return x["v"][:, :, None, :, :]
-
     def identities(self) -> list[Identity]:
         return _identities()
 

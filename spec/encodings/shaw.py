@@ -40,7 +40,7 @@ from spec._encoding import Case, Encoding, Identity, Reference
 from spec._index import IndexFunction
 from spec._pairs import PairFormula, as_rows, gather_rows
 from spec._profiles import Axis, NotApplicable, Profile, Value, fixed
-from spec._signature import Option, Problem, Tensor
+from spec._signature import Option, Problem, Tensor, check_bool
 
 __all__ = ["Shaw"]
 
@@ -78,10 +78,6 @@ def _check_clip(value: Any) -> str | None:
         and value[0] <= 0 <= value[1]
     )
     return None if ok else "must be a pair (p_min, p_max) of integers with p_min <= 0 <= p_max"
-
-
-def _check_bool(value: Any) -> str | None:
-    return None if isinstance(value, bool) else "must be True or False"
 
 
 _TABLE_LAYOUTS = (("P", "d_head"), ("n_head", "P", "d_head"))
@@ -398,7 +394,7 @@ class Shaw(Encoding):
             "key_query",
             "add the key-query term k_j . a^K[c_ij] (Huang et al. 2020)",
             False,
-            _check_bool,
+            check_bool,
         ),
         cv.SCALE,
     )
@@ -596,7 +592,7 @@ def _clip_ranges(max_size: int) -> list[tuple[int, int]]:
 
 
 def _identities() -> list[Identity]:
-    from spec._proofs import MAX_SIZE, exhaustive, sizes, symbolic_zero
+    from spec._proofs import MAX_SIZE, all_of, exhaustive, sizes, symbolic_zero
 
     clips = _clip_ranges(MAX_SIZE)
 
@@ -661,7 +657,7 @@ def _identities() -> list[Identity]:
             "(e) zero tables = plain attention",
             "with a^K = a^V = 0 the logit is scale q_i k_j^T (also with key_query) and the "
             "pair value is v_j",
-            lambda: _all(
+            lambda: all_of(
                 symbolic_zero(LOGIT.subs(aK, zero) - cv.scale * q_i * k_j.T, "logit"),
                 symbolic_zero(
                     LOGIT_KEY_QUERY.subs(aK, zero) - cv.scale * q_i * k_j.T, "key_query logit"
@@ -691,7 +687,3 @@ def _identities() -> list[Identity]:
             lambda: exhaustive(cases, band, f"qlen, mlen <= {MAX_SIZE}, every clip range"),
         ),
     ]
-
-
-def _all(*results: tuple[bool, str, str]) -> tuple[bool, str, str]:
-    return all(r[0] for r in results), "symbolic", "; ".join(r[2] for r in results)

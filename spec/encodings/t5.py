@@ -36,6 +36,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping
+from fractions import Fraction
 from functools import cache
 from typing import Any, Final, final
 
@@ -47,7 +48,15 @@ from spec._arith import Mode
 from spec._encoding import Case, Encoding, Identity, Reference
 from spec._pairs import PairFormula, as_rows
 from spec._profiles import Axis, Profile, Value, fixed
-from spec._signature import ArgumentError, Option, Problem, Tensor, check_int, check_scale
+from spec._signature import (
+    ArgumentError,
+    Option,
+    Problem,
+    Tensor,
+    check_bool,
+    check_int,
+    check_scale,
+)
 
 __all__ = ["T5", "bucket"]
 
@@ -94,10 +103,6 @@ def bucket(distance: int, num_buckets: int, max_distance: int, bidirectional: bo
     if bidirectional:
         return (n if distance < 0 else 0) + log_bucket(abs(distance), n, e, max_distance)
     return log_bucket(max(distance, 0), n, e, max_distance)
-
-
-def _check_bool(value: Any) -> str | None:
-    return None if isinstance(value, bool) else "must be True or False"
 
 
 def _check_buckets(value: Any) -> str | None:
@@ -221,7 +226,7 @@ class T5(Encoding):
             "True: future keys take the upper half of the buckets (encoder); False: "
             "they share bucket 0 (decoder)",
             True,
-            _check_bool,
+            check_bool,
         ),
         Option(
             "scale",
@@ -320,9 +325,6 @@ class T5(Encoding):
             )
         )
 
-    def values(self, problem: Problem, x: Mapping[str, Any], mode: Mode) -> np.ndarray:
-        return x["v"][:, :, None, :, :]
-
     def identities(self) -> list[Identity]:
         return _identities()
 
@@ -380,22 +382,8 @@ def _grid() -> list[tuple[int, int, bool]]:
     return out
 
 
-def _floor_log_ratio(a: int, e: int, md: int, k: int) -> int:
-    """floor(log(a/e) / log(md/e) * k), exactly: mpmath at 60 digits decides unless the value
-    lies within 1e-40 of an integer, where SymPy decides symbolically."""
-    import mpmath
-
-    with mpmath.workdps(60):
-        value = mpmath.log(mpmath.mpf(a) / e) / mpmath.log(mpmath.mpf(md) / e) * k
-        nearest = int(mpmath.nint(value))
-        if abs(value - nearest) > mpmath.mpf(10) ** -40:
-            return int(mpmath.floor(value))
-    ratio = sp.log(sp.Rational(a, e)) / sp.log(sp.Rational(md, e)) * k
-    return int(sp.floor(sp.expand_log(ratio, force=True)))
-
-
 def _identities() -> list[Identity]:
-    from spec._proofs import exhaustive, symbolic_zero
+    from spec._proofs import exhaustive, rounded_log_ratio, symbolic_zero
 
     grid = _grid()
     span = 300
@@ -403,7 +391,8 @@ def _identities() -> list[Identity]:
     def integer_equals_log(nb: int, md: int, bidirectional: bool) -> str | None:
         n, e = _halves(nb, bidirectional)
         for a in range(e, min(2 * md + 2, md + 40)):
-            want = min(n - 1, e + _floor_log_ratio(a, e, md, n - e))
+            ratio = rounded_log_ratio(Fraction(a, e), Fraction(md, e), n - e, up=False)
+            want = min(n - 1, e + ratio)
             if log_bucket(a, n, e, md) != want:
                 return f"a={a}: integer {log_bucket(a, n, e, md)}, log form {want}"
         return None

@@ -519,9 +519,6 @@ class XL(Encoding):
         operands += [as_rows(x["r_s_bias"][head], pairs), as_rows(seg_rows, pairs)]
         return np.asarray(_LOGIT_SEGMENT(sizes, *operands))
 
-    def values(self, problem: Problem, x: Mapping[str, Any], mode: Mode) -> np.ndarray:
-        return x["v"][:, :, None, :, :]
-
     def identities(self) -> list[Identity]:
         return _identities()
 
