@@ -29,6 +29,7 @@ import itertools
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -179,11 +180,12 @@ class Target(Implementation):
     def spec(self) -> Encoding:
         return get_encoding(self.encoding)
 
-    @property
+    # Derived once per target (a frozen dataclass: the profile never changes), not per example.
+    @cached_property
     def conventions(self) -> dict[str, str]:
         return conventions(self.spec, self.profile)
 
-    @property
+    @cached_property
     def chain(self) -> list[Value]:
         return _chain(self.spec, self.conventions)
 
@@ -195,7 +197,7 @@ class Target(Implementation):
     def memory(self) -> bool:
         return self.profile.memory
 
-    @property
+    @cached_property
     def restriction(self) -> Restriction:
         return restriction(self.spec, self.profile)
 
