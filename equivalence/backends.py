@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import importlib
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -17,7 +18,7 @@ from typing import Any, final
 
 import numpy as np
 
-__all__ = ["DTYPES", "Backend", "Outputs", "backend", "backends"]
+__all__ = ["DTYPES", "Backend", "Outputs", "backend", "backends", "release_compiled_code"]
 
 #: The dtypes every implementation is checked in.
 DTYPES = ("float64", "float32", "bfloat16", "float16")
@@ -102,6 +103,45 @@ class Backend(abc.ABC):
         """The dtype whose unit roundoff bounds :meth:`plain_attention` for ``dtype`` input."""
         return dtype
 
+    def release(self, *, force: bool = False) -> bool:
+        """Drop code this backend compiled and keeps, if it keeps any: always when ``force``,
+        else only when the process's memory mappings crowd the kernel's limit. Returns whether
+        anything was dropped. Nothing to drop by default."""
+        return False
+
+
+def _mapping_count() -> int | None:
+    """How many memory mappings this process holds (Linux: lines of /proc/self/maps)."""
+    try:
+        with open("/proc/self/maps", "rb") as maps:
+            return maps.read().count(b"\n")
+    except OSError:
+        return None
+
+
+@cache
+def _mapping_limit() -> int | None:
+    """The kernel's limit on one process's memory mappings (vm.max_map_count)."""
+    try:
+        with open("/proc/sys/vm/max_map_count") as limit:
+            return int(limit.read())
+    except (OSError, ValueError):
+        return None
+
+
+def _crowded() -> bool:
+    """Whether this process holds more than half the memory mappings the kernel allows."""
+    count, limit = _mapping_count(), _mapping_limit()
+    return count is not None and limit is not None and 2 * count > limit
+
+
+def release_compiled_code(*, force: bool = False) -> list[str]:
+    """Release compiled code kept by every backend already imported (see
+    :meth:`Backend.release`); returns the names of those that dropped some. The test suite
+    calls it after every test, so that a long run stays within the mapping limit even where
+    tests call implementations directly."""
+    return [b.name for b in _BACKENDS.values() if b.release(force=force)]
+
 
 @final
 class TorchBackend(Backend):
@@ -157,6 +197,12 @@ class JaxBackend(Backend):
 
     name = "jax"
 
+    #: Calls between two looks at the process's memory mappings (:meth:`release`).
+    CHECK_EVERY = 16
+
+    def __init__(self) -> None:
+        self._calls = 0
+
     @property
     def jax(self) -> Any:
         jax = importlib.import_module("jax")
@@ -178,7 +224,29 @@ class JaxBackend(Backend):
             return np.asarray(value.astype(jnp.float64))
         return np.asarray(value)
 
+    def call(self, fn: Callable[..., Any], args: Mapping[str, Any], dtype: str) -> Outputs:
+        self._compiled()
+        return super().call(fn, args, dtype)
+
+    def _compiled(self) -> None:
+        """Count a call that may compile; every CHECK_EVERY calls, release if crowded."""
+        self._calls += 1
+        if self._calls % self.CHECK_EVERY == 0:
+            self.release()
+
+    def release(self, *, force: bool = False) -> bool:
+        """JAX keeps every executable it compiled, one per shape and static option, each
+        holding several memory mappings. A run over thousands of drawn shapes would reach the
+        kernel's limit (vm.max_map_count, 65530 by default), where the next allocation fails and
+        the process dies with SIGSEGV or SIGABRT. Clearing JAX's caches past half the limit
+        unmaps them; the shapes still in use recompile once."""
+        if "jax" not in sys.modules or not (force or _crowded()):
+            return False
+        sys.modules["jax"].clear_caches()
+        return True
+
     def gradients(self, fn, args, dtype, weights, wrt):
+        self._compiled()
         jax = self.jax
         jnp = jax.numpy
         converted = self.convert(args, dtype)
@@ -194,6 +262,7 @@ class JaxBackend(Backend):
         return {name: self.to_numpy(grads[name]) for name in wrt}
 
     def plain_attention(self, q, k, v, mask, scale, dtype):
+        self._compiled()
         jnp = self.jax.numpy
         # jax.nn.dot_product_attention takes (batch, length, heads, d_head).
         t = [jnp.swapaxes(self.tensor(x, dtype), 1, 2) for x in (q, k, v)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import settings
 
-from equivalence.backends import backends
+from equivalence.backends import backends, release_compiled_code
 from equivalence.profiles import RUN_SEED, active_profile
 from impls import registry
 
@@ -22,6 +22,14 @@ def pytest_report_header(config):
         ok, why = b.available()
         lines.append(f"relpos backend {b.name}: {b.version() if ok else 'skipped: ' + why}")
     return lines
+
+
+@pytest.fixture(autouse=True)
+def _release_compiled_code():
+    """After each test, drop compiled code if it crowds the process's mapping limit (tests that
+    call implementations directly compile outside the backend adapters' own checks)."""
+    yield
+    release_compiled_code()
 
 
 def cases_named(encoding, preferred, default=("mask_fully_masked_row",)):

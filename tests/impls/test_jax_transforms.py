@@ -95,3 +95,63 @@ def test_grad_has_no_nan_through_fully_masked_rows(impl):
     weights = np.ones((1, args["q"].shape[1], args["q"].shape[2], args["q"].shape[3]))
     grads = backend("jax").gradients(impl.load(), args, "float32", weights, wrt)
     assert all(not np.isnan(g).any() for g in grads.values())
+
+
+# -- compiled code stays within the process's mapping limit ------------------------------------
+
+needs_jax = pytest.mark.skipif(
+    not backend("jax").available()[0], reason="jax is not installed (pip install '.[jax]')"
+)
+
+
+@needs_jax
+def test_release_unmaps_compiled_code():
+    import jax
+    import jax.numpy as jnp
+
+    from equivalence import backends
+
+    if backends._mapping_count() is None:
+        pytest.skip("no /proc/self/maps here")
+    f = jax.jit(lambda x: jnp.tanh(x @ x.T).sum())
+    backend("jax").release(force=True)
+    before = backends._mapping_count()
+    for n in range(1, 101):
+        f(jnp.ones((n, 3))).block_until_ready()
+    compiled = backends._mapping_count()
+    assert f._cache_size() == 100
+    assert compiled > before + 100  # a hundred executables hold mappings of their own
+    assert backend("jax").release(force=True)
+    assert f._cache_size() == 0
+    assert backends._mapping_count() < compiled - 100
+
+
+@needs_jax
+def test_release_only_when_mappings_pass_half_the_limit(monkeypatch):
+    import jax
+    import jax.numpy as jnp
+
+    from equivalence import backends
+
+    f = jax.jit(lambda x: x * 2)
+    f(jnp.ones(3)).block_until_ready()
+    monkeypatch.setattr(backends, "_mapping_limit", lambda: 1000)
+    monkeypatch.setattr(backends, "_mapping_count", lambda: 500)
+    assert not backend("jax").release()
+    assert f._cache_size() == 1
+    monkeypatch.setattr(backends, "_mapping_count", lambda: 501)
+    assert backend("jax").release()
+    assert f._cache_size() == 0
+
+
+@pytest.mark.parametrize("impl", jax_params[:1])
+def test_backend_calls_look_at_the_mappings_periodically(impl, monkeypatch):
+    from equivalence import backends
+
+    looks = []
+    monkeypatch.setattr(backends, "_crowded", lambda: looks.append(1) or False)
+    adapter = backend("jax")
+    args = _args(impl)
+    for _ in range(2 * adapter.CHECK_EVERY):
+        adapter.call(impl.load(), args, "float32")
+    assert len(looks) == 2
