@@ -43,7 +43,15 @@ def get(name: str) -> Encoding:
     ]
     if len(classes) != 1:
         raise TypeError(f"{module.__name__} must define exactly one Encoding, found {classes}")
-    return classes[0]()
+    encoding = classes[0]()
+    names = [p.name for p in encoding.all_profiles()]
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        raise TypeError(
+            f"{module.__name__}: profile names must be unique and differ from the encoding's "
+            f"name {encoding.name!r} (its own profile), got {', '.join(map(repr, clashes))} twice"
+        )
+    return encoding
 
 
 def all_encodings() -> list[Encoding]:

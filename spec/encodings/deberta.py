@@ -118,7 +118,7 @@ _TABLE_LAYOUTS = (("R", "d_head"), ("n_head", "R", "d_head"))
 
 _PROFILES = (
     Profile(
-        "deberta",
+        "deberta-v1",
         "deberta",
         "DeBERTa (microsoft/DeBERTa v1, Hugging Face DebertaModel)",
         "arXiv:2006.03654; transformers models/deberta/modeling_deberta.py",

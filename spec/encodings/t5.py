@@ -154,9 +154,9 @@ _AXES = (
 
 _PROFILES = (
     Profile(
+        "hf-t5",
         "t5",
-        "t5",
-        "T5 (mesh-tensorflow, Hugging Face T5Attention)",
+        "T5 (Hugging Face T5Attention, as mesh-tensorflow)",
         "arXiv:1910.10683; transformers models/t5/modeling_t5.py",
         {"masked_rows": "uniform"},
         options={"scale": fixed(None)},

@@ -80,3 +80,35 @@ def test_strict_dtypes_for_implementations():
         "bfloat16, float32, float64, got dtype int64",
     ):
         validate("shaw", args)
+
+
+def test_every_profile_name_is_unique_within_its_encoding():
+    for name in ENCODINGS:
+        names = [p.name for p in get_encoding(name).all_profiles()]
+        assert len(set(names)) == len(names), names
+        assert all(get_encoding(name).profile(n).name == n for n in names)
+
+
+def test_registry_rejects_a_profile_named_like_the_encoding(monkeypatch):
+    import dataclasses
+    import sys
+    import types
+
+    from spec import encodings
+    from spec.encodings.t5 import T5
+
+    module = types.ModuleType("tests_clashing_encoding")
+
+    class Clashing(T5):  # a library profile that would hide the spec's own
+        profiles = (dataclasses.replace(T5.profiles[0], name="t5"),)
+
+    Clashing.__module__ = module.__name__
+    module.Clashing = Clashing
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setitem(encodings.ENCODINGS, "clashing", module.__name__)
+    encodings.get.cache_clear()
+    try:
+        with pytest.raises(TypeError, match=r"unique .* got 't5' twice"):
+            encodings.get("clashing")
+    finally:
+        encodings.get.cache_clear()
