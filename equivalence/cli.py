@@ -215,6 +215,8 @@ def _profiles(args: argparse.Namespace) -> int:
                 sys.stdout.write(f"    - {note}\n")
             if not p.memory:
                 sys.stdout.write("    - no memory positions (qlen = klen)\n")
+            for name, step in p.multiple_of.items():
+                sys.stdout.write(f"    - {name} a multiple of {step}\n")
         sys.stdout.write("\n")
     return 0
 

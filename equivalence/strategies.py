@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from operator import mul
 from typing import Any
 
 from hypothesis import strategies as st
@@ -26,7 +28,8 @@ __all__ = ["SIZES", "Restriction", "dimensions", "draws", "mask_kinds", "value_k
 class Restriction:
     """What a checked library accepts, narrowing what is drawn: option candidates (a function
     of the dimensions and the spec's candidates), optional tensors always or never given,
-    fixed table layouts, and upper bounds on dimensions (``{"mlen": 0}``: no memory)."""
+    fixed table layouts, upper bounds on dimensions (``{"mlen": 0}``: no memory) and
+    dimensions drawn as multiples of a number (``{"d_head": 2}``: even heads)."""
 
     options: Mapping[str, Callable[[Mapping[str, int], list[Any]], list[Any]]] = field(
         default_factory=dict
@@ -35,6 +38,7 @@ class Restriction:
     exclude: tuple[str, ...] = ()
     layouts: Mapping[str, int] = field(default_factory=dict)
     at_most: Mapping[str, int] = field(default_factory=dict)
+    multiple_of: Mapping[str, int] = field(default_factory=dict)
 
 
 #: Ranges (inclusive) of each dimension per size class.
@@ -67,18 +71,24 @@ def dimensions(
     *,
     at_least: Mapping[str, int] | None = None,
     at_most: Mapping[str, int] | None = None,
+    multiple_of: Mapping[str, int] | None = None,
 ) -> st.SearchStrategy[dict[str, int]]:
     """bsz, n_head, qlen, mlen, d_head in the ranges of ``size`` (raised to ``at_least``,
-    lowered to ``at_most``) and the encoding's free dimensions; shrinks towards the smallest."""
+    lowered to ``at_most``, multiples of ``multiple_of[name]`` where given) and the encoding's
+    free dimensions; shrinks towards the smallest."""
     _check_encoding(encoding)
     if size not in SIZES:
         raise InvalidArgument(f"size={size!r} must be one of {', '.join(map(repr, SIZES))}")
     floors = dict(at_least or {})
     ceilings = dict(at_most or {})
-    unknown = (set(floors) | set(ceilings)) - set(SIZES[size])
-    if unknown:
-        which = "at_least" if set(floors) & unknown else "at_most"
-        raise InvalidArgument(f"{which} names unknown dimensions {sorted(unknown)}")
+    steps = dict(multiple_of or {})
+    for which, names in (("at_least", floors), ("at_most", ceilings), ("multiple_of", steps)):
+        unknown = set(names) - set(SIZES[size])
+        if unknown:
+            raise InvalidArgument(f"{which} names unknown dimensions {sorted(unknown)}")
+    bad = {name: m for name, m in steps.items() if not (isinstance(m, int) and m >= 1)}
+    if bad:
+        raise InvalidArgument(f"multiple_of must map dimensions to integers >= 1, got {bad}")
     ranges = {}
     for name, (lo, hi) in SIZES[size].items():
         lo, hi = max(lo, floors.get(name, lo)), min(hi, ceilings.get(name, hi))
@@ -88,7 +98,10 @@ def dimensions(
                 if name not in ceilings
                 else f"{name}: at least {lo} exceeds at most {hi} ({size})"
             )
-        ranges[name] = st.integers(lo, hi)
+        step = steps.get(name, 1)
+        if -(-lo // step) > hi // step:
+            raise InvalidArgument(f"{name}: no multiple of {step} in [{lo}, {hi}] ({size})")
+        ranges[name] = st.integers(-(-lo // step), hi // step).map(partial(mul, step))
     for name, sizes in get_encoding(encoding).free_dims.items():
         ranges[name] = st.sampled_from(sizes)
     return st.fixed_dictionaries(ranges)
@@ -131,7 +144,9 @@ def draws(
     _check_encoding(encoding)
     enc = get_encoding(encoding)
     r = restrict or Restriction()
-    dims = draw(dimensions(encoding, size, at_least=at_least, at_most=r.at_most))
+    dims = draw(
+        dimensions(encoding, size, at_least=at_least, at_most=r.at_most, multiple_of=r.multiple_of)
+    )
     fixed = dict(options or {})
     chosen = {}
     for name, candidates in enc.option_values(dims).items():

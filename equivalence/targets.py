@@ -159,6 +159,7 @@ def restriction(enc: Encoding, profile: Profile) -> Restriction:
         exclude=tuple(n for v in chain for n in v.exclude) + profile.exclude,
         layouts=dict(profile.layouts),
         at_most={} if profile.memory else {"mlen": 0},
+        multiple_of=dict(profile.multiple_of),
     )
 
 

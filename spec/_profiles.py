@@ -150,9 +150,9 @@ class Profile:
     """A library's conventions for one encoding.
 
     ``conventions`` maps axis names to value names (axes not named take the spec's value);
-    ``options``, ``layouts``, ``include``, ``exclude`` and ``memory`` restrict the inputs the
-    library accepts (on top of what the chosen values restrict); ``source`` says where the
-    conventions were read.
+    ``options``, ``layouts``, ``include``, ``exclude``, ``memory`` and ``multiple_of``
+    restrict the inputs the library accepts (on top of what the chosen values restrict);
+    ``source`` says where the conventions were read.
     """
 
     name: str
@@ -165,7 +165,10 @@ class Profile:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     memory: bool = True
+    #: Dimensions the library needs to be multiples of a number (``{"d_head": 2}``).
+    multiple_of: Mapping[str, int] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "conventions", MappingProxyType(dict(self.conventions)))
+        object.__setattr__(self, "multiple_of", MappingProxyType(dict(self.multiple_of)))

@@ -1,5 +1,6 @@
-"""Adapters for Hugging Face transformers (5.x): XLNet relative attention and Wav2Vec2-BERT's
-relative_key self-attention, built from tiny configurations (nothing is downloaded).
+"""Adapters for Hugging Face transformers (5.x): XLNet relative attention, Wav2Vec2-BERT's
+relative_key self-attention, T5's bucketed bias, Llama's rotary attention and DeBERTa-v2's
+disentangled attention, built from tiny configurations (nothing is downloaded).
 
 Each adapter builds the library's own module, substitutes the canonical tensors for its
 parameters with ``torch.func.functional_call`` (so gradients reach them) and runs the library
@@ -24,6 +25,27 @@ library's caller computes it:
     states carry [q | k | v] per head; the linear layers select); the additive mask
     (1 - mask) * finfo.min as the model builds it; clip (p_min, p_max) becomes
     left_max_position_embeddings = -p_min and right_max_position_embeddings = p_max.
+``t5_attention`` (target ``T5Attention``, profile hf-t5)
+    the whole module with its own q, k, v, o layers and its own relative attention bias
+    (``relative_attention_bias.weight`` is the canonical table); hidden states carry [q | k | v]
+    per head and the layers select. bidirectional=False is a decoder (``is_decoder``). Memory
+    positions enter as a generation cache: the module first runs on the memory positions with
+    an empty ``DynamicCache`` (which it fills with their keys and values), then on the query
+    positions, so the bias of query i comes from ``compute_bias`` with the cache's length as
+    offset, as when T5 decodes. The additive mask is (1 - mask) * finfo.min.
+``llama_attention`` (target ``LlamaAttention``, profile llama)
+    the whole module with its own projections (head_dim = the canonical d_head, so its
+    scaling is the spec's default); cos and sin from ``LlamaRotaryEmbedding`` at the
+    positions ``LlamaModel`` gives (memory 0 .. mlen - 1 first, through the cache as above,
+    then mlen .. klen - 1); rope_theta is the canonical base. The rotary module keeps the
+    float32 inverse frequencies it is built with. The additive mask is (1 - mask) *
+    finfo.min.
+``deberta_v2_self_attention`` (target ``DisentangledSelfAttention``, profile hf-deberta-v2)
+    the whole module with its own content and position projections (attention_head_size =
+    the canonical d_head): the relative embeddings carry [pos_key | pos_query] per head and
+    the position projections select; pos_att_type holds the terms whose tables are given,
+    position_buckets = span and max_relative_positions = max_position. The boolean mask goes
+    in as the module takes it (all True when none is given).
 """
 
 from __future__ import annotations
@@ -33,7 +55,14 @@ from typing import Any
 
 import torch
 
-__all__ = ["wav2vec2_bert_self_attention", "xlnet_rel_attn_core", "xlnet_relative_attention"]
+__all__ = [
+    "deberta_v2_self_attention",
+    "llama_attention",
+    "t5_attention",
+    "wav2vec2_bert_self_attention",
+    "xlnet_rel_attn_core",
+    "xlnet_relative_attention",
+]
 
 
 def _xlnet_config(d_model: int, n_head: int, **kw: Any) -> Any:
@@ -86,6 +115,48 @@ def _pad_last(x: Any, width: int, at: int = 0) -> Any:
     before = torch.zeros((*x.shape[:-1], at), dtype=x.dtype)
     after = torch.zeros((*x.shape[:-1], width - at - x.shape[-1]), dtype=x.dtype)
     return torch.cat([before, x, after], dim=-1)
+
+
+def _pick(n_head: int, d: int, part: int, width: int, dtype: Any) -> Any:
+    """A linear layer's weight from hidden states laid out as [q | k | v] per head (3 d per
+    head) to ``width`` features per head: head h's first d features are part ``part`` of input
+    head h, the rest zero."""
+    w = torch.zeros(n_head, width, n_head, 3 * d, dtype=dtype)
+    for h in range(n_head):
+        w[h, :d, h, part * d : (part + 1) * d] = torch.eye(d, dtype=dtype)
+    return w.reshape(n_head * width, n_head * 3 * d)
+
+
+def _qkv_states(q: Any, k: Any, v: Any) -> Any:
+    """Hidden states (bsz, klen, n_head 3 d) carrying [q | k | v] per head. Queries fill the
+    last qlen positions; memory positions (the first klen - qlen) carry zero queries."""
+    bsz, n_head, qlen, d = q.shape
+    klen = k.shape[2]
+    queries = torch.cat([torch.zeros(bsz, n_head, klen - qlen, d, dtype=q.dtype), q], dim=2)
+    states = torch.cat([queries, k, v], dim=-1)  # (bsz, n_head, klen, 3 d)
+    return states.permute(0, 2, 1, 3).reshape(bsz, klen, n_head * 3 * d)
+
+
+def _additive_mask(mask: Any, shape: tuple[int, int, int, int], dtype: Any) -> Any:
+    """(1 - mask) * finfo.min as Hugging Face models build their additive masks, or None."""
+    if mask is None:
+        return None
+    keep = torch.broadcast_to(mask, shape)
+    return torch.zeros(shape, dtype=dtype).masked_fill(~keep, torch.finfo(dtype).min)
+
+
+def _prefilled(module: Any, params: dict[str, Any], states: Any, qlen: int, **kw: Any) -> Any:
+    """A ``DynamicCache`` holding the module's keys and values of the memory positions (all but
+    the last qlen of ``states``), filled by running the module on them as generation does;
+    None without memory."""
+    from transformers import DynamicCache
+
+    mlen = states.shape[1] - qlen
+    if mlen == 0:
+        return None
+    cache = DynamicCache()
+    torch.func.functional_call(module, params, (states[:, :mlen],), {**kw, "cache": cache})
+    return cache
 
 
 def _unused(name: str, value: Any, allowed: Any) -> None:
@@ -267,19 +338,11 @@ def wav2vec2_bert_self_attention(
     config._attn_implementation = "eager"
     module = target(config).eval().to(q.dtype)
     module.scaling = d**-0.5  # the canonical d_head's (the module's heads are widened)
-
-    def select(part: int) -> Any:
-        # output block h = [part p of input block h | 0 | 0]
-        w = torch.zeros(n_head, wide, n_head, wide, dtype=q.dtype)
-        for h in range(n_head):
-            w[h, :d, h, part * d : (part + 1) * d] = torch.eye(d, dtype=q.dtype)
-        return w.reshape(hidden, hidden)
-
     zero = torch.zeros(hidden, dtype=q.dtype)
     params = {
-        "linear_q.weight": select(0),
-        "linear_k.weight": select(1),
-        "linear_v.weight": select(2),
+        "linear_q.weight": _pick(n_head, d, 0, wide, q.dtype),
+        "linear_k.weight": _pick(n_head, d, 1, wide, q.dtype),
+        "linear_v.weight": _pick(n_head, d, 2, wide, q.dtype),
         "linear_out.weight": torch.eye(hidden, dtype=q.dtype),
         "linear_q.bias": zero,
         "linear_k.bias": zero,
@@ -287,15 +350,210 @@ def wav2vec2_bert_self_attention(
         "linear_out.bias": zero,
         "distance_embedding.weight": _pad_last(rel_k, wide),
     }
-    states = torch.cat([q, k, v], dim=-1).permute(0, 2, 1, 3).reshape(bsz, length, hidden)
-    additive = None
-    if mask is not None:
-        keep = torch.broadcast_to(mask, (bsz, n_head, length, length))
-        additive = torch.zeros(keep.shape, dtype=q.dtype).masked_fill(
-            ~keep, torch.finfo(q.dtype).min
-        )
+    states = _qkv_states(q, k, v)
+    additive = _additive_mask(mask, (bsz, n_head, length, length), q.dtype)
     out, weights = torch.func.functional_call(
         module, params, (states,), {"attention_mask": additive}
     )
     out = out.reshape(bsz, length, n_head, wide)[..., :d].permute(0, 2, 1, 3)
     return (out, weights, None) if with_weights else out
+
+
+def _identity_out(n_head: int, d: int, dtype: Any) -> Any:
+    """An output projection (n_head 3 d, n_head d) that copies the attention output into the
+    first n_head d features."""
+    return torch.eye(n_head * 3 * d, n_head * d, dtype=dtype)
+
+
+def _heads(out: Any, n_head: int, d: int) -> Any:
+    """The first n_head d features of (bsz, qlen, hidden) as (bsz, n_head, qlen, d)."""
+    bsz, qlen = out.shape[:2]
+    return out[..., : n_head * d].reshape(bsz, qlen, n_head, d).permute(0, 2, 1, 3)
+
+
+def t5_attention(
+    target: Any,
+    q: Any,
+    k: Any,
+    v: Any,
+    *,
+    rel_bias: Any,
+    mask: Any = None,
+    num_buckets: int = 32,
+    max_distance: int = 128,
+    bidirectional: bool = True,
+    scale: float | None = None,
+    with_weights: bool = False,
+) -> Any:
+    """The whole ``T5Attention`` module (the target, a class) on canonical inputs, profile
+    hf-t5."""
+    from transformers import T5Config
+
+    _unused("scale", scale, None)
+    bsz, n_head, qlen, d = q.shape
+    klen = k.shape[2]
+    config = T5Config(
+        vocab_size=8,
+        d_model=3 * n_head * d,
+        d_kv=d,
+        d_ff=4,
+        num_layers=1,
+        num_heads=n_head,
+        relative_attention_num_buckets=num_buckets,
+        relative_attention_max_distance=max_distance,
+        dropout_rate=0.0,
+        is_decoder=not bidirectional,
+    )
+    config._attn_implementation = "eager"
+    module = target(config, has_relative_attention_bias=True, layer_idx=0).eval().to(q.dtype)
+    params = {
+        "q.weight": _pick(n_head, d, 0, d, q.dtype),
+        "k.weight": _pick(n_head, d, 1, d, q.dtype),
+        "v.weight": _pick(n_head, d, 2, d, q.dtype),
+        "o.weight": _identity_out(n_head, d, q.dtype),
+        "relative_attention_bias.weight": rel_bias,
+    }
+    states = _qkv_states(q, k, v)
+    cache = _prefilled(module, params, states, qlen)
+    additive = _additive_mask(mask, (bsz, n_head, qlen, klen), q.dtype)
+    out, _, weights = torch.func.functional_call(
+        module, params, (states[:, klen - qlen :],), {"mask": additive, "cache": cache}
+    )
+    out = _heads(out, n_head, d)
+    return (out, weights, None) if with_weights else out
+
+
+def llama_attention(
+    target: Any,
+    q: Any,
+    k: Any,
+    v: Any,
+    *,
+    mask: Any = None,
+    base: float = 10000,
+    rotary_dim: int | None = None,
+    scale: float | None = None,
+    with_weights: bool = False,
+) -> Any:
+    """The whole ``LlamaAttention`` module (the target, a class) on canonical inputs, profile
+    llama (q and k arrive in the half layout)."""
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+
+    _unused("scale", scale, None)
+    _unused("rotary_dim", rotary_dim, None)
+    bsz, n_head, qlen, d = q.shape
+    klen = k.shape[2]
+    config = LlamaConfig(
+        vocab_size=8,
+        hidden_size=3 * n_head * d,
+        intermediate_size=4,
+        num_hidden_layers=1,
+        num_attention_heads=n_head,
+        num_key_value_heads=n_head,
+        head_dim=d,
+        rope_parameters={"rope_type": "default", "rope_theta": float(base)},
+        attention_dropout=0.0,
+    )
+    config._attn_implementation = "eager"
+    module = target(config, layer_idx=0).eval().to(q.dtype)
+    rotary = LlamaRotaryEmbedding(config)
+    params = {
+        "q_proj.weight": _pick(n_head, d, 0, d, q.dtype),
+        "k_proj.weight": _pick(n_head, d, 1, d, q.dtype),
+        "v_proj.weight": _pick(n_head, d, 2, d, q.dtype),
+        "o_proj.weight": _identity_out(n_head, d, q.dtype),
+    }
+    states = _qkv_states(q, k, v)
+    positions = torch.arange(klen)[None]
+    mlen = klen - qlen
+    memory = rotary(states, positions[:, :mlen])
+    cache = _prefilled(module, params, states, qlen, position_embeddings=memory)
+    additive = _additive_mask(mask, (bsz, n_head, qlen, klen), q.dtype)
+    out, weights = torch.func.functional_call(
+        module,
+        params,
+        (states[:, mlen:],),
+        {
+            "position_embeddings": rotary(states, positions[:, mlen:]),
+            "attention_mask": additive,
+            "cache": cache,
+        },
+    )
+    out = _heads(out, n_head, d)
+    return (out, weights, None) if with_weights else out
+
+
+def deberta_v2_self_attention(
+    target: Any,
+    q: Any,
+    k: Any,
+    v: Any,
+    *,
+    pos_key: Any = None,
+    pos_query: Any = None,
+    mask: Any = None,
+    span: int | None = None,
+    max_position: int | None = None,
+    scale: float | None = None,
+    with_weights: bool = False,
+) -> Any:
+    """The whole ``DisentangledSelfAttention`` module of DeBERTa-v2 (the target, a class) on
+    canonical inputs, profile hf-deberta-v2."""
+    from transformers import DebertaV2Config
+
+    _unused("scale", scale, None)
+    bsz, n_head, length, d = q.shape
+    if k.shape[2] != length:
+        raise ValueError(f"self-attention only: klen must equal qlen, got {k.shape[2]}")
+    terms = [t for t, table in (("c2p", pos_key), ("p2c", pos_query)) if table is not None]
+    width = 2 * (span or 0)
+    # read by the module from the config's extra keywords (not in the config's signature)
+    extra: dict[str, Any] = {
+        "position_buckets": span if max_position is not None else -1,
+        "share_att_key": False,
+    }
+    config = DebertaV2Config(
+        vocab_size=8,
+        hidden_size=3 * n_head * d,
+        num_attention_heads=n_head,
+        num_hidden_layers=1,
+        intermediate_size=4,
+        relative_attention=bool(terms),
+        pos_att_type=terms,
+        max_relative_positions=max_position if max_position is not None else (span or -1),
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        **extra,
+    )
+    config.attention_head_size = d  # the canonical d_head, whatever the hidden width
+    module = target(config).eval().to(q.dtype)
+    zero = torch.zeros(n_head * d, dtype=q.dtype)
+    params = {f"{name}_proj.bias": zero for name in ("query", "key", "value")}
+    for part, name in enumerate(("query", "key", "value")):
+        params[f"{name}_proj.weight"] = _pick(n_head, d, part, d, q.dtype)
+    # relative embeddings (2 span, hidden): per head [K^r_h | Q^r_h | 0]; the position
+    # projections select the part their term reads
+    rows = torch.zeros(width, n_head, 3 * d, dtype=q.dtype)
+    for part, (term, table) in enumerate((("c2p", pos_key), ("p2c", pos_query))):
+        if table is None:
+            continue
+        per_head = table if table.dim() == 3 else table.expand(n_head, *table.shape)
+        rows[:, :, part * d : (part + 1) * d] = per_head.permute(1, 0, 2)
+        proj = "pos_key_proj" if term == "c2p" else "pos_query_proj"
+        params[f"{proj}.weight"] = _pick(n_head, d, part, d, q.dtype)
+        params[f"{proj}.bias"] = zero
+    states = _qkv_states(q, k, v)
+    keep = (
+        torch.ones(bsz, 1, length, length, dtype=torch.bool)
+        if mask is None
+        else torch.broadcast_to(mask, (bsz, n_head, length, length))
+    )
+    out, probs = torch.func.functional_call(
+        module,
+        params,
+        (states, keep),
+        {"output_attentions": True, "rel_embeddings": rows.reshape(width, -1) if terms else None},
+    )
+    out = _heads(out, n_head, d)
+    return (out, probs, None) if with_weights else out

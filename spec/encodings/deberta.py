@@ -116,12 +116,18 @@ def _check_max_position(value: Any) -> str | None:
 
 _TABLE_LAYOUTS = (("R", "d_head"), ("n_head", "R", "d_head"))
 
+_V2_OPTIONS = {
+    "max_position": lambda dims, c: [x for x in c if x is not None],
+    "span": lambda dims, c: [x for x in c if x >= 4],
+    "scale": fixed(None),
+}
+
 _PROFILES = (
     Profile(
         "deberta-v1",
         "deberta",
-        "DeBERTa (microsoft/DeBERTa v1, Hugging Face DebertaModel)",
-        "arXiv:2006.03654; transformers models/deberta/modeling_deberta.py",
+        "DeBERTa v1 (microsoft/DeBERTa, XSoftmax)",
+        "arXiv:2006.03654; microsoft/DeBERTa DeBERTa/deberta/disentangled_attention.py, ops.py",
         options={"max_position": fixed(None), "scale": fixed(None)},
         include=("pos_key", "pos_query"),
         memory=False,
@@ -134,18 +140,44 @@ _PROFILES = (
     Profile(
         "deberta-v2",
         "deberta",
-        "DeBERTa-v2/v3 log buckets (Hugging Face DebertaV2Model)",
-        "transformers models/deberta_v2/modeling_deberta_v2.py (make_log_bucket_position)",
-        options={
-            "max_position": lambda dims, c: [x for x in c if x is not None],
-            "span": lambda dims, c: [x for x in c if x >= 4],
-            "scale": fixed(None),
-        },
+        "DeBERTa-v2/v3 log buckets (microsoft/DeBERTa, XSoftmax)",
+        "microsoft/DeBERTa DeBERTa/deberta/da_utils.py (make_log_bucket_position)",
+        options=_V2_OPTIONS,
+        include=("pos_key", "pos_query"),
+        memory=False,
+        notes=(
+            "position_buckets = span, max_relative_positions = max_position",
+            "XSoftmax zeroes masked probabilities: fully masked rows give output 0",
+        ),
+    ),
+    Profile(
+        "hf-deberta",
+        "deberta",
+        "Hugging Face DebertaModel (transformers 5.x)",
+        "transformers 5.24 models/deberta/modeling_deberta.py DisentangledSelfAttention",
+        {"masked_rows": "uniform"},
+        options={"max_position": fixed(None), "scale": fixed(None)},
+        include=("pos_key", "pos_query"),
+        memory=False,
+        notes=(
+            "as deberta-v1, but masked scores are filled with finfo.min before a plain softmax "
+            "(no XSoftmax), so fully masked rows are uniform",
+        ),
+    ),
+    Profile(
+        "hf-deberta-v2",
+        "deberta",
+        "Hugging Face DebertaV2Model (transformers 5.x), log buckets",
+        "transformers 5.24 models/deberta_v2/modeling_deberta_v2.py DisentangledSelfAttention",
+        {"masked_rows": "uniform"},
+        options=_V2_OPTIONS,
         include=("pos_key", "pos_query"),
         memory=False,
         notes=(
             "position_buckets = span, max_relative_positions = max_position; the log is "
             "taken in float32 before the ceiling",
+            "masked scores are filled with finfo.min before a plain softmax (no XSoftmax), so "
+            "fully masked rows are uniform",
         ),
     ),
 )
@@ -228,10 +260,15 @@ class DeBERTa(Encoding):
     differences = (
         "Hugging Face DeBERTa: the table is sliced to 2 att_span rows with att_span = "
         "min(max(qlen, klen), max_relative_positions), the same attention as the full table "
-        "clipped at max_relative_positions (profile deberta).",
-        "Hugging Face DeBERTa-v2: log buckets with the log in float32 (profile deberta-v2); "
+        "clipped at max_relative_positions (profiles deberta-v1 and hf-deberta).",
+        "DeBERTa-v2: log buckets, in Hugging Face with the log in float32 (profiles deberta-v2 "
+        "and hf-deberta-v2); microsoft/DeBERTa's XSoftmax gives fully masked rows output 0, "
+        "Hugging Face 5.x fills masked scores with finfo.min (uniform rows); "
         "share_att_key projects the relative embeddings with the content projections, which "
         "changes K^r and Q^r, not this formula.",
+        "microsoft/DeBERTa and Hugging Face gather the p2c term at delta(i, j), the c2p "
+        "distance, not the paper's delta(j, i); with the asymmetric clip no table map turns "
+        "one into the other, so no profile claims it (README, Hugging Face verdicts).",
     )
 
     optional_groups = (("pos_key",), ("pos_query",))

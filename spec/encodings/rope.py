@@ -159,9 +159,11 @@ _PROFILES = (
         "transformers models/llama/modeling_llama.py (apply_rotary_pos_emb)",
         {"layout": "half", "masked_rows": "uniform"},
         options={**_DEFAULTS, "rotary_dim": fixed(None)},
+        multiple_of={"d_head": 2},
         notes=(
             "inverse frequencies and angles in float32 (a float64 model is off by float32 "
             "rounding); base is the config's rope_theta",
+            "the whole head rotates: rotate_half splits head_dim in two halves, so it is even",
         ),
     ),
     Profile(

@@ -4,11 +4,14 @@ pin them so that the README stays true, and fail if the library (or the checker)
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from equivalence.targets import check_target, diagnose, make_target
+from spec import evaluate
 
 pytest.importorskip("transformers")
+torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.interop
 
 XLNET = "transformers.models.xlnet.modeling_xlnet"
@@ -93,3 +96,99 @@ def test_wav2vec2_bert_under_the_spec_profile_is_diagnosed():
         _target(f"{W2V}:Wav2Vec2BertSelfAttention", "wav2vec2_bert_self_attention", "shaw", "shaw")
     )
     assert "hf-wav2vec2-bert-relative-key" in d.profiles, d
+
+
+# -- T5, Llama and DeBERTa-v2 ------------------------------------------------------------------
+
+T5 = "transformers.models.t5.modeling_t5:T5Attention"
+LLAMA = "transformers.models.llama.modeling_llama:LlamaAttention"
+DEBERTA_V2 = "transformers.models.deberta_v2.modeling_deberta_v2:DisentangledSelfAttention"
+
+
+def test_t5_conforms_to_its_profile():
+    target = _target(T5, "t5_attention", "t5", "hf-t5")
+    got = _status(check_target(target, budget="ci"))
+    findings = {key for key, r in got.items() if r.status not in ("pass", "skip")}
+    # Finding: as Wav2Vec2-BERT, float16 fully masked rows are NaN (finfo.min plus a negative
+    # score is -inf); the oracle meets such a row only when it draws one.
+    assert findings - {("oracle", "float16")} == {("masked_rows", "float16")}, findings
+    assert "out = [nan]" in got["masked_rows", "float16"].message
+    assert got["memory_rows", "float64"].status == "pass"  # the cache path, compute_bias offset
+
+
+def test_llama_conforms_in_float32_and_below_but_not_in_float64():
+    target = _target(LLAMA, "llama_attention", "rope", "llama")
+    got = _status(check_target(target, properties=["oracle", "masked_rows"], budget="ci"))
+    for dtype in ("float32", "bfloat16", "float16"):
+        assert got["oracle", dtype].status == "pass", got["oracle", dtype].message
+    for dtype in ("float32", "bfloat16"):
+        assert got["masked_rows", dtype].status == "pass", got["masked_rows", dtype].message
+    # Findings: angles and the softmax run in float32 in a float64 model (errors about 1e-8,
+    # and finfo(float64).min becomes -inf: fully masked rows NaN); float16 fully masked rows
+    # attend to the keys whose masked scores rounded highest.
+    assert got["oracle", "float64"].status == "fail"
+    assert "out = [nan" in got["masked_rows", "float64"].message
+    assert got["masked_rows", "float16"].status == "fail"
+    assert "nan" not in got["masked_rows", "float16"].message.split("but")[0]
+
+
+def _deberta_inputs(seed, span, length=4, d=2, n_head=2):
+    rng = np.random.default_rng(seed)
+    shape = (1, n_head, length, d)
+    q, k, v = (rng.standard_normal(shape) for _ in range(3))
+    tables = {n: rng.standard_normal((2 * span, d)) for n in ("pos_key", "pos_query")}
+    return q, k, v, tables
+
+
+def _deberta_hf(q, k, v, **kw):
+    from transformers.models.deberta_v2.modeling_deberta_v2 import DisentangledSelfAttention
+
+    from equivalence.adapters.huggingface import deberta_v2_self_attention
+
+    t = {n: torch.from_numpy(x) for n, x in kw.items() if isinstance(x, np.ndarray)}
+    rest = {n: x for n, x in kw.items() if not isinstance(x, np.ndarray)}
+    out = deberta_v2_self_attention(
+        DisentangledSelfAttention, *(torch.from_numpy(x) for x in (q, k, v)), **t, **rest
+    )
+    return out.detach().numpy()
+
+
+def _deberta_spec(q, k, v, **kw):
+    return np.asarray(evaluate("deberta", q=q, k=k, v=v, **kw).out, dtype=float)
+
+
+# Hugging Face computes sqrt(d_head * terms) in float32, so float64 results carry its
+# rounding (relative 6e-8 of each logit): 1e-6 bounds that for these unit-sized inputs, and
+# the p2c difference below is of order 1.
+SCALE_ROUNDING = 1e-6
+
+
+@pytest.mark.parametrize("max_position", [None, 64])
+def test_deberta_v2_c2p_conforms(max_position):
+    q, k, v, tables = _deberta_inputs(0, span=4)
+    kw = {"pos_key": tables["pos_key"], "span": 4, "max_position": max_position}
+    got, want = _deberta_hf(q, k, v, **kw), _deberta_spec(q, k, v, **kw)
+    np.testing.assert_allclose(got, want, rtol=0, atol=SCALE_ROUNDING)
+
+
+@pytest.mark.parametrize("max_position", [None, 64])
+def test_deberta_v2_p2c_reads_the_query_minus_key_distance(max_position):
+    # Finding: the paper's p2c term is k_j . Q^r[delta(j, i)]; Hugging Face (like
+    # microsoft/DeBERTa's code) gathers at delta(i, j), the c2p distance. While no distance
+    # is clipped (span >= length), that is the spec with the table mirrored: row x <- 2k - x.
+    span = 4
+    q, k, v, tables = _deberta_inputs(1, span=span)
+    table = tables["pos_query"]
+    mirrored = table.copy()
+    mirrored[1:] = table[1:][::-1]
+    got = _deberta_hf(q, k, v, pos_query=table, span=span, max_position=max_position)
+    paper = _deberta_spec(q, k, v, pos_query=table, span=span, max_position=max_position)
+    swapped = _deberta_spec(q, k, v, pos_query=mirrored, span=span, max_position=max_position)
+    np.testing.assert_allclose(got, swapped, rtol=0, atol=SCALE_ROUNDING)
+    assert np.abs(got - paper).max() > 1e-2
+
+
+def test_deberta_v2_fails_its_profile_on_p2c():
+    target = _target(DEBERTA_V2, "deberta_v2_self_attention", "deberta", "hf-deberta-v2")
+    got = _status(check_target(target, properties=["oracle"], dtypes=["float32"], budget="ci"))
+    assert got["oracle", "float32"].status == "fail"

@@ -31,6 +31,14 @@ def first(strategy):
             lambda: first(dimensions("shaw", at_least={"heads": 2})),
             "at_least names unknown dimensions ['heads']",
         ),
+        (
+            lambda: first(dimensions("shaw", multiple_of={"d_head": 0})),
+            "multiple_of must map dimensions to integers >= 1, got {'d_head': 0}",
+        ),
+        (
+            lambda: first(dimensions("shaw", at_most={"d_head": 1}, multiple_of={"d_head": 2})),
+            "d_head: no multiple of 2 in [1, 1]",
+        ),
         (lambda: first(mask_kinds(["diagonal"])), "mask kinds must be a non-empty subset"),
         (lambda: first(mask_kinds([])), "mask kinds must be a non-empty subset"),
         (lambda: first(value_kinds(["huge"])), "value kinds must be a non-empty subset"),
@@ -39,6 +47,13 @@ def first(strategy):
 def test_bad_arguments_are_rejected(make, message):
     with pytest.raises(InvalidArgument, match=message.replace("[", r"\[").replace("]", r"\]")):
         make()
+
+
+@settings(max_examples=30, database=None)
+@given(dimensions("rope", multiple_of={"d_head": 2, "qlen": 3}))
+def test_multiple_of_draws_only_multiples(dims):
+    assert dims["d_head"] % 2 == 0 and 2 <= dims["d_head"] <= SIZES["oracle"]["d_head"][1]
+    assert dims["qlen"] % 3 == 0
 
 
 @pytest.mark.parametrize("size", list(SIZES))
