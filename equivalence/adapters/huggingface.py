@@ -359,10 +359,18 @@ def wav2vec2_bert_self_attention(
     return (out, weights, None) if with_weights else out
 
 
-def _identity_out(n_head: int, d: int, dtype: Any) -> Any:
-    """An output projection (n_head 3 d, n_head d) that copies the attention output into the
-    first n_head d features."""
-    return torch.eye(n_head * 3 * d, n_head * d, dtype=dtype)
+def _selecting(
+    n_head: int, d: int, dtype: Any, q: str, k: str, v: str, o: str | None = None
+) -> dict[str, Any]:
+    """Weights of the linear layers named q, k, v that take their part of hidden states laid
+    out as [q | k | v] per head (d features per head out), and of an output layer o that
+    copies the attention output into the first n_head d features."""
+    weights = {
+        f"{name}.weight": _pick(n_head, d, part, d, dtype) for part, name in enumerate((q, k, v))
+    }
+    if o is not None:
+        weights[f"{o}.weight"] = torch.eye(n_head * 3 * d, n_head * d, dtype=dtype)
+    return weights
 
 
 def _heads(out: Any, n_head: int, d: int) -> Any:
@@ -407,10 +415,7 @@ def t5_attention(
     config._attn_implementation = "eager"
     module = target(config, has_relative_attention_bias=True, layer_idx=0).eval().to(q.dtype)
     params = {
-        "q.weight": _pick(n_head, d, 0, d, q.dtype),
-        "k.weight": _pick(n_head, d, 1, d, q.dtype),
-        "v.weight": _pick(n_head, d, 2, d, q.dtype),
-        "o.weight": _identity_out(n_head, d, q.dtype),
+        **_selecting(n_head, d, q.dtype, "q", "k", "v", "o"),
         "relative_attention_bias.weight": rel_bias,
     }
     states = _qkv_states(q, k, v)
@@ -458,12 +463,7 @@ def llama_attention(
     config._attn_implementation = "eager"
     module = target(config, layer_idx=0).eval().to(q.dtype)
     rotary = LlamaRotaryEmbedding(config)
-    params = {
-        "q_proj.weight": _pick(n_head, d, 0, d, q.dtype),
-        "k_proj.weight": _pick(n_head, d, 1, d, q.dtype),
-        "v_proj.weight": _pick(n_head, d, 2, d, q.dtype),
-        "o_proj.weight": _identity_out(n_head, d, q.dtype),
-    }
+    params = _selecting(n_head, d, q.dtype, "q_proj", "k_proj", "v_proj", "o_proj")
     states = _qkv_states(q, k, v)
     positions = torch.arange(klen)[None]
     mlen = klen - qlen
@@ -529,9 +529,8 @@ def deberta_v2_self_attention(
     config.attention_head_size = d  # the canonical d_head, whatever the hidden width
     module = target(config).eval().to(q.dtype)
     zero = torch.zeros(n_head * d, dtype=q.dtype)
-    params = {f"{name}_proj.bias": zero for name in ("query", "key", "value")}
-    for part, name in enumerate(("query", "key", "value")):
-        params[f"{name}_proj.weight"] = _pick(n_head, d, part, d, q.dtype)
+    params = _selecting(n_head, d, q.dtype, "query_proj", "key_proj", "value_proj")
+    params.update({f"{name}_proj.bias": zero for name in ("query", "key", "value")})
     # relative embeddings (2 span, hidden): per head [K^r_h | Q^r_h | 0]; the position
     # projections select the part their term reads
     rows = torch.zeros(width, n_head, 3 * d, dtype=q.dtype)
