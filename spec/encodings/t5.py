@@ -255,7 +255,7 @@ class T5(Encoding):
         "d_head^-1/2 (profile x-transformers); fully masked rows 0.",
         "Hugging Face T5: log in float32 truncated to an integer (not exact by construction; "
         "it agreed with the exact buckets wherever tried); additive finfo.min mask (fully "
-        "masked rows uniform; profile t5).",
+        "masked rows uniform; profile hf-t5).",
     )
 
     metamorphic = ("translation", "masked_keys", "batch", "memory_rows", "zero_tables")
