@@ -320,4 +320,11 @@ BAD_INPUTS: list[BadInput] = [
         "`max_position` must exceed span // 2 + 1 = 3, with span >= 2 (log buckets of size "
         "span=4), got max_position=3",
     ),
+    BadInput(
+        "deberta-p2c-distance",
+        "deberta",
+        "both_terms",
+        _with(p2c_distance="r_ki"),
+        "`p2c_distance` must be 'r_ji' (the paper) or 'r_ij' (its code), got p2c_distance='r_ki'",
+    ),
 ]

@@ -495,6 +495,7 @@ def deberta_v2_self_attention(
     mask: Any = None,
     span: int | None = None,
     max_position: int | None = None,
+    p2c_distance: str = "r_ij",
     scale: float | None = None,
     with_weights: bool = False,
 ) -> Any:
@@ -503,6 +504,7 @@ def deberta_v2_self_attention(
     from transformers import DebertaV2Config
 
     _unused("scale", scale, None)
+    _unused("p2c_distance", p2c_distance, "r_ij")
     bsz, n_head, length, d = q.shape
     if k.shape[2] != length:
         raise ValueError(f"self-attention only: klen must equal qlen, got {k.shape[2]}")

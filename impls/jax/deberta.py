@@ -22,15 +22,17 @@ __all__ = ["VARIANTS", "deberta_fast", "deberta_reference"]
 
 VARIANTS = {"reference": "deberta_reference", "fast": "deberta_fast"}
 
-_STATIC = ("span", "max_position", "scale", "with_weights")
+_STATIC = ("span", "max_position", "p2c_distance", "scale", "with_weights")
 
 
 @lru_cache(maxsize=64)
-def _rows(qlen: int, klen: int, span: int, max_position):
-    """(qlen, klen) rows of r_ij = pos_i - pos_j (c2p) and of r_ji (p2c), numpy int."""
+def _rows(qlen: int, klen: int, span: int, max_position, p2c_distance: str):
+    """(qlen, klen) rows of r_ij = pos_i - pos_j (c2p) and of the p2c distance (r_ji, the
+    paper, or r_ij), numpy int."""
     table = np.array(deberta_rows(klen, span, max_position))
     r = (klen - qlen + np.arange(qlen))[:, None] - np.arange(klen)[None, :]
-    return table[r + klen - 1], table[klen - 1 - r]
+    c2p = table[r + klen - 1]
+    return c2p, (table[klen - 1 - r] if p2c_distance == "r_ji" else c2p)
 
 
 def _per_pair(table, rows):
@@ -44,10 +46,12 @@ def _table_matmul(x, table):
 
 
 @partial(jax.jit, static_argnames=_STATIC)
-def _reference(q, k, v, pos_key, pos_query, mask, *, span, max_position, scale, with_weights):
+def _reference(
+    q, k, v, pos_key, pos_query, mask, *, span, max_position, p2c_distance, scale, with_weights
+):
     qlen, klen = q.shape[2], k.shape[2]
     acc = accumulation_dtype(q.dtype)
-    c2p_rows, p2c_rows = _rows(qlen, klen, span, max_position)
+    c2p_rows, p2c_rows = _rows(qlen, klen, span, max_position, p2c_distance)
     logits = jnp.einsum("bhid,bhjd->bhij", q, k).astype(acc)
     if pos_key is not None:
         logits = logits + jnp.einsum("bhid,bhijd->bhij", q, _per_pair(pos_key, c2p_rows))
@@ -60,11 +64,13 @@ def _reference(q, k, v, pos_key, pos_query, mask, *, span, max_position, scale, 
 
 
 @partial(jax.jit, static_argnames=_STATIC)
-def _fast(q, k, v, pos_key, pos_query, mask, *, span, max_position, scale, with_weights):
+def _fast(
+    q, k, v, pos_key, pos_query, mask, *, span, max_position, p2c_distance, scale, with_weights
+):
     bsz, n_head, qlen, _ = q.shape
     klen = k.shape[2]
     acc = accumulation_dtype(q.dtype)
-    c2p_rows, p2c_rows = _rows(qlen, klen, span, max_position)
+    c2p_rows, p2c_rows = _rows(qlen, klen, span, max_position, p2c_distance)
     scores = jnp.matmul(q, jnp.swapaxes(k, -1, -2))
     if pos_key is not None:
         index = jnp.broadcast_to(c2p_rows, (bsz, n_head, qlen, klen))
@@ -80,7 +86,19 @@ def _fast(q, k, v, pos_key, pos_query, mask, *, span, max_position, scale, with_
 
 
 def _call(
-    core, q, k, v, pos_key, pos_query, mask, span, max_position, scale, with_weights, unknown
+    core,
+    q,
+    k,
+    v,
+    pos_key,
+    pos_query,
+    mask,
+    span,
+    max_position,
+    p2c_distance,
+    scale,
+    with_weights,
+    unknown,
 ):
     problem = check(
         "deberta",
@@ -93,6 +111,7 @@ def _call(
             mask=mask,
             span=span,
             max_position=max_position,
+            p2c_distance=p2c_distance,
             scale=scale,
             **unknown,
         ),
@@ -107,6 +126,7 @@ def _call(
         mask,
         span=int(span),
         max_position=None if max_position is None else int(max_position),
+        p2c_distance=str(p2c_distance),
         scale=1 / math.sqrt(problem.dims["d_head"] * terms) if scale is None else float(scale),
         with_weights=bool(with_weights),
     )
@@ -122,6 +142,7 @@ def deberta_reference(
     mask=None,
     span=None,
     max_position=None,
+    p2c_distance="r_ji",
     scale=None,
     with_weights=False,
     **unknown,
@@ -137,6 +158,7 @@ def deberta_reference(
         mask,
         span,
         max_position,
+        p2c_distance,
         scale,
         with_weights,
         unknown,
@@ -153,11 +175,24 @@ def deberta_fast(
     mask=None,
     span=None,
     max_position=None,
+    p2c_distance="r_ji",
     scale=None,
     with_weights=False,
     **unknown,
 ):
     """q K^r^T and k Q^r^T products gathered by row; no (qlen, klen, d_head) tensor."""
     return _call(
-        _fast, q, k, v, pos_key, pos_query, mask, span, max_position, scale, with_weights, unknown
+        _fast,
+        q,
+        k,
+        v,
+        pos_key,
+        pos_query,
+        mask,
+        span,
+        max_position,
+        p2c_distance,
+        scale,
+        with_weights,
+        unknown,
     )

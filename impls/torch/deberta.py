@@ -26,15 +26,19 @@ __all__ = ["VARIANTS", "deberta_fast", "deberta_reference"]
 VARIANTS = {"reference": "deberta_reference", "fast": "deberta_fast"}
 
 
-def _rows(qlen: int, klen: int, span: int, max_position, device) -> tuple[torch.Tensor, ...]:
-    """(qlen, klen) rows of r_ij (c2p) and of r_ji = -r_ij (p2c)."""
+def _rows(
+    qlen: int, klen: int, span: int, max_position, p2c_distance: str, device
+) -> tuple[torch.Tensor, ...]:
+    """(qlen, klen) rows of r_ij (c2p) and of the p2c distance: r_ji = -r_ij (the paper) or
+    r_ij (p2c_distance 'r_ij')."""
     table = torch.tensor(deberta_rows(klen, span, max_position), device=device)
     pos_i = klen - qlen + torch.arange(qlen, device=device)
     r = pos_i[:, None] - torch.arange(klen, device=device)[None, :]
-    return table[r + klen - 1], table[klen - 1 - r]
+    c2p = table[r + klen - 1]
+    return c2p, (table[klen - 1 - r] if p2c_distance == "r_ji" else c2p)
 
 
-def _prepare(q, k, v, pos_key, pos_query, mask, span, max_position, scale, unknown):
+def _prepare(q, k, v, pos_key, pos_query, mask, span, max_position, p2c_distance, scale, unknown):
     problem = check(
         "deberta",
         dict(
@@ -46,6 +50,7 @@ def _prepare(q, k, v, pos_key, pos_query, mask, span, max_position, scale, unkno
             mask=mask,
             span=span,
             max_position=max_position,
+            p2c_distance=p2c_distance,
             scale=scale,
             **unknown,
         ),
@@ -71,19 +76,22 @@ def deberta_reference(
     mask: torch.Tensor | None = None,
     span: int | None = None,
     max_position: int | None = None,
+    p2c_distance: str = "r_ji",
     scale: float | None = None,
     with_weights: bool = False,
     **unknown: object,
 ):
     """The definition written plainly: both relative tables gathered per pair."""
-    s = _prepare(q, k, v, pos_key, pos_query, mask, span, max_position, scale, unknown)
+    s = _prepare(
+        q, k, v, pos_key, pos_query, mask, span, max_position, p2c_distance, scale, unknown
+    )
     qlen, klen = q.shape[2], k.shape[2]
     acc = accumulation_dtype(q.dtype)
-    c2p_rows, p2c_rows = _rows(qlen, klen, span, max_position, q.device)
+    c2p_rows, p2c_rows = _rows(qlen, klen, span, max_position, p2c_distance, q.device)
     logits = torch.einsum("bhid,bhjd->bhij", q, k).to(acc)
     if pos_key is not None:  # content to position: q_i . K^r[d(r_ij)]
         logits = logits + torch.einsum("bhid,bhijd->bhij", q, _per_pair(pos_key, c2p_rows))
-    if pos_query is not None:  # position to content: k_j . Q^r[d(r_ji)]
+    if pos_query is not None:  # position to content: k_j . Q^r[d(r_ji)] (or d(r_ij))
         logits = logits + torch.einsum("bhjd,bhijd->bhij", k, _per_pair(pos_query, p2c_rows))
     logits = logits.to(acc) * s
     probs = masked_softmax(logits, mask)
@@ -108,6 +116,7 @@ def deberta_fast(
     mask: torch.Tensor | None = None,
     span: int | None = None,
     max_position: int | None = None,
+    p2c_distance: str = "r_ji",
     scale: float | None = None,
     with_weights: bool = False,
     **unknown: object,
@@ -115,11 +124,13 @@ def deberta_fast(
     """c2p as q K^r^T (qlen x 2k) gathered by row, p2c as k Q^r^T (klen x 2k) gathered by
     the reversed row and transposed: no (qlen, klen, d_head) tensor. Without autograd it runs
     in blocks of query rows."""
-    s = _prepare(q, k, v, pos_key, pos_query, mask, span, max_position, scale, unknown)
+    s = _prepare(
+        q, k, v, pos_key, pos_query, mask, span, max_position, p2c_distance, scale, unknown
+    )
     bsz, n_head, qlen, d_head = q.shape
     klen = k.shape[2]
     acc = accumulation_dtype(q.dtype)
-    c2p_rows, p2c_rows = _rows(qlen, klen, span, max_position, q.device)
+    c2p_rows, p2c_rows = _rows(qlen, klen, span, max_position, p2c_distance, q.device)
     c2p = None if pos_key is None else _table_product(q, pos_key)  # (b, h, qlen, 2k)
     p2c = None if pos_query is None else _table_product(k, pos_query)  # (b, h, klen, 2k)
     if tracks_grad(q, k, v, pos_key, pos_query):

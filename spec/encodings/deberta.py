@@ -11,7 +11,11 @@ Formula (per batch element and head h)::
     o_i    = sum_j alpha_ij v_j
 
 The second term is content-to-position (c2p), the third position-to-content (p2c): the key
-looks up the query-side table at the reversed distance r_ji = pos_j - pos_i. A term is present
+looks up the query-side table at the reversed distance r_ji = pos_j - pos_i, as equation 2
+says ("we use delta(j, i) rather than delta(i, j)"). The reference code (microsoft/DeBERTa,
+Hugging Face) gathers p2c at r_ij, the c2p distance: ``p2c_distance="r_ij"`` computes that.
+Without clipping the two differ by mirroring Q^r (row x <-> 2k - x, identity "p2c distances
+mirror"); with the asymmetric clip no table map turns one into the other. A term is present
 when its table is given (DeBERTa's pos_att_type "c2p|p2c"); ``scale`` defaults to
 1/sqrt(d_head (1 + the number of terms present)), the paper's 1/sqrt(3 d_head) with both.
 
@@ -108,6 +112,14 @@ def _check_span(value: Any) -> str | None:
     return check_int(value, minimum=1)
 
 
+#: p2c_distance -> whether the p2c term reads the reversed distance r_ji (the paper).
+P2C_DISTANCES: Final = {"r_ji": True, "r_ij": False}
+
+
+def _check_p2c_distance(value: Any) -> str | None:
+    return None if value in P2C_DISTANCES else "must be 'r_ji' (the paper) or 'r_ij' (its code)"
+
+
 def _check_max_position(value: Any) -> str | None:
     if value is None:
         return None
@@ -116,10 +128,13 @@ def _check_max_position(value: Any) -> str | None:
 
 _TABLE_LAYOUTS = (("R", "d_head"), ("n_head", "R", "d_head"))
 
+#: What every library profile fixes: the reference code's p2c distance, the default scale.
+_CODE = {"p2c_distance": fixed("r_ij"), "scale": fixed(None)}
+_V1_OPTIONS = {**_CODE, "max_position": fixed(None)}
 _V2_OPTIONS = {
+    **_CODE,
     "max_position": lambda dims, c: [x for x in c if x is not None],
     "span": lambda dims, c: [x for x in c if x >= 4],
-    "scale": fixed(None),
 }
 
 _PROFILES = (
@@ -128,7 +143,7 @@ _PROFILES = (
         "deberta",
         "DeBERTa v1 (microsoft/DeBERTa, XSoftmax)",
         "arXiv:2006.03654; microsoft/DeBERTa DeBERTa/deberta/disentangled_attention.py, ops.py",
-        options={"max_position": fixed(None), "scale": fixed(None)},
+        options=_V1_OPTIONS,
         include=("pos_key", "pos_query"),
         memory=False,
         notes=(
@@ -156,7 +171,7 @@ _PROFILES = (
         "Hugging Face DebertaModel (transformers 5.x)",
         "transformers 5.24 models/deberta/modeling_deberta.py DisentangledSelfAttention",
         {"masked_rows": "uniform"},
-        options={"max_position": fixed(None), "scale": fixed(None)},
+        options=_V1_OPTIONS,
         include=("pos_key", "pos_query"),
         memory=False,
         notes=(
@@ -236,6 +251,13 @@ class DeBERTa(Encoding):
             _check_max_position,
         ),
         Option(
+            "p2c_distance",
+            "the distance the p2c term reads: 'r_ji' = pos_j - pos_i (the paper's delta(j, i)) "
+            "or 'r_ij' (the c2p distance, as microsoft/DeBERTa's and Hugging Face's code)",
+            "r_ji",
+            _check_p2c_distance,
+        ),
+        Option(
             "scale",
             "multiplies the whole logit; None = 1/sqrt(d_head (1 + the position terms given))",
             None,
@@ -245,13 +267,15 @@ class DeBERTa(Encoding):
     glossary = (
         ("q_i, k_j", "query i and key j of one head"),
         ("r_ij", "pos_i - pos_j, the query-minus-key distance; r_ji = -r_ij"),
+        ("p2c_distance", "'r_ji' (the paper) or 'r_ij': the distance the p2c term reads"),
         ("k", "span (att_span): rows 0 .. 2k - 1"),
         ("m, M", "k // 2 and max_position of DeBERTa-v2's log buckets"),
         ("K^r, Q^r", "pos_key and pos_query of head h"),
         ("scale", "the scale argument, default 1/sqrt(3 d_head) with both terms"),
     )
     conventions = (
-        "r_ij = pos_i - pos_j (query minus key); the p2c term reads Q^r at r_ji = pos_j - pos_i",
+        "r_ij = pos_i - pos_j (query minus key); the p2c term reads Q^r at r_ji = pos_j - pos_i "
+        "(p2c_distance 'r_ij': at r_ij, as the reference code)",
         "row d = clip(b(r), -k, k - 1) + k: row 0 holds r <= -k, row 2k - 1 holds r >= k - 1",
         "a term is present when its table is given; the scale multiplies every term, by "
         "default 1/sqrt(d_head (1 + the number of position terms))",
@@ -267,8 +291,8 @@ class DeBERTa(Encoding):
         "share_att_key projects the relative embeddings with the content projections, which "
         "changes K^r and Q^r, not this formula.",
         "microsoft/DeBERTa and Hugging Face gather the p2c term at delta(i, j), the c2p "
-        "distance, not the paper's delta(j, i); with the asymmetric clip no table map turns "
-        "one into the other, so no profile claims it (README, Hugging Face verdicts).",
+        "distance, not the paper's delta(j, i): option p2c_distance 'r_ij', which every "
+        "library profile fixes (no table map can express it: the clip is asymmetric).",
     )
 
     optional_groups = (("pos_key",), ("pos_query",))
@@ -282,6 +306,7 @@ class DeBERTa(Encoding):
             # every pair valid: max_position > span // 2 + 1 for every span here
             "span": [2, 4, 3, 6, 8],
             "max_position": [None, 6, 9, 17],
+            "p2c_distance": ["r_ji", "r_ij"],
             "scale": [None, 0.5, 1.0, 0.125],
         }
 
@@ -312,6 +337,9 @@ class DeBERTa(Encoding):
             "log bucket (max_position M)": sp.Eq(sp.Function("b")(_r), LOG_BUCKET, evaluate=False),
             "table row": sp.Eq(sp.Function("d")(_r), ROW, evaluate=False),
             "logit": sp.Eq(sp.Symbol("e_ij"), LOGIT, evaluate=False),
+            "p2c row (p2c_distance 'r_ij', the reference code)": sp.Eq(
+                sp.Symbol("d(r_ji)"), sp.Symbol("d(r_ij)"), evaluate=False
+            ),
             **cv.attention_formulas("v"),
         }
 
@@ -342,7 +370,9 @@ class DeBERTa(Encoding):
                 as_rows(x["q"][:, :, :, None, :], pairs),
                 as_rows(x["k"][:, :, None, :, :], pairs),
                 as_rows(gathered("pos_key", False), pairs),
-                as_rows(gathered("pos_query", True), pairs),
+                as_rows(
+                    gathered("pos_query", P2C_DISTANCES[problem.options["p2c_distance"]]), pairs
+                ),
             )
         )
 
@@ -381,6 +411,14 @@ class DeBERTa(Encoding):
             case("mask_broadcast", 14, mask="broadcast", dims={"n_head": 3}),
             case("custom_scale", 15, options={"scale": 0.5}),
             case("d_head_1", 16, dims={"d_head": 1, "qlen": 6}),
+            case("p2c_reference_code", 17, options={"p2c_distance": "r_ij"}, dims={"mlen": 2}),
+            case(
+                "p2c_reference_code_log_buckets",
+                18,
+                span=4,
+                options={"max_position": 9, "p2c_distance": "r_ij"},
+                dims={"qlen": 12},
+            ),
         ]
 
 
@@ -432,6 +470,19 @@ def _identities() -> list[Identity]:
                 return f"r={r}: row {row(r, span, None)}, the paper says {want}"
         return None
 
+    def mirrored(span: int) -> str | None:
+        # unclipped (|r| < k) the p2c row of r_ji is the row of r_ij mirrored: 2k - d(r_ij);
+        # at the clip the two part (the clip range [-k, k - 1] is not symmetric)
+        for mp in (None, 2 * span + 1):
+            if mp is not None and span < 2:
+                continue
+            for r in range(1 - span, span):
+                if row(-r, span, mp) != 2 * span - row(r, span, mp):
+                    return f"r={r}, max_position={mp}: d(-r)={row(-r, span, mp)}"
+        if row(span, span, None) == 2 * span - row(-span, span, None):
+            return f"r={span}: the mirror holds at the clip too"
+        return None
+
     zero = sp.ZeroMatrix(1, cv.d_head)
     return [
         Identity(
@@ -439,6 +490,12 @@ def _identities() -> list[Identity]:
             "without log buckets, d(r) = 0 for r <= -k, 2k - 1 for r >= k and r + k between "
             "(He et al. 2021, equation 3)",
             lambda: exhaustive(((k,) for k in range(1, 33)), paper_rows, "span 1 .. 32"),
+        ),
+        Identity(
+            "p2c distances mirror",
+            "for |r| < k, d(r_ji) = 2k - d(r_ij) with and without log buckets, so the paper's "
+            "p2c term and the reference code's agree up to mirrored Q^r rows; at r = k they part",
+            lambda: exhaustive(((k,) for k in range(1, 33)), mirrored, "span 1 .. 32"),
         ),
         Identity(
             "rows in the table",

@@ -159,36 +159,30 @@ def _deberta_spec(q, k, v, **kw):
 
 # Hugging Face computes sqrt(d_head * terms) in float32, so float64 results carry its
 # rounding (relative 6e-8 of each logit): 1e-6 bounds that for these unit-sized inputs, and
-# the p2c difference below is of order 1.
+# the paper's p2c term differs from the code's by order 1.
 SCALE_ROUNDING = 1e-6
 
 
 @pytest.mark.parametrize("max_position", [None, 64])
-def test_deberta_v2_c2p_conforms(max_position):
-    q, k, v, tables = _deberta_inputs(0, span=4)
-    kw = {"pos_key": tables["pos_key"], "span": 4, "max_position": max_position}
-    got, want = _deberta_hf(q, k, v, **kw), _deberta_spec(q, k, v, **kw)
-    np.testing.assert_allclose(got, want, rtol=0, atol=SCALE_ROUNDING)
-
-
-@pytest.mark.parametrize("max_position", [None, 64])
-def test_deberta_v2_p2c_reads_the_query_minus_key_distance(max_position):
+def test_deberta_v2_p2c_reads_the_c2p_distance_not_the_papers(max_position):
     # Finding: the paper's p2c term is k_j . Q^r[delta(j, i)]; Hugging Face (like
-    # microsoft/DeBERTa's code) gathers at delta(i, j), the c2p distance. While no distance
-    # is clipped (span >= length), that is the spec with the table mirrored: row x <- 2k - x.
-    span = 4
-    q, k, v, tables = _deberta_inputs(1, span=span)
-    table = tables["pos_query"]
-    mirrored = table.copy()
-    mirrored[1:] = table[1:][::-1]
-    got = _deberta_hf(q, k, v, pos_query=table, span=span, max_position=max_position)
-    paper = _deberta_spec(q, k, v, pos_query=table, span=span, max_position=max_position)
-    swapped = _deberta_spec(q, k, v, pos_query=mirrored, span=span, max_position=max_position)
-    np.testing.assert_allclose(got, swapped, rtol=0, atol=SCALE_ROUNDING)
-    assert np.abs(got - paper).max() > 1e-2
+    # microsoft/DeBERTa's code) gathers at delta(i, j): the spec's p2c_distance 'r_ij'.
+    q, k, v, tables = _deberta_inputs(1, span=4)
+    kw = {"pos_query": tables["pos_query"], "span": 4, "max_position": max_position}
+    got = _deberta_hf(q, k, v, **kw)
+    np.testing.assert_allclose(
+        got, _deberta_spec(q, k, v, p2c_distance="r_ij", **kw), rtol=0, atol=SCALE_ROUNDING
+    )
+    assert np.abs(got - _deberta_spec(q, k, v, **kw)).max() > 1e-2
 
 
-def test_deberta_v2_fails_its_profile_on_p2c():
+def test_deberta_v2_conforms_to_its_profile_below_float64():
     target = _target(DEBERTA_V2, "deberta_v2_self_attention", "deberta", "hf-deberta-v2")
-    got = _status(check_target(target, properties=["oracle"], dtypes=["float32"], budget="ci"))
-    assert got["oracle", "float32"].status == "fail"
+    got = _status(check_target(target, budget="ci"))
+    findings = {key for key, r in got.items() if r.status not in ("pass", "skip")}
+    # Finding: sqrt(d_head * terms) is taken in float32, so float64 results are off by about
+    # 1e-9; masked scores are replaced by finfo.min, so fully masked rows stay uniform even
+    # in float16.
+    assert findings <= {("oracle", "float64"), ("gradients", "float64"), ("zero_tables", "float64")}
+    assert ("oracle", "float64") in findings
+    assert got["masked_rows", "float16"].status == "pass"
