@@ -164,6 +164,33 @@ def _unused(name: str, value: Any, allowed: Any) -> None:
         raise ValueError(f"`{name}` must be {allowed!r} for this adapter, got {value!r}")
 
 
+def _self_attention_only(q: Any, k: Any) -> None:
+    if k.shape[2] != q.shape[2]:
+        raise ValueError(f"self-attention only: klen must equal qlen, got {k.shape[2]}")
+
+
+def _xlnet_inputs(
+    q: Any,
+    k: Any,
+    w_r: Any,
+    seg_ids: Any,
+    mask: Any,
+    attn_type: str,
+    clamp_len: int | None,
+    clamp_style: str,
+    scale: float | None,
+) -> tuple[Any, Any, Any]:
+    """What XLNetModel.forward hands its attention layers: the sinusoid R (rlen, bsz, width)
+    in the run's dtype, the one-hot segment matrix and the float mask (both None if absent)."""
+    _unused("scale", scale, None)
+    _unused("clamp_style", clamp_style, "symmetric")
+    bsz, n_head, qlen = q.shape[:3]
+    klen = k.shape[2]
+    pos = _positions(w_r.shape[-1], attn_type, clamp_len, qlen, klen, bsz).to(q.dtype)
+    seg_mat = None if seg_ids is None else _seg_mat(seg_ids, qlen, q.dtype)
+    return pos, seg_mat, _xlnet_mask(mask, attn_type, (bsz, n_head, qlen, klen), q.dtype)
+
+
 def xlnet_rel_attn_core(
     target: Any,
     q: Any,
@@ -188,19 +215,16 @@ def xlnet_rel_attn_core(
     xlnet (mask True = masked)."""
     from transformers.models.xlnet.modeling_xlnet import XLNetRelativeAttention
 
-    _unused("scale", scale, None)
-    _unused("clamp_style", clamp_style, "symmetric")
-    bsz, n_head, qlen, d_head = q.shape
-    klen = k.shape[2]
+    pos, seg_mat, attn_mask = _xlnet_inputs(
+        q, k, w_r, seg_ids, mask, attn_type, clamp_len, clamp_style, scale
+    )
+    n_head, d_head = q.shape[1], q.shape[3]
     module = XLNetRelativeAttention(_xlnet_config(n_head * d_head, n_head)).eval()
     params = {"r_w_bias": r_w_bias, "r_r_bias": r_r_bias}
     if seg_embed is not None:
         params.update(r_s_bias=r_s_bias, seg_embed=seg_embed)
-    pos = _positions(w_r.shape[-1], attn_type, clamp_len, qlen, klen, bsz).to(q.dtype)
     k_head_r = torch.einsum("ibm,ndm->ibnd", pos, w_r)  # as XLNetRelativeAttention.forward
     heads = [x.permute(2, 0, 1, 3) for x in (q, k, v)]  # (position, bsz, n_head, d_head)
-    seg_mat = None if seg_ids is None else _seg_mat(seg_ids, qlen, q.dtype)
-    attn_mask = _xlnet_mask(mask, attn_type, (bsz, n_head, qlen, klen), q.dtype)
 
     def core(*args: Any, **kw: Any) -> Any:
         return target(module, *args, **kw)
@@ -257,8 +281,9 @@ def xlnet_relative_attention(
 ) -> Any:
     """The whole ``XLNetRelativeAttention`` module (the target, a class) on canonical inputs,
     profile xlnet."""
-    _unused("scale", scale, None)
-    _unused("clamp_style", clamp_style, "symmetric")
+    pos, seg_mat, attn_mask = _xlnet_inputs(
+        q, k, w_r, seg_ids, mask, attn_type, clamp_len, clamp_style, scale
+    )
     bsz, n_head, qlen, d = q.shape
     klen, width = k.shape[2], w_r.shape[-1]
     wide = max(2 * d, -(-width // n_head))  # per-head width: [keys | values | padding]
@@ -282,10 +307,7 @@ def xlnet_relative_attention(
     key_value = _pad_last(torch.cat([k, v], dim=-1), wide)  # (bsz, n_head, klen, wide)
     states = key_value.permute(2, 0, 1, 3).reshape(klen, bsz, hidden)
     g = _pad_last(q, wide).permute(2, 0, 1, 3).reshape(qlen, bsz, hidden)
-    pos = _positions(width, attn_type, clamp_len, qlen, klen, bsz).to(q.dtype)
     r = _pad_last(pos, hidden)  # (rlen, bsz, hidden)
-    seg_mat = None if seg_ids is None else _seg_mat(seg_ids, qlen, q.dtype)
-    attn_mask = _xlnet_mask(mask, attn_type, (bsz, n_head, qlen, klen), q.dtype)
     seen: list[Any] = []
     hook = module.dropout.register_forward_hook(lambda m, args, out: seen.append(args[0]))
     try:
@@ -324,8 +346,7 @@ def wav2vec2_bert_self_attention(
     _unused("key_query", key_query, False)
     _unused("scale", scale, None)
     bsz, n_head, length, d = q.shape
-    if k.shape[2] != length:
-        raise ValueError(f"self-attention only: klen must equal qlen, got {k.shape[2]}")
+    _self_attention_only(q, k)
     wide, hidden = 3 * d, 3 * d * n_head
     config = Wav2Vec2BertConfig(
         hidden_size=hidden,
@@ -506,8 +527,7 @@ def deberta_v2_self_attention(
     _unused("scale", scale, None)
     _unused("p2c_distance", p2c_distance, "r_ij")
     bsz, n_head, length, d = q.shape
-    if k.shape[2] != length:
-        raise ValueError(f"self-attention only: klen must equal qlen, got {k.shape[2]}")
+    _self_attention_only(q, k)
     terms = [t for t, table in (("c2p", pos_key), ("p2c", pos_query)) if table is not None]
     width = 2 * (span or 0)
     # read by the module from the config's extra keywords (not in the config's signature)
