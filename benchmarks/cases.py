@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from impls import Implementation, registry
+from relpos.impls import Implementation, registry
 
 __all__ = ["BASELINES", "FLOOR", "REFERENCE_MAX", "SETTINGS", "Case", "cases"]
 
@@ -103,8 +103,8 @@ def _inputs(case: Case, encoding: str) -> dict[str, np.ndarray | Any]:
 def _default_inputs(encoding: str, L: int, randn: Any, rng: np.random.Generator) -> dict:
     """Any encoding with its option defaults (the first candidate where an option has no
     valid default) and every tensor it takes, tables at scale 0.1."""
-    from spec import get_encoding
-    from spec._cases import build_arguments
+    from relpos.spec import get_encoding
+    from relpos.spec._cases import build_arguments
 
     enc = get_encoding(encoding)
     dims = {"bsz": BSZ, "n_head": N_HEAD, "qlen": L, "mlen": 0, "d_head": D_HEAD}

@@ -44,7 +44,7 @@ class Backend(abc.ABC):
 
     def available(self) -> tuple[bool, str]:
         """Whether the backend imports here, and if not, why (the impls registry decides)."""
-        from impls import backend_available
+        from relpos.impls import backend_available
 
         return backend_available(self.name)
 

@@ -8,6 +8,7 @@ relpos check [--target M:F --encoding NAME [--profile P] [--adapter M:F]]
                                        conformance report (bundled implementations or a target)
 relpos profiles [--encoding NAME]      conventions and named library profiles
 relpos bench                           benchmarks
+relpos --version                       the installed distribution's version
 """
 
 from __future__ import annotations
@@ -21,15 +22,15 @@ __all__ = ["main"]
 
 
 def _spec_show(args: argparse.Namespace) -> int:
-    from spec.render import show
+    from relpos.spec.render import show
 
     sys.stdout.write(show(args.name, latex=args.latex))
     return 0
 
 
 def _spec_prove(args: argparse.Namespace) -> int:
-    from spec import get_encoding
-    from spec.render import proof_table, prove
+    from relpos.spec import get_encoding
+    from relpos.spec.render import proof_table, prove
 
     chosen = None if not args.encoding else [get_encoding(n) for n in args.encoding]
     results = prove(chosen)
@@ -43,8 +44,8 @@ def _spec_prove(args: argparse.Namespace) -> int:
 
 
 def _vectors_export(args: argparse.Namespace) -> int:
-    from equivalence.tolerance import suggested_for_vectors
-    from spec.vectors import export
+    from relpos.equivalence.tolerance import suggested_for_vectors
+    from relpos.spec.vectors import export
 
     written = export(args.out, encodings=args.encoding or None, tolerance=suggested_for_vectors)
     sys.stdout.write(f"wrote {len(written)} vector files and manifest.json to {args.out}\n")
@@ -52,7 +53,7 @@ def _vectors_export(args: argparse.Namespace) -> int:
 
 
 def _vectors_verify(args: argparse.Namespace) -> int:
-    from spec.vectors import verify
+    from relpos.spec.vectors import verify
 
     checked, differences = verify(args.directory)
     for difference in differences:
@@ -84,7 +85,7 @@ def _progress(n: int, total: int, result: Any, verbose: bool) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from equivalence.profiles import active_profile
+    from relpos.equivalence.profiles import active_profile
 
     budget = args.budget or active_profile()
     if args.target:
@@ -93,10 +94,10 @@ def _check(args: argparse.Namespace) -> int:
         if getattr(args, flag):
             sys.stderr.write(f"relpos check: --{flag} needs --target\n")
             return 2
-    from equivalence.properties import PROPERTIES
-    from equivalence.report import matrix, to_json, write_json
-    from equivalence.runner import run_property
-    from impls import registry
+    from relpos.equivalence.properties import PROPERTIES
+    from relpos.equivalence.report import matrix, to_json, write_json
+    from relpos.equivalence.runner import run_property
+    from relpos.impls import registry
 
     chosen = [
         i
@@ -135,9 +136,9 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _check_target(args: argparse.Namespace, budget: str) -> int:
-    from equivalence.report import matrix, to_json, write_json
-    from equivalence.targets import check_target, failure_report, make_target
-    from spec import ArgumentError
+    from relpos.equivalence.report import matrix, to_json, write_json
+    from relpos.equivalence.targets import check_target, failure_report, make_target
+    from relpos.spec import ArgumentError
 
     if not args.encoding or len(args.encoding) != 1:
         sys.stderr.write("relpos check: --target needs exactly one --encoding\n")
@@ -193,8 +194,8 @@ def _check_target(args: argparse.Namespace, budget: str) -> int:
 
 
 def _profiles(args: argparse.Namespace) -> int:
-    from equivalence.targets import conventions
-    from spec import all_encodings
+    from relpos.equivalence.targets import conventions
+    from relpos.spec import all_encodings
 
     for enc in all_encodings():
         if args.encoding and enc.name not in args.encoding:
@@ -222,18 +223,29 @@ def _profiles(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from equivalence.bench import main as bench
+    from relpos.equivalence.bench import main as bench
 
     return bench(args.sizes, args.rounds, args.select, args.out)
 
 
+def _version() -> str:
+    """The installed distribution's version (the one pip reports)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("relpos-conformance")
+    except metadata.PackageNotFoundError:
+        return "unknown (relpos-conformance is not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
-    from spec import ENCODINGS
+    from relpos.spec import ENCODINGS
 
     parser = argparse.ArgumentParser(
         prog="relpos",
         description="Conformance reference for relative position encodings in attention.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     spec = commands.add_parser("spec", help="the specification: formulas and proofs")
@@ -270,9 +282,9 @@ def _parser() -> argparse.ArgumentParser:
         "check",
         help="run the conformance properties on the bundled implementations, or on a target",
     )
-    from equivalence.profiles import PROFILES
-    from equivalence.properties import PROPERTIES
-    from impls import BACKENDS
+    from relpos.equivalence.profiles import PROFILES
+    from relpos.equivalence.properties import PROPERTIES
+    from relpos.impls import BACKENDS
 
     check.add_argument("--encoding", action="append", choices=sorted(ENCODINGS))
     check.add_argument("--backend", action="append", choices=list(BACKENDS))

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from equivalence.dtypes import representable
-from spec import get_encoding
-from spec._cases import build_arguments, make_mask
+from relpos.equivalence.dtypes import representable
+from relpos.spec import get_encoding
+from relpos.spec._cases import build_arguments, make_mask
 
 __all__ = ["MASK_KINDS", "VALUE_KINDS", "Draw"]
 

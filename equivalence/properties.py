@@ -3,7 +3,7 @@
 Each :class:`Property` draws inputs with a strategy, runs the implementation (and, for some,
 a second run or another backend), and returns :class:`~equivalence.compare.Verdict` values;
 pytest (``tests/properties``), ``relpos check`` and third-party checks all run these same
-functions through :mod:`equivalence.runner`. A property applies to an implementation when its
+functions through :mod:`relpos.equivalence.runner`. A property applies to an implementation when its
 encoding declares it (the metamorphic ones, ``Encoding.metamorphic``) or always (the rest).
 
 1. ``oracle``: scores, probabilities and outputs agree with the oracle (every dtype).
@@ -24,15 +24,15 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from equivalence import tolerance
-from equivalence.backends import DTYPES, Outputs, backend
-from equivalence.compare import Verdict, compare
-from equivalence.draws import MASK_KINDS, Draw
-from equivalence.dtypes import representable
-from equivalence.reference import approximate, expected, expected_gradients
-from equivalence.strategies import Restriction, draws
-from impls import Implementation, registry
-from spec import get_encoding
+from relpos.equivalence import tolerance
+from relpos.equivalence.backends import DTYPES, Outputs, backend
+from relpos.equivalence.compare import Verdict, compare
+from relpos.equivalence.draws import MASK_KINDS, Draw
+from relpos.equivalence.dtypes import representable
+from relpos.equivalence.reference import approximate, expected, expected_gradients
+from relpos.equivalence.strategies import Restriction, draws
+from relpos.impls import Implementation, registry
+from relpos.spec import get_encoding
 
 __all__ = ["PROPERTIES", "Finding", "Inapplicable", "Property", "applicable"]
 

@@ -44,7 +44,7 @@ class RelposItem(pytest.Item):
         self.add_marker(pytest.mark.relpos)
 
     def runtest(self) -> None:
-        from equivalence.runner import run_property
+        from relpos.equivalence.runner import run_property
 
         result = run_property(self.prop, self.target, self.dtype, profile=self.budget)
         self.user_properties.append(("worst_ratio", result.worst_ratio))
@@ -58,7 +58,7 @@ class RelposItem(pytest.Item):
         state = self.config.stash.setdefault(_DIAGNOSED, [])
         if state:
             return "(diagnosis: see the first failing relpos item)"
-        from equivalence.targets import diagnose
+        from relpos.equivalence.targets import diagnose
 
         state.append(True)
         return str(diagnose(self.target))
@@ -89,10 +89,10 @@ def pytest_collection_modifyitems(
     path = config.getoption("relpos_target")
     if not path:
         return
-    from equivalence.profiles import active_profile
-    from equivalence.properties import PROPERTIES
-    from equivalence.targets import TARGET_PROPERTIES, make_target
-    from spec import ArgumentError
+    from relpos.equivalence.profiles import active_profile
+    from relpos.equivalence.properties import PROPERTIES
+    from relpos.equivalence.targets import TARGET_PROPERTIES, make_target
+    from relpos.spec import ArgumentError
 
     encoding = config.getoption("relpos_encoding")
     if not encoding:

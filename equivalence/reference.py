@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from equivalence import tolerance
+from relpos.equivalence import tolerance
 
 __all__ = [
     "Approximate",
@@ -68,7 +68,7 @@ def fingerprint(encoding: str, args: Mapping[str, Any]) -> bytes:
 
 def expected(encoding: str, args: Mapping[str, Any]) -> Expected:
     """The oracle's expected values for ``args`` (numpy arrays and options)."""
-    from spec import evaluate, magnitudes
+    from relpos.spec import evaluate, magnitudes
 
     key = fingerprint(encoding, args)
     if key in _CACHE:
@@ -112,7 +112,7 @@ class Approximate:
 
 
 def approximate(encoding: str, args: Mapping[str, Any]) -> Approximate:
-    from spec import approximate as spec_approximate
+    from relpos.spec import approximate as spec_approximate
 
     a = spec_approximate(encoding, **args)
     return Approximate(a["probs"], a["mask"], a["scores"], a["out"])
@@ -125,7 +125,7 @@ def expected_gradients(
     encoding: str, args: Mapping[str, Any], weights: np.ndarray
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The oracle's gradients of sum(weights * out) (float64) and their magnitudes, cached."""
-    from spec import gradient_magnitudes, gradients
+    from relpos.spec import gradient_magnitudes, gradients
 
     key = fingerprint(encoding, {**args, "__weights": np.asarray(weights)})
     if key not in _GRADIENTS:

@@ -16,10 +16,10 @@ from typing import Any
 from hypothesis import given, reject, seed, settings
 from hypothesis.errors import Unsatisfiable
 
-from equivalence.draws import Draw
-from equivalence.profiles import RUN_SEED, load_profile
-from equivalence.properties import PROPERTIES, Finding, Inapplicable, Property, applicable
-from impls import Implementation, get
+from relpos.equivalence.draws import Draw
+from relpos.equivalence.profiles import RUN_SEED, load_profile
+from relpos.equivalence.properties import PROPERTIES, Finding, Inapplicable, Property, applicable
+from relpos.impls import Implementation, get
 
 __all__ = ["Result", "reproduce", "run_property"]
 
@@ -53,8 +53,8 @@ def repro_snippet(prop: str, impl: Implementation, dtype: str, draw: Draw) -> st
     if own is not None:  # a third-party target says how to rebuild itself
         return str(own(prop, dtype, draw))
     return (
-        "from equivalence import reproduce\n"
-        "from equivalence.draws import Draw\n"
+        "from relpos.equivalence import reproduce\n"
+        "from relpos.equivalence.draws import Draw\n"
         f"reproduce({prop!r}, {impl.id!r}, {dtype!r},\n"
         f"          {draw!r})"
     )

@@ -18,8 +18,8 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-from equivalence.draws import MASK_KINDS, VALUE_KINDS, Draw
-from spec import ENCODINGS, get_encoding
+from relpos.equivalence.draws import MASK_KINDS, VALUE_KINDS, Draw
+from relpos.spec import ENCODINGS, get_encoding
 
 __all__ = ["SIZES", "Restriction", "dimensions", "draws", "mask_kinds", "value_kinds"]
 

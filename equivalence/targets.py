@@ -9,8 +9,8 @@ or, when its signature names ``with_weights``, with ``with_weights=True`` and re
 ``(out, probs, scores)``. Tensors are the backend's (torch tensors or JAX arrays) in the dtype
 under test; q is (bsz, n_head, qlen, d_head), k and v (bsz, n_head, klen, d_head), and out
 must be (bsz, n_head, qlen, d_head) in q's dtype. Before the call, the arguments are put into
-the conventions of the chosen *profile* (:mod:`spec._profiles`): a table reversed for a library
-that indexes by i - j, a mask inverted for one where True means masked, and so on.
+the conventions of the chosen *profile* (:mod:`relpos.spec._profiles`): a table reversed for a
+library that indexes by i - j, a mask inverted for one where True means masked, and so on.
 
 An *adapter* maps that call onto a function with another signature:
 ``adapter(target, q, k, v, **arguments) -> out`` (or a triple, with ``with_weights``).
@@ -35,18 +35,18 @@ from typing import Any
 import numpy as np
 from hypothesis import Phase, given, settings
 
-from equivalence import tolerance
-from equivalence.backends import Outputs, backend
-from equivalence.compare import compare
-from equivalence.draws import Draw
-from equivalence.properties import PROPERTIES, Finding
-from equivalence.reference import expected
-from equivalence.runner import Result, run_property
-from equivalence.strategies import Restriction, draws
-from impls import BACKENDS, Implementation
-from spec import ArgumentError, Encoding, get_encoding, pair_values
-from spec._oracle import full_mask
-from spec._profiles import Profile, Value, fixed
+from relpos.equivalence import tolerance
+from relpos.equivalence.backends import Outputs, backend
+from relpos.equivalence.compare import compare
+from relpos.equivalence.draws import Draw
+from relpos.equivalence.properties import PROPERTIES, Finding
+from relpos.equivalence.reference import expected
+from relpos.equivalence.runner import Result, run_property
+from relpos.equivalence.strategies import Restriction, draws
+from relpos.impls import BACKENDS, Implementation
+from relpos.spec import ArgumentError, Encoding, get_encoding, pair_values
+from relpos.spec._oracle import full_mask
+from relpos.spec._profiles import Profile, Value, fixed
 
 __all__ = [
     "TARGET_PROPERTIES",
@@ -315,8 +315,8 @@ class Target(Implementation):
     def repro(self, prop: str, dtype: str, draw: Draw) -> str:
         adapter = f", adapter={self.adapter_path!r}" if self.adapter_path else ""
         return (
-            "from equivalence.draws import Draw\n"
-            "from equivalence.targets import reproduce_target\n"
+            "from relpos.equivalence.draws import Draw\n"
+            "from relpos.equivalence.targets import reproduce_target\n"
             f"reproduce_target({self.target_path!r}, {self.encoding!r}, "
             f"{self.profile.name!r}, {prop!r}, {dtype!r},\n"
             f"                 {draw!r}{adapter}, backend={self.backend!r})"
@@ -415,7 +415,7 @@ def reproduce_target(
     backend: str | None = None,
 ) -> float:
     """Re-run one failing example of a target; raises AssertionError if it still fails."""
-    from equivalence.runner import _check
+    from relpos.equivalence.runner import _check
 
     t = make_target(target, encoding=encoding, profile=profile, adapter=adapter, backend=backend)
     return _check(PROPERTIES[prop], t, draw, dtype)
@@ -436,7 +436,7 @@ def check_target(
     on_result: Callable[[Result], None] | None = None,
 ) -> list[Result]:
     """Run the properties on a target; each result's ``extra`` names the target and profile."""
-    from equivalence.backends import DTYPES
+    from relpos.equivalence.backends import DTYPES
 
     unknown = [d for d in dtypes or () if d not in DTYPES]
     if unknown:

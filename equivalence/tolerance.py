@@ -1,8 +1,8 @@
 """The tolerance model: how far a correct floating-point evaluation may be from the oracle.
 
-Every bound is per element, built from magnitudes the oracle computes (:func:`spec.magnitudes`)
-times a unit roundoff and a stated constant; nothing scales with array size and no test holds
-a literal tolerance.
+Every bound is per element, built from magnitudes the oracle computes
+(:func:`relpos.spec.magnitudes`) times a unit roundoff and a stated constant; nothing scales with
+array size and no test holds a literal tolerance.
 
 Notation: ``u`` is the unit roundoff of the dtype (2^-53, 2^-24, 2^-8, 2^-11 for float64,
 float32, bfloat16, float16); ``u_acc`` that of the accumulation dtype (float32 for the half
@@ -44,7 +44,7 @@ first-order terms dropped above; it is a stated constant, not a fit.
 Gradients. Back-propagation (or forward mode) computes each gradient element as a sum of
 products of partial derivatives along every computational path from the input to the loss
 sum(w * out). Its rounding error is bounded by gamma_N times the sum of the absolute values
-of those products, G (:func:`spec.gradient_magnitudes` computes it exactly, with duals that
+of those products, G (:func:`relpos.spec.gradient_magnitudes` computes it exactly, with duals that
 take every chain-rule coefficient by absolute value). N is the longest accumulation: a shared
 table's gradient sums over every (b, h, i, j), plus the dot products and the encoding's own
 dimensions (P rows or d_model); at most ``C_ROUND_GRAD`` intermediates are rounded to the
@@ -143,7 +143,7 @@ def bounds(
     """E1-E3 for one evaluation.
 
     ``probs`` (float64) and ``mask`` come from the oracle, the magnitudes from
-    :func:`spec.magnitudes`; ``abs_values_sum`` is sum_j |V_ij| per output element (for the
+    :func:`relpos.spec.magnitudes`; ``abs_values_sum`` is sum_j |V_ij| per output element (for the
     underflow term; defaults to ``magnitude_out``).
     """
     m = _model(dtype)
@@ -167,7 +167,7 @@ def gradient_bounds(
     dims: Mapping[str, int],
     forward: Bounds,
 ) -> dict[str, np.ndarray]:
-    """E4 for every input, from :func:`spec.gradient_magnitudes`, the problem's dims and the
+    """E4 for every input, from :func:`relpos.spec.gradient_magnitudes`, the problem's dims and the
     forward bounds of the same input (for E, the largest logit error bound)."""
     m = _model(dtype)
     core = ("bsz", "n_head", "qlen", "klen", "mlen", "d_head")
@@ -195,7 +195,7 @@ def for_evaluation(
     dtype: str, encoding: str, args: Mapping[str, object], evaluation: object
 ) -> Bounds:
     """E1-E3 for an oracle evaluation of ``encoding`` on ``args``."""
-    from spec import magnitudes
+    from relpos.spec import magnitudes
 
     mags = magnitudes(encoding, "exact", **args)
     return bounds(

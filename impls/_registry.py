@@ -1,6 +1,6 @@
 """The one registry of implementations, keyed by (encoding, backend, variant).
 
-Discovery is by convention and static: for every encoding of :data:`spec.ENCODINGS` and every
+Discovery is by convention and static: for every encoding of :data:`relpos.spec.ENCODINGS` and every
 backend of :data:`BACKENDS`, the module ``impls/<backend>/<encoding>.py`` declares
 ``VARIANTS = {"reference": "<function>", "fast": "<function>", ...}``. The registry reads that
 literal without importing the module, so it is complete (and test ids are stable) even where a
@@ -41,7 +41,7 @@ class Implementation:
 
     @property
     def module(self) -> str:
-        return f"impls.{self.backend}.{self.encoding}"
+        return f"relpos.impls.{self.backend}.{self.encoding}"
 
     def available(self) -> tuple[bool, str]:
         """Whether the backend imports here, and if not, why."""
@@ -81,7 +81,7 @@ def _variants(path: Path) -> dict[str, str]:
 @cache
 def registry() -> tuple[Implementation, ...]:
     """Every registered implementation, in (encoding, backend, variant) order."""
-    from spec import ENCODINGS
+    from relpos.spec import ENCODINGS
 
     found: list[Implementation] = []
     for encoding in ENCODINGS:

@@ -4,16 +4,16 @@ and the oracle that evaluates it exactly or in high precision.
 Entry points: :func:`evaluate` (scores, probabilities, outputs), :func:`gradients`,
 :func:`magnitudes`, :func:`validate` (the argument checks every implementation shares),
 :func:`get_encoding` (formulas, identities, golden cases) and :data:`SPEC_VERSION`.
-Importing ``spec`` imports neither torch nor jax.
+Importing ``relpos.spec`` imports neither torch nor jax.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from spec._arith import DPS
-from spec._encoding import Case, Encoding, Identity, Proof, Reference
-from spec._oracle import (
+from relpos.spec._arith import DPS
+from relpos.spec._encoding import Case, Encoding, Identity, Proof, Reference
+from relpos.spec._oracle import (
     Evaluation,
     approximate,
     evaluate,
@@ -22,9 +22,9 @@ from spec._oracle import (
     magnitudes,
     pair_values,
 )
-from spec._signature import DIMENSIONS, ArgumentError, Problem
-from spec.encodings import ENCODINGS, all_encodings
-from spec.encodings import get as get_encoding
+from relpos.spec._signature import DIMENSIONS, ArgumentError, Problem
+from relpos.spec.encodings import ENCODINGS, all_encodings
+from relpos.spec.encodings import get as get_encoding
 
 __all__ = [
     "DIMENSIONS",

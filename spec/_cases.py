@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from spec._encoding import Case, Encoding
+from relpos.spec._encoding import Case, Encoding
 
 __all__ = ["MASK_KINDS", "build_arguments", "case_inputs", "make_mask"]
 

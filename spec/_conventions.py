@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import sympy as sp
 
-from spec._pairs import size_symbol
-from spec._signature import Option, Tensor, check_scale
+from relpos.spec._pairs import size_symbol
+from relpos.spec._signature import Option, Tensor, check_scale
 
 __all__ = [
     "CONVENTIONS",

@@ -2,8 +2,8 @@
 
 A new encoding is one module in ``spec/encodings/`` defining one final subclass of
 :class:`Encoding` and one line in ``spec/encodings/__init__.py``. It declares its arguments
-(:mod:`spec._signature`), its SymPy formulas, its citation and conventions, and how its logits
-and per-pair values are evaluated from those formulas (:meth:`Encoding.logits`,
+(:mod:`relpos.spec._signature`), its SymPy formulas, its citation and conventions, and how its
+logits and per-pair values are evaluated from those formulas (:meth:`Encoding.logits`,
 :meth:`Encoding.values`). Masking, softmax, outputs, gradients, magnitudes, golden vectors,
 rendering and the proof table are generic.
 """
@@ -20,9 +20,9 @@ from typing import Any, ClassVar
 import numpy as np
 import sympy as sp
 
-from spec._arith import Mode
-from spec._profiles import GENERIC_AXES, Axis, Profile
-from spec._signature import Option, Problem, Tensor, validate_arguments
+from relpos.spec._arith import Mode
+from relpos.spec._profiles import GENERIC_AXES, Axis, Profile
+from relpos.spec._signature import Option, Problem, Tensor, validate_arguments
 
 __all__ = ["Case", "Encoding", "Identity", "Proof", "Reference"]
 
@@ -78,7 +78,7 @@ class Case:
 
     ``dims`` holds bsz, n_head, qlen, mlen, d_head (and any dimension the encoding's options do
     not determine); ``include`` lists the optional tensors present; ``layouts`` picks a layout
-    index for tensors with several; ``mask`` is one of the mask kinds of :mod:`spec._cases`.
+    index for tensors with several; ``mask`` is one of the mask kinds of :mod:`relpos.spec._cases`.
     """
 
     name: str
@@ -164,7 +164,7 @@ class Encoding(abc.ABC):
     #: Optional tensors that must be given together (all or none).
     optional_groups: ClassVar[tuple[tuple[str, ...], ...]] = ()
     #: Metamorphic properties that hold for this encoding (names from
-    #: ``equivalence.properties``): "translation", "masked_keys", "batch", "memory_rows",
+    #: ``relpos.equivalence.properties``): "translation", "masked_keys", "batch", "memory_rows",
     #: "zero_tables", "wide_range".
     metamorphic: ClassVar[tuple[str, ...]] = ("translation", "masked_keys", "batch", "memory_rows")
     #: Tensors that, all zero, reduce the encoding to plain scaled dot-product attention.
@@ -209,7 +209,7 @@ class Encoding(abc.ABC):
         for p in self.all_profiles():
             if p.name == name:
                 return p
-        from spec._signature import ArgumentError
+        from relpos.spec._signature import ArgumentError
 
         known = ", ".join(repr(p.name) for p in self.all_profiles())
         raise ArgumentError("profile", repr(name), f"must be one of {known} for {self.name}")

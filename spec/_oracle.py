@@ -29,10 +29,10 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from spec import _arith
-from spec._arith import DPS, Mode
-from spec._encoding import Encoding
-from spec._signature import ArgumentError, Problem
+from relpos.spec import _arith
+from relpos.spec._arith import DPS, Mode
+from relpos.spec._encoding import Encoding
+from relpos.spec._signature import ArgumentError, Problem
 
 __all__ = [
     "Evaluation",
@@ -68,7 +68,7 @@ class Evaluation:
 def _encoding(encoding: str | Encoding) -> Encoding:
     if isinstance(encoding, Encoding):
         return encoding
-    from spec.encodings import get
+    from relpos.spec.encodings import get
 
     return get(encoding)
 
@@ -212,7 +212,8 @@ def gradient_magnitudes(
     sum(|weights| * out) of the absolute values of the chain-rule products (float64 arrays).
 
     A floating-point gradient sums exactly these products (in forward or reverse order), so
-    its rounding error is bounded by a multiple of this magnitude (``equivalence.tolerance``).
+    its rounding error is bounded by a multiple of this magnitude
+    (``relpos.equivalence.tolerance``).
     """
     grads = _gradients(encoding, np.abs(np.asarray(weights)), args, _arith.AbsDual)
     to_float = np.vectorize(lambda x: float(x), otypes=[np.float64])

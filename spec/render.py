@@ -6,10 +6,10 @@ from collections.abc import Iterable
 
 import sympy as sp
 
-from spec._conventions import CONVENTIONS
-from spec._encoding import Encoding, Proof
-from spec._signature import DIMENSIONS
-from spec.encodings import all_encodings, get
+from relpos.spec._conventions import CONVENTIONS
+from relpos.spec._encoding import Encoding, Proof
+from relpos.spec._signature import DIMENSIONS
+from relpos.spec.encodings import all_encodings, get
 
 __all__ = ["proof_table", "prove", "show"]
 

@@ -33,11 +33,11 @@ from typing import Any
 import mpmath
 import numpy as np
 
-from spec._arith import DPS
-from spec._cases import case_inputs
-from spec._encoding import Case, Encoding
-from spec._oracle import Evaluation, evaluate
-from spec.encodings import all_encodings, get
+from relpos.spec._arith import DPS
+from relpos.spec._cases import case_inputs
+from relpos.spec._encoding import Case, Encoding
+from relpos.spec._oracle import Evaluation, evaluate
+from relpos.spec.encodings import all_encodings, get
 
 __all__ = ["DIGITS", "Difference", "export", "load", "verify"]
 
@@ -127,7 +127,7 @@ def export(
     tolerance: ToleranceFn | None = None,
 ) -> list[Path]:
     """Write every golden case of the chosen encodings (all by default) under ``out``."""
-    from spec import SPEC_VERSION
+    from relpos.spec import SPEC_VERSION
 
     directory = Path(out)
     directory.mkdir(parents=True, exist_ok=True)
@@ -166,7 +166,7 @@ def load(path: str | Path) -> tuple[str, dict[str, Any]]:
 def verify(directory: str | Path) -> tuple[int, list[Difference]]:
     """Re-derive every vector file under ``directory``; return the number of files checked
     and every difference (spec version, shapes or values)."""
-    from spec import SPEC_VERSION
+    from relpos.spec import SPEC_VERSION
 
     files = sorted(p for p in Path(directory).glob("*.json") if p.name != "manifest.json")
     differences: list[Difference] = []

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from spec import get_encoding
-from spec._cases import case_inputs
+from relpos.spec import get_encoding
+from relpos.spec._cases import case_inputs
 
 
 @dataclass(frozen=True)

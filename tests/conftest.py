@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import settings
 
-from equivalence.backends import backends, release_compiled_code
-from equivalence.profiles import RUN_SEED, active_profile
-from impls import registry
+from relpos.equivalence.backends import backends, release_compiled_code
+from relpos.equivalence.profiles import RUN_SEED, active_profile
+from relpos.impls import registry
 
 settings.load_profile(active_profile())
 
@@ -36,7 +36,7 @@ def cases_named(encoding, preferred, default=("mask_fully_masked_row",)):
     """The golden cases of ``encoding`` a test uses: ``preferred[encoding]`` when the test
     names some, else the encoding's first case and those of ``default`` it has (so a new
     encoding is covered without editing the test)."""
-    from spec import get_encoding
+    from relpos.spec import get_encoding
 
     cases = {c.name: c for c in get_encoding(encoding).cases()}
     names = preferred.get(encoding) or [next(iter(cases)), *(n for n in default if n in cases)]

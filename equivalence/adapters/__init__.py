@@ -2,6 +2,6 @@
 
 An adapter maps the canonical call ``(q, k, v, **arguments)`` (already in the profile's
 conventions) onto a library's own function and returns ``out``, or ``(out, probs, scores)``
-when it takes ``with_weights``. See :mod:`equivalence.targets` for the contract and
-:mod:`equivalence.adapters.huggingface` for worked examples.
+when it takes ``with_weights``. See :mod:`relpos.equivalence.targets` for the contract and
+:mod:`relpos.equivalence.adapters.huggingface` for worked examples.
 """

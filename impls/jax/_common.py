@@ -1,6 +1,6 @@
 """Pieces every JAX implementation shares: dtypes, the sinusoid, masked softmax.
 
-Public entry points validate their arguments with :func:`spec.validate` (outside any jitted
+Public entry points validate their arguments with :func:`relpos.spec.validate` (outside any jitted
 code, so options are checked and normalised to hashable static values) and then call a
 ``jax.jit``-compiled core whose options are static: the same shapes and options never retrace.
 float64 needs ``jax.config.update("jax_enable_x64", True)``.
@@ -14,16 +14,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from spec import Problem, validate
+from relpos.spec import Problem
 
-__all__ = ["accumulation_dtype", "check", "default_scale", "masked_softmax", "sinusoid"]
+__all__ = ["accumulation_dtype", "default_scale", "masked_softmax", "sinusoid"]
 
 HALF = (jnp.float16, jnp.bfloat16)
-
-
-def check(encoding: str, args: dict[str, Any]) -> Problem:
-    """Validate a call before any computation (shared text with the oracle)."""
-    return validate(encoding, args)
 
 
 def accumulation_dtype(dtype: Any) -> Any:

@@ -12,9 +12,9 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from impls.jax._common import (
+from relpos.impls._validated import validated
+from relpos.impls.jax._common import (
     accumulation_dtype,
-    check,
     default_scale,
     masked_softmax,
     with_masked_scores,
@@ -81,37 +81,21 @@ def _fast(q, k, v, slopes, mask, *, causal, signed, rule_slopes, scale, with_wei
     return (out, probs, with_masked_scores(scores, visible)) if with_weights else out
 
 
-def _call(core, q, k, v, slopes, mask, causal, signed, slope_rule, scale, with_weights, unknown):
-    problem = check(
-        "alibi",
-        dict(
-            q=q,
-            k=k,
-            v=v,
-            slopes=slopes,
-            mask=mask,
-            causal=causal,
-            signed=signed,
-            slope_rule=slope_rule,
-            scale=scale,
-            **unknown,
-        ),
-    )
+def _call(core, problem, with_weights):
+    t, o = problem.tensors, problem.options
     return core(
-        q,
-        k,
-        v,
-        slopes,
-        mask,
-        causal=bool(causal),
-        signed=bool(signed),
-        rule_slopes=slopes_for(q.shape[1], slope_rule),
+        *(t[name] for name in ("q", "k", "v", "slopes", "mask")),
+        causal=bool(o["causal"]),
+        signed=bool(o["signed"]),
+        rule_slopes=slopes_for(problem.dims["n_head"], o["slope_rule"]),
         scale=default_scale(problem),
         with_weights=bool(with_weights),
     )
 
 
+@validated("alibi")
 def alibi_reference(
+    problem,
     q,
     k,
     v,
@@ -123,15 +107,14 @@ def alibi_reference(
     slope_rule="paper",
     scale=None,
     with_weights=False,
-    **unknown,
 ):
     """The definition written plainly: e_ij = scale q_i . k_j + m_h B_ij per pair."""
-    return _call(
-        _reference, q, k, v, slopes, mask, causal, signed, slope_rule, scale, with_weights, unknown
-    )
+    return _call(_reference, problem, with_weights)
 
 
+@validated("alibi")
 def alibi_fast(
+    problem,
     q,
     k,
     v,
@@ -143,9 +126,6 @@ def alibi_fast(
     slope_rule="paper",
     scale=None,
     with_weights=False,
-    **unknown,
 ):
     """q pre-scaled and one batched matmul; one distance grid scaled per head."""
-    return _call(
-        _fast, q, k, v, slopes, mask, causal, signed, slope_rule, scale, with_weights, unknown
-    )
+    return _call(_fast, problem, with_weights)

@@ -15,8 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from impls._integers import deberta_rows
-from impls.jax._common import accumulation_dtype, check, masked_softmax, with_masked_scores
+from relpos.impls._integers import deberta_rows
+from relpos.impls._validated import validated
+from relpos.impls.jax._common import accumulation_dtype, masked_softmax, with_masked_scores
 
 __all__ = ["VARIANTS", "deberta_fast", "deberta_reference"]
 
@@ -85,54 +86,24 @@ def _fast(
     return (out, probs, with_masked_scores(scores, mask)) if with_weights else out
 
 
-def _call(
-    core,
-    q,
-    k,
-    v,
-    pos_key,
-    pos_query,
-    mask,
-    span,
-    max_position,
-    p2c_distance,
-    scale,
-    with_weights,
-    unknown,
-):
-    problem = check(
-        "deberta",
-        dict(
-            q=q,
-            k=k,
-            v=v,
-            pos_key=pos_key,
-            pos_query=pos_query,
-            mask=mask,
-            span=span,
-            max_position=max_position,
-            p2c_distance=p2c_distance,
-            scale=scale,
-            **unknown,
-        ),
-    )
-    terms = 1 + (pos_key is not None) + (pos_query is not None)
+def _call(core, problem, with_weights):
+    t, o = problem.tensors, problem.options
+    tables = ("pos_key", "pos_query")
+    terms = 1 + sum(t[name] is not None for name in tables)
+    scale = o["scale"]
     return core(
-        q,
-        k,
-        v,
-        pos_key,
-        pos_query,
-        mask,
-        span=int(span),
-        max_position=None if max_position is None else int(max_position),
-        p2c_distance=str(p2c_distance),
+        *(t[name] for name in ("q", "k", "v", *tables, "mask")),
+        span=int(o["span"]),
+        max_position=None if o["max_position"] is None else int(o["max_position"]),
+        p2c_distance=str(o["p2c_distance"]),
         scale=1 / math.sqrt(problem.dims["d_head"] * terms) if scale is None else float(scale),
         with_weights=bool(with_weights),
     )
 
 
+@validated("deberta")
 def deberta_reference(
+    problem,
     q,
     k,
     v,
@@ -145,27 +116,14 @@ def deberta_reference(
     p2c_distance="r_ji",
     scale=None,
     with_weights=False,
-    **unknown,
 ):
     """The definition written plainly: both relative tables gathered per pair."""
-    return _call(
-        _reference,
-        q,
-        k,
-        v,
-        pos_key,
-        pos_query,
-        mask,
-        span,
-        max_position,
-        p2c_distance,
-        scale,
-        with_weights,
-        unknown,
-    )
+    return _call(_reference, problem, with_weights)
 
 
+@validated("deberta")
 def deberta_fast(
+    problem,
     q,
     k,
     v,
@@ -178,21 +136,6 @@ def deberta_fast(
     p2c_distance="r_ji",
     scale=None,
     with_weights=False,
-    **unknown,
 ):
     """q K^r^T and k Q^r^T products gathered by row; no (qlen, klen, d_head) tensor."""
-    return _call(
-        _fast,
-        q,
-        k,
-        v,
-        pos_key,
-        pos_query,
-        mask,
-        span,
-        max_position,
-        p2c_distance,
-        scale,
-        with_weights,
-        unknown,
-    )
+    return _call(_fast, problem, with_weights)

@@ -12,9 +12,9 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from impls.jax._common import (
+from relpos.impls._validated import validated
+from relpos.impls.jax._common import (
     accumulation_dtype,
-    check,
     default_scale,
     masked_softmax,
     with_masked_scores,
@@ -82,33 +82,29 @@ def _fast(q, k, v, mask, *, base, rotary, scale, with_weights):
     return (out, probs, with_masked_scores(scores, mask)) if with_weights else out
 
 
-def _call(core, q, k, v, mask, base, rotary_dim, scale, with_weights, unknown):
-    problem = check(
-        "rope",
-        dict(q=q, k=k, v=v, mask=mask, base=base, rotary_dim=rotary_dim, scale=scale, **unknown),
-    )
-    d = problem.dims["d_head"]
+def _call(core, problem, with_weights):
+    t, o = problem.tensors, problem.options
+    d, rotary_dim = problem.dims["d_head"], o["rotary_dim"]
     return core(
-        q,
-        k,
-        v,
-        mask,
-        base=float(base),
+        *(t[name] for name in ("q", "k", "v", "mask")),
+        base=float(o["base"]),
         rotary=d - d % 2 if rotary_dim is None else int(rotary_dim),
         scale=default_scale(problem),
         with_weights=bool(with_weights),
     )
 
 
+@validated("rope")
 def rope_reference(
-    q, k, v, *, mask=None, base=10000, rotary_dim=None, scale=None, with_weights=False, **unknown
+    problem, q, k, v, *, mask=None, base=10000, rotary_dim=None, scale=None, with_weights=False
 ):
     """The definition written plainly: a rotation matrix per position applied to q and k."""
-    return _call(_reference, q, k, v, mask, base, rotary_dim, scale, with_weights, unknown)
+    return _call(_reference, problem, with_weights)
 
 
+@validated("rope")
 def rope_fast(
-    q, k, v, *, mask=None, base=10000, rotary_dim=None, scale=None, with_weights=False, **unknown
+    problem, q, k, v, *, mask=None, base=10000, rotary_dim=None, scale=None, with_weights=False
 ):
     """cos and sin tables per position, elementwise rotation, batched q k^T."""
-    return _call(_fast, q, k, v, mask, base, rotary_dim, scale, with_weights, unknown)
+    return _call(_fast, problem, with_weights)

@@ -12,9 +12,9 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from impls.jax._common import (
+from relpos.impls._validated import validated
+from relpos.impls.jax._common import (
     accumulation_dtype,
-    check,
     default_scale,
     masked_softmax,
     with_masked_scores,
@@ -118,37 +118,21 @@ def _fast(q, k, v, rel_k, rel_v, mask, *, clip, key_query, scale, with_weights):
     return (out, probs, with_masked_scores(scores, mask)) if with_weights else out
 
 
-def _call(core, q, k, v, rel_k, rel_v, clip, key_query, mask, scale, with_weights, unknown):
-    problem = check(
-        "shaw",
-        dict(
-            q=q,
-            k=k,
-            v=v,
-            rel_k=rel_k,
-            rel_v=rel_v,
-            clip=clip,
-            key_query=key_query,
-            mask=mask,
-            scale=scale,
-            **unknown,
-        ),
-    )
+def _call(core, problem, with_weights):
+    t, o = problem.tensors, problem.options
+    clip = o["clip"]
     return core(
-        q,
-        k,
-        v,
-        rel_k,
-        rel_v,
-        mask,
+        *(t[name] for name in ("q", "k", "v", "rel_k", "rel_v", "mask")),
         clip=(int(clip[0]), int(clip[1])),
-        key_query=bool(key_query),
+        key_query=bool(o["key_query"]),
         scale=default_scale(problem),
         with_weights=bool(with_weights),
     )
 
 
+@validated("shaw")
 def shaw_reference(
+    problem,
     q,
     k,
     v,
@@ -160,15 +144,14 @@ def shaw_reference(
     mask=None,
     scale=None,
     with_weights=False,
-    **unknown,
 ):
     """The definition written plainly: per-pair gathered tables and an explicit softmax."""
-    return _call(
-        _reference, q, k, v, rel_k, rel_v, clip, key_query, mask, scale, with_weights, unknown
-    )
+    return _call(_reference, problem, with_weights)
 
 
+@validated("shaw")
 def shaw_fast(
+    problem,
     q,
     k,
     v,
@@ -180,8 +163,7 @@ def shaw_fast(
     mask=None,
     scale=None,
     with_weights=False,
-    **unknown,
 ):
     """q rel_k^T gathered by clipped distance; the value term from attention weights summed
     per clipped distance (a band plus two tail sums) and one matmul with rel_v."""
-    return _call(_fast, q, k, v, rel_k, rel_v, clip, key_query, mask, scale, with_weights, unknown)
+    return _call(_fast, problem, with_weights)

@@ -14,8 +14,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from impls._integers import t5_buckets
-from impls.jax._common import accumulation_dtype, check, masked_softmax, with_masked_scores
+from relpos.impls._integers import t5_buckets
+from relpos.impls._validated import validated
+from relpos.impls.jax._common import accumulation_dtype, masked_softmax, with_masked_scores
 
 __all__ = ["VARIANTS", "t5_fast", "t5_reference"]
 
@@ -60,51 +61,22 @@ def _fast(
     return (out, probs, with_masked_scores(scores, mask)) if with_weights else out
 
 
-def _call(
-    core,
-    q,
-    k,
-    v,
-    rel_bias,
-    mask,
-    num_buckets,
-    max_distance,
-    bidirectional,
-    scale,
-    with_weights,
-    unknown,
-):
-    problem = check(
-        "t5",
-        dict(
-            q=q,
-            k=k,
-            v=v,
-            rel_bias=rel_bias,
-            mask=mask,
-            num_buckets=num_buckets,
-            max_distance=max_distance,
-            bidirectional=bidirectional,
-            scale=scale,
-            **unknown,
-        ),
-    )
-    s = problem.options["scale"]
+def _call(core, problem, with_weights):
+    t, o = problem.tensors, problem.options
+    scale = o["scale"]
     return core(
-        q,
-        k,
-        v,
-        rel_bias,
-        mask,
-        num_buckets=int(num_buckets),
-        max_distance=int(max_distance),
-        bidirectional=bool(bidirectional),
-        scale=1.0 if s is None else float(s),
+        *(t[name] for name in ("q", "k", "v", "rel_bias", "mask")),
+        num_buckets=int(o["num_buckets"]),
+        max_distance=int(o["max_distance"]),
+        bidirectional=bool(o["bidirectional"]),
+        scale=1.0 if scale is None else float(scale),
         with_weights=bool(with_weights),
     )
 
 
+@validated("t5")
 def t5_reference(
+    problem,
     q,
     k,
     v,
@@ -116,26 +88,14 @@ def t5_reference(
     bidirectional=True,
     scale=None,
     with_weights=False,
-    **unknown,
 ):
     """The definition written plainly: each pair's bucket, its bias gathered per pair."""
-    return _call(
-        _reference,
-        q,
-        k,
-        v,
-        rel_bias,
-        mask,
-        num_buckets,
-        max_distance,
-        bidirectional,
-        scale,
-        with_weights,
-        unknown,
-    )
+    return _call(_reference, problem, with_weights)
 
 
+@validated("t5")
 def t5_fast(
+    problem,
     q,
     k,
     v,
@@ -147,20 +107,6 @@ def t5_fast(
     bidirectional=True,
     scale=None,
     with_weights=False,
-    **unknown,
 ):
     """Per-head bias gathered once from the transposed table, added to batched q k^T."""
-    return _call(
-        _fast,
-        q,
-        k,
-        v,
-        rel_bias,
-        mask,
-        num_buckets,
-        max_distance,
-        bidirectional,
-        scale,
-        with_weights,
-        unknown,
-    )
+    return _call(_fast, problem, with_weights)

@@ -12,9 +12,9 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from impls.jax._common import (
+from relpos.impls._validated import validated
+from relpos.impls.jax._common import (
     accumulation_dtype,
-    check,
     default_scale,
     masked_softmax,
     sinusoid,
@@ -141,68 +141,23 @@ def _fast(
     return (out, probs, with_masked_scores(scores, visible)) if with_weights else out
 
 
-def _call(
-    core,
-    q,
-    k,
-    v,
-    w_r,
-    r_w_bias,
-    r_r_bias,
-    r_s_bias,
-    seg_embed,
-    seg_ids,
-    mask,
-    d_model,
-    attn_type,
-    clamp_len,
-    clamp_style,
-    scale,
-    with_weights,
-    unknown,
-):
-    problem = check(
-        "xl",
-        dict(
-            q=q,
-            k=k,
-            v=v,
-            w_r=w_r,
-            r_w_bias=r_w_bias,
-            r_r_bias=r_r_bias,
-            r_s_bias=r_s_bias,
-            seg_embed=seg_embed,
-            seg_ids=seg_ids,
-            mask=mask,
-            d_model=d_model,
-            attn_type=attn_type,
-            clamp_len=clamp_len,
-            clamp_style=clamp_style,
-            scale=scale,
-            **unknown,
-        ),
-    )
+def _call(core, problem, with_weights):
+    t, o = problem.tensors, problem.options
+    tensors = ("q", "k", "v", "w_r", "r_w_bias", "r_r_bias", "r_s_bias", "seg_embed", "seg_ids")
     return core(
-        q,
-        k,
-        v,
-        w_r,
-        r_w_bias,
-        r_r_bias,
-        r_s_bias,
-        seg_embed,
-        seg_ids,
-        mask,
+        *(t[name] for name in (*tensors, "mask")),
         d_model=problem.dims["d_model"],
-        attn_type=attn_type,
-        clamp_len=clamp_len,
-        clamp_style=clamp_style,
+        attn_type=o["attn_type"],
+        clamp_len=o["clamp_len"],
+        clamp_style=o["clamp_style"],
         scale=default_scale(problem),
         with_weights=bool(with_weights),
     )
 
 
+@validated("xl")
 def xl_reference(
+    problem,
     q,
     k,
     v,
@@ -220,33 +175,15 @@ def xl_reference(
     clamp_style="upper",
     scale=None,
     with_weights=False,
-    **unknown,
 ):
     """The definition written plainly: R(D_ij) and W_R R(D_ij) for every pair, explicit
     einsums and an explicit softmax."""
-    return _call(
-        _reference,
-        q,
-        k,
-        v,
-        w_r,
-        r_w_bias,
-        r_r_bias,
-        r_s_bias,
-        seg_embed,
-        seg_ids,
-        mask,
-        d_model,
-        attn_type,
-        clamp_len,
-        clamp_style,
-        scale,
-        with_weights,
-        unknown,
-    )
+    return _call(_reference, problem, with_weights)
 
 
+@validated("xl")
 def xl_fast(
+    problem,
     q,
     k,
     v,
@@ -264,27 +201,7 @@ def xl_fast(
     clamp_style="upper",
     scale=None,
     with_weights=False,
-    **unknown,
 ):
     """The sinusoid once for the klen + qlen - 1 distances, one (q + v) r^T product, and a
     pad-and-reshape rel-shift; no (qlen, klen, d_head) tensor."""
-    return _call(
-        _fast,
-        q,
-        k,
-        v,
-        w_r,
-        r_w_bias,
-        r_r_bias,
-        r_s_bias,
-        seg_embed,
-        seg_ids,
-        mask,
-        d_model,
-        attn_type,
-        clamp_len,
-        clamp_style,
-        scale,
-        with_weights,
-        unknown,
-    )
+    return _call(_fast, problem, with_weights)

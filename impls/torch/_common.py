@@ -1,6 +1,6 @@
 """Pieces every torch implementation shares: dtypes, index grids, the sinusoid, masked softmax.
 
-None of this evaluates a spec formula; the spec is used only through :func:`spec.validate`.
+None of this evaluates a spec formula; the spec is used only through :func:`relpos.spec.validate`.
 """
 
 from __future__ import annotations
@@ -10,14 +10,13 @@ from typing import Any
 
 import torch
 
-from spec import Problem, validate
+from relpos.spec import Problem
 
 __all__ = [
     "BLOCK",
     "HALF",
     "Blocks",
     "accumulation_dtype",
-    "check",
     "default_scale",
     "masked_softmax",
     "sinusoid",
@@ -27,11 +26,6 @@ __all__ = [
 ]
 
 HALF = (torch.float16, torch.bfloat16)
-
-
-def check(encoding: str, args: dict[str, Any]) -> Problem:
-    """Validate a call before any computation (shared text with the oracle)."""
-    return validate(encoding, args)
 
 
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import torch
 
-from impls.torch._common import (
+from relpos.impls._validated import validated
+from relpos.impls.torch._common import (
     Blocks,
     accumulation_dtype,
-    check,
     default_scale,
     masked_softmax,
     tracks_grad,
     visible_pairs,
     whole_attention,
 )
+from relpos.spec import Problem
 
 __all__ = ["VARIANTS", "alibi_fast", "alibi_reference", "slopes_for"]
 
@@ -56,28 +57,15 @@ def _causal(qlen: int, klen: int, device: torch.device) -> torch.Tensor:
     return torch.arange(klen, device=device)[None, :] <= pos_i[:, None]
 
 
-def _prepare(q, k, v, slopes, mask, causal, signed, slope_rule, scale, unknown):
-    problem = check(
-        "alibi",
-        dict(
-            q=q,
-            k=k,
-            v=v,
-            slopes=slopes,
-            mask=mask,
-            causal=causal,
-            signed=signed,
-            slope_rule=slope_rule,
-            scale=scale,
-            **unknown,
-        ),
-    )
+def _prepare(problem, q, k, mask, causal):
     qlen, klen = q.shape[2], k.shape[2]
     visible = visible_pairs(mask, _causal(qlen, klen, q.device) if causal else None)
     return default_scale(problem), visible
 
 
+@validated("alibi")
 def alibi_reference(
+    problem: Problem,
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
@@ -89,10 +77,9 @@ def alibi_reference(
     slope_rule: str = "paper",
     scale: float | None = None,
     with_weights: bool = False,
-    **unknown: object,
 ):
     """The definition written plainly: e_ij = scale q_i . k_j + m_h B_ij per pair."""
-    s, visible = _prepare(q, k, v, slopes, mask, causal, signed, slope_rule, scale, unknown)
+    s, visible = _prepare(problem, q, k, mask, causal)
     qlen, klen, n_head = q.shape[2], k.shape[2], q.shape[1]
     acc = accumulation_dtype(q.dtype)
     m = _slopes(slopes, n_head, slope_rule, acc, q.device)
@@ -106,7 +93,9 @@ def alibi_reference(
     return out, probs, logits if visible is None else logits.masked_fill(~visible, float("-inf"))
 
 
+@validated("alibi")
 def alibi_fast(
+    problem: Problem,
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
@@ -118,12 +107,11 @@ def alibi_fast(
     slope_rule: str = "paper",
     scale: float | None = None,
     with_weights: bool = False,
-    **unknown: object,
 ):
     """One (qlen, klen) distance grid shared by every head, scaled by each head's slope and
     added to batched q k^T. Without autograd it runs in blocks of query rows and forms no
     (qlen, klen) buffer per head."""
-    s, visible = _prepare(q, k, v, slopes, mask, causal, signed, slope_rule, scale, unknown)
+    s, visible = _prepare(problem, q, k, mask, causal)
     bsz, n_head, qlen, d_head = q.shape
     klen = k.shape[2]
     acc = accumulation_dtype(q.dtype)

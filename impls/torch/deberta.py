@@ -11,15 +11,16 @@ import math
 
 import torch
 
-from impls._integers import deberta_rows
-from impls.torch._common import (
+from relpos.impls._integers import deberta_rows
+from relpos.impls._validated import validated
+from relpos.impls.torch._common import (
     Blocks,
     accumulation_dtype,
-    check,
     masked_softmax,
     tracks_grad,
     whole_attention,
 )
+from relpos.spec import Problem
 
 __all__ = ["VARIANTS", "deberta_fast", "deberta_reference"]
 
@@ -38,26 +39,12 @@ def _rows(
     return c2p, (table[klen - 1 - r] if p2c_distance == "r_ji" else c2p)
 
 
-def _prepare(q, k, v, pos_key, pos_query, mask, span, max_position, p2c_distance, scale, unknown):
-    problem = check(
-        "deberta",
-        dict(
-            q=q,
-            k=k,
-            v=v,
-            pos_key=pos_key,
-            pos_query=pos_query,
-            mask=mask,
-            span=span,
-            max_position=max_position,
-            p2c_distance=p2c_distance,
-            scale=scale,
-            **unknown,
-        ),
-    )
+def _scale(problem) -> float:
+    """The given scale, or 1/sqrt(d_head (1 + terms present))."""
+    scale = problem.options["scale"]
     if scale is not None:
         return float(scale)
-    terms = 1 + (pos_key is not None) + (pos_query is not None)
+    terms = 1 + sum(problem.tensors[name] is not None for name in ("pos_key", "pos_query"))
     return 1 / math.sqrt(problem.dims["d_head"] * terms)
 
 
@@ -66,7 +53,9 @@ def _per_pair(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return table[rows][None, None] if table.dim() == 2 else table[:, rows][None]
 
 
+@validated("deberta")
 def deberta_reference(
+    problem: Problem,
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
@@ -79,12 +68,9 @@ def deberta_reference(
     p2c_distance: str = "r_ji",
     scale: float | None = None,
     with_weights: bool = False,
-    **unknown: object,
 ):
     """The definition written plainly: both relative tables gathered per pair."""
-    s = _prepare(
-        q, k, v, pos_key, pos_query, mask, span, max_position, p2c_distance, scale, unknown
-    )
+    s = _scale(problem)
     qlen, klen = q.shape[2], k.shape[2]
     acc = accumulation_dtype(q.dtype)
     c2p_rows, p2c_rows = _rows(qlen, klen, span, max_position, p2c_distance, q.device)
@@ -106,7 +92,9 @@ def _table_product(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     return torch.matmul(x, table.transpose(-1, -2))
 
 
+@validated("deberta")
 def deberta_fast(
+    problem: Problem,
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
@@ -119,14 +107,11 @@ def deberta_fast(
     p2c_distance: str = "r_ji",
     scale: float | None = None,
     with_weights: bool = False,
-    **unknown: object,
 ):
     """c2p as q K^r^T (qlen x 2k) gathered by row, p2c as k Q^r^T (klen x 2k) gathered by
     the reversed row and transposed: no (qlen, klen, d_head) tensor. Without autograd it runs
     in blocks of query rows."""
-    s = _prepare(
-        q, k, v, pos_key, pos_query, mask, span, max_position, p2c_distance, scale, unknown
-    )
+    s = _scale(problem)
     bsz, n_head, qlen, d_head = q.shape
     klen = k.shape[2]
     acc = accumulation_dtype(q.dtype)

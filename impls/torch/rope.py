@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import torch
 
-from impls.torch._common import (
+from relpos.impls._validated import validated
+from relpos.impls.torch._common import (
     Blocks,
     accumulation_dtype,
-    check,
     default_scale,
     masked_softmax,
     tracks_grad,
     whole_attention,
 )
+from relpos.spec import Problem
 
 __all__ = ["VARIANTS", "rope_fast", "rope_reference"]
 
@@ -39,13 +40,6 @@ def _angles(positions: torch.Tensor, r: int, base: float, dtype: torch.dtype) ->
     return positions.to(work)[:, None] * theta[None, :]
 
 
-def _check(q, k, v, mask, base, rotary_dim, scale, unknown):
-    return check(
-        "rope",
-        dict(q=q, k=k, v=v, mask=mask, base=base, rotary_dim=rotary_dim, scale=scale, **unknown),
-    )
-
-
 def _rotation_matrices(angles: torch.Tensor, d_head: int, r: int) -> torch.Tensor:
     """Block-diagonal (L, d_head, d_head) rotations: [[cos, -sin], [sin, cos]] on each pair
     (2t, 2t+1) of the first r features, the identity on the rest."""
@@ -58,7 +52,9 @@ def _rotation_matrices(angles: torch.Tensor, d_head: int, r: int) -> torch.Tenso
     return m
 
 
+@validated("rope")
 def rope_reference(
+    problem: Problem,
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
@@ -68,11 +64,9 @@ def rope_reference(
     rotary_dim: int | None = None,
     scale: float | None = None,
     with_weights: bool = False,
-    **unknown: object,
 ):
     """The definition written plainly: a rotation matrix per position, q and k rotated by
     matrix products, then every pair's dot product."""
-    problem = _check(q, k, v, mask, base, rotary_dim, scale, unknown)
     qlen, klen, d_head = q.shape[2], k.shape[2], q.shape[3]
     acc = accumulation_dtype(q.dtype)
     r = _rotary(problem)
@@ -97,7 +91,9 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, r: int) -> to
     return torch.cat([pairs.flatten(-2), x[..., r:]], dim=-1)
 
 
+@validated("rope")
 def rope_fast(
+    problem: Problem,
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
@@ -107,12 +103,10 @@ def rope_fast(
     rotary_dim: int | None = None,
     scale: float | None = None,
     with_weights: bool = False,
-    **unknown: object,
 ):
     """cos and sin tables once per position, q and k rotated elementwise (in the angles'
     precision, then back to their dtype), then batched q k^T. Without autograd it runs in
     blocks of query rows."""
-    problem = _check(q, k, v, mask, base, rotary_dim, scale, unknown)
     bsz, n_head, qlen, d_head = q.shape
     klen = k.shape[2]
     acc = accumulation_dtype(q.dtype)

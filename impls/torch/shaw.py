@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import torch
 
-from impls.torch._common import (
+from relpos.impls._validated import validated
+from relpos.impls.torch._common import (
     Blocks,
     accumulation_dtype,
-    check,
     default_scale,
     masked_softmax,
     tracks_grad,
 )
+from relpos.spec import Problem
 
 __all__ = ["VARIANTS", "shaw_fast", "shaw_reference"]
 
@@ -38,7 +39,9 @@ def _rows_per_pair(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return table[rows][None, None] if table.dim() == 2 else table[:, rows][None]
 
 
+@validated("shaw")
 def shaw_reference(
+    problem: Problem,
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
@@ -50,24 +53,8 @@ def shaw_reference(
     mask: torch.Tensor | None = None,
     scale: float | None = None,
     with_weights: bool = False,
-    **unknown: object,
 ):
     """The definition written plainly: per-pair gathered tables and an explicit softmax."""
-    problem = check(
-        "shaw",
-        dict(
-            q=q,
-            k=k,
-            v=v,
-            rel_k=rel_k,
-            rel_v=rel_v,
-            clip=clip,
-            key_query=key_query,
-            mask=mask,
-            scale=scale,
-            **unknown,
-        ),
-    )
     qlen, klen = problem.dims["qlen"], problem.dims["klen"]
     acc = accumulation_dtype(q.dtype)
     rows = clipped_rows(qlen, klen, clip, q.device)
@@ -90,7 +77,9 @@ def shaw_reference(
     return out, probs, scores
 
 
+@validated("shaw")
 def shaw_fast(
+    problem: Problem,
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
@@ -102,27 +91,11 @@ def shaw_fast(
     mask: torch.Tensor | None = None,
     scale: float | None = None,
     with_weights: bool = False,
-    **unknown: object,
 ):
     """q rel_k^T (qlen x P) gathered by clipped distance for the key term; attention weights
     summed per clipped distance (scatter-add) and one matmul with rel_v for the value term.
     Never forms a (qlen, klen, d_head) tensor. Without autograd it runs in blocks of query
     rows and forms no (qlen, klen) buffer either."""
-    problem = check(
-        "shaw",
-        dict(
-            q=q,
-            k=k,
-            v=v,
-            rel_k=rel_k,
-            rel_v=rel_v,
-            clip=clip,
-            key_query=key_query,
-            mask=mask,
-            scale=scale,
-            **unknown,
-        ),
-    )
     assert rel_k is not None and clip is not None  # validated
     run = _whole if tracks_grad(q, k, v, rel_k, rel_v) else _blocked
     return run(

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import torch
 
-from impls._integers import t5_buckets
-from impls.torch._common import (
+from relpos.impls._integers import t5_buckets
+from relpos.impls._validated import validated
+from relpos.impls.torch._common import (
     Blocks,
     accumulation_dtype,
-    check,
     masked_softmax,
     tracks_grad,
     whole_attention,
 )
+from relpos.spec import Problem
 
 __all__ = ["VARIANTS", "t5_fast", "t5_reference"]
 
@@ -32,27 +33,15 @@ def _buckets(qlen, klen, num_buckets, max_distance, bidirectional, device):
     return table[distance + klen - 1]
 
 
-def _prepare(q, k, v, rel_bias, mask, num_buckets, max_distance, bidirectional, scale, unknown):
-    problem = check(
-        "t5",
-        dict(
-            q=q,
-            k=k,
-            v=v,
-            rel_bias=rel_bias,
-            mask=mask,
-            num_buckets=num_buckets,
-            max_distance=max_distance,
-            bidirectional=bidirectional,
-            scale=scale,
-            **unknown,
-        ),
-    )
+def _scale(problem) -> float:
+    """The given scale, or T5's 1 (no 1/sqrt(d_head))."""
     s = problem.options["scale"]
     return 1.0 if s is None else float(s)
 
 
+@validated("t5")
 def t5_reference(
+    problem: Problem,
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
@@ -64,10 +53,9 @@ def t5_reference(
     bidirectional: bool = True,
     scale: float | None = None,
     with_weights: bool = False,
-    **unknown: object,
 ):
     """The definition written plainly: each pair's bucket, its bias gathered per pair."""
-    s = _prepare(q, k, v, rel_bias, mask, num_buckets, max_distance, bidirectional, scale, unknown)
+    s = _scale(problem)
     qlen, klen = q.shape[2], k.shape[2]
     acc = accumulation_dtype(q.dtype)
     buckets = _buckets(qlen, klen, num_buckets, max_distance, bidirectional, q.device)
@@ -80,7 +68,9 @@ def t5_reference(
     return out, probs, logits if mask is None else logits.masked_fill(~mask, float("-inf"))
 
 
+@validated("t5")
 def t5_fast(
+    problem: Problem,
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
@@ -92,12 +82,11 @@ def t5_fast(
     bidirectional: bool = True,
     scale: float | None = None,
     with_weights: bool = False,
-    **unknown: object,
 ):
     """Buckets of the qlen + klen - 1 distinct distances once (cached), the per-head bias as
     one (n_head, qlen, klen) gather added to batched q k^T. Without autograd it runs in
     blocks of query rows."""
-    s = _prepare(q, k, v, rel_bias, mask, num_buckets, max_distance, bidirectional, scale, unknown)
+    s = _scale(problem)
     bsz, n_head, qlen, d_head = q.shape
     klen = k.shape[2]
     acc = accumulation_dtype(q.dtype)

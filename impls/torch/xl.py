@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import torch
 
-from impls.torch._common import (
+from relpos.impls._validated import validated
+from relpos.impls.torch._common import (
     Blocks,
     accumulation_dtype,
-    check,
     default_scale,
     masked_softmax,
     sinusoid,
     tracks_grad,
     visible_pairs,
 )
+from relpos.spec import Problem
 
 __all__ = ["VARIANTS", "rel_shift", "xl_fast", "xl_reference"]
 
@@ -64,7 +65,9 @@ def _segment_term(q, r_s_bias, seg_embed, seg_ids, mlen):
     return torch.where(differs, per_segment[..., 1:2], per_segment[..., 0:1])
 
 
+@validated("xl")
 def xl_reference(
+    problem: Problem,
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
@@ -82,31 +85,9 @@ def xl_reference(
     clamp_style: str = "upper",
     scale: float | None = None,
     with_weights: bool = False,
-    **unknown: object,
 ):
     """The definition written plainly: R(D_ij) and r = W_R R(D_ij) for every pair, the four
     terms as explicit einsums, an explicit softmax."""
-    problem = check(
-        "xl",
-        dict(
-            q=q,
-            k=k,
-            v=v,
-            w_r=w_r,
-            r_w_bias=r_w_bias,
-            r_r_bias=r_r_bias,
-            r_s_bias=r_s_bias,
-            seg_embed=seg_embed,
-            seg_ids=seg_ids,
-            mask=mask,
-            d_model=d_model,
-            attn_type=attn_type,
-            clamp_len=clamp_len,
-            clamp_style=clamp_style,
-            scale=scale,
-            **unknown,
-        ),
-    )
     qlen, klen, mlen = (problem.dims[n] for n in ("qlen", "klen", "mlen"))
     acc = accumulation_dtype(q.dtype)
     i = torch.arange(qlen, device=q.device)[:, None]
@@ -132,7 +113,9 @@ def xl_reference(
     return out, probs, scores
 
 
+@validated("xl")
 def xl_fast(
+    problem: Problem,
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
@@ -150,32 +133,10 @@ def xl_fast(
     clamp_style: str = "upper",
     scale: float | None = None,
     with_weights: bool = False,
-    **unknown: object,
 ):
     """The sinusoid once for the klen + qlen - 1 distances and a strided rel-shift; no
     (qlen, klen, d_head) tensor. Without autograd it runs in blocks of query rows, each
     needing only klen + block - 1 distances, and forms no (qlen, klen) buffer either."""
-    problem = check(
-        "xl",
-        dict(
-            q=q,
-            k=k,
-            v=v,
-            w_r=w_r,
-            r_w_bias=r_w_bias,
-            r_r_bias=r_r_bias,
-            r_s_bias=r_s_bias,
-            seg_embed=seg_embed,
-            seg_ids=seg_ids,
-            mask=mask,
-            d_model=d_model,
-            attn_type=attn_type,
-            clamp_len=clamp_len,
-            clamp_style=clamp_style,
-            scale=scale,
-            **unknown,
-        ),
-    )
     assert w_r is not None and r_w_bias is not None and r_r_bias is not None  # validated
     qlen, klen, mlen = (problem.dims[n] for n in ("qlen", "klen", "mlen"))
     # Distances klen-1 down to -(qlen-1): column c holds distance klen - 1 - c.

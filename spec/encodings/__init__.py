@@ -8,18 +8,18 @@ from __future__ import annotations
 import importlib
 from functools import cache
 
-from spec._encoding import Encoding
+from relpos.spec._encoding import Encoding
 
 __all__ = ["ENCODINGS", "all_encodings", "get"]
 
 #: Encoding name -> the module that defines its spec (one final Encoding subclass).
 ENCODINGS: dict[str, str] = {
-    "shaw": "spec.encodings.shaw",
-    "xl": "spec.encodings.xl",
-    "alibi": "spec.encodings.alibi",
-    "t5": "spec.encodings.t5",
-    "rope": "spec.encodings.rope",
-    "deberta": "spec.encodings.deberta",
+    "shaw": "relpos.spec.encodings.shaw",
+    "xl": "relpos.spec.encodings.xl",
+    "alibi": "relpos.spec.encodings.alibi",
+    "t5": "relpos.spec.encodings.t5",
+    "rope": "relpos.spec.encodings.rope",
+    "deberta": "relpos.spec.encodings.deberta",
 }
 
 
@@ -27,7 +27,7 @@ ENCODINGS: dict[str, str] = {
 def get(name: str) -> Encoding:
     """The spec of encoding ``name``."""
     if name not in ENCODINGS:
-        from spec._signature import ArgumentError
+        from relpos.spec._signature import ArgumentError
 
         raise ArgumentError(
             "encoding", repr(name), "must be one of " + ", ".join(repr(n) for n in ENCODINGS)

@@ -31,13 +31,13 @@ from typing import Any, Final, final
 import numpy as np
 import sympy as sp
 
-from spec import _conventions as cv
-from spec._arith import Mode, array, constant
-from spec._encoding import Case, Encoding, Identity, Reference
-from spec._index import IndexFunction
-from spec._pairs import PairFormula, as_rows
-from spec._profiles import Profile, fixed
-from spec._signature import Option, Problem, Tensor, check_bool, check_scale
+from relpos.spec import _conventions as cv
+from relpos.spec._arith import Mode, array, constant
+from relpos.spec._encoding import Case, Encoding, Identity, Reference
+from relpos.spec._index import IndexFunction
+from relpos.spec._pairs import PairFormula, as_rows
+from relpos.spec._profiles import Profile, fixed
+from relpos.spec._signature import Option, Problem, Tensor, check_bool, check_scale
 
 __all__ = ["ALiBi", "paper_slopes"]
 
@@ -90,7 +90,7 @@ def _exact(value: sp.Expr, mode: Mode) -> Any:
     """A SymPy constant in ``mode``: a Fraction when rational, else mpf."""
     from fractions import Fraction
 
-    from spec._arith import DPS
+    from relpos.spec._arith import DPS
 
     if value.is_Rational:
         return constant(Fraction(int(value.p), int(value.q)), mode)
@@ -297,7 +297,7 @@ class ALiBi(Encoding):
 
 
 def _identities() -> list[Identity]:
-    from spec._proofs import MAX_SIZE, all_of, exhaustive, sizes, symbolic_zero
+    from relpos.spec._proofs import MAX_SIZE, all_of, exhaustive, sizes, symbolic_zero
 
     t = sp.Symbol("t", integer=True)
 

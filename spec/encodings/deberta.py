@@ -42,12 +42,12 @@ from typing import Any, Final, final
 import numpy as np
 import sympy as sp
 
-from spec import _conventions as cv
-from spec._arith import Mode
-from spec._encoding import Case, Encoding, Identity, Reference
-from spec._pairs import PairFormula, as_rows, gather_rows
-from spec._profiles import Profile, fixed
-from spec._signature import ArgumentError, Option, Problem, Tensor, check_int
+from relpos.spec import _conventions as cv
+from relpos.spec._arith import Mode
+from relpos.spec._encoding import Case, Encoding, Identity, Reference
+from relpos.spec._pairs import PairFormula, as_rows, gather_rows
+from relpos.spec._profiles import Profile, fixed
+from relpos.spec._signature import ArgumentError, Option, Problem, Tensor, check_int
 
 __all__ = ["DeBERTa", "row"]
 
@@ -423,7 +423,7 @@ class DeBERTa(Encoding):
 
 
 def _identities() -> list[Identity]:
-    from spec._proofs import MAX_SIZE, exhaustive, rounded_log_ratio, sizes, symbolic_zero
+    from relpos.spec._proofs import MAX_SIZE, exhaustive, rounded_log_ratio, sizes, symbolic_zero
 
     t = sp.Symbol("t", integer=True)
     grid = [

@@ -35,12 +35,12 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from spec import _conventions as cv
-from spec._arith import FLOAT_MODES, Mode, array, constant
-from spec._encoding import Case, Encoding, Identity, Reference
-from spec._pairs import PairFormula, as_rows, size_symbol
-from spec._profiles import Axis, Profile, Value, fixed
-from spec._signature import ArgumentError, Option, Problem, check_int
+from relpos.spec import _conventions as cv
+from relpos.spec._arith import FLOAT_MODES, Mode, array, constant
+from relpos.spec._encoding import Case, Encoding, Identity, Reference
+from relpos.spec._pairs import PairFormula, as_rows, size_symbol
+from relpos.spec._profiles import Axis, Profile, Value, fixed
+from relpos.spec._signature import ArgumentError, Option, Problem, check_int
 
 __all__ = ["RoPE", "rotation_dim"]
 
@@ -346,7 +346,7 @@ class RoPE(Encoding):
 
 
 def _identities() -> list[Identity]:
-    from spec._proofs import MAX_SIZE, exhaustive, symbolic_zero
+    from relpos.spec._proofs import MAX_SIZE, exhaustive, symbolic_zero
 
     a, b, th = sp.symbols("a b theta", real=True)
     x0, x1, y0, y1 = sp.symbols("x0 x1 y0 y1", real=True)

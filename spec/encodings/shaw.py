@@ -34,13 +34,13 @@ from typing import Any, Final, final
 import numpy as np
 import sympy as sp
 
-from spec import _conventions as cv
-from spec._arith import Mode
-from spec._encoding import Case, Encoding, Identity, Reference
-from spec._index import IndexFunction
-from spec._pairs import PairFormula, as_rows, gather_rows
-from spec._profiles import Axis, NotApplicable, Profile, Value, fixed
-from spec._signature import Option, Problem, Tensor, check_bool
+from relpos.spec import _conventions as cv
+from relpos.spec._arith import Mode
+from relpos.spec._encoding import Case, Encoding, Identity, Reference
+from relpos.spec._index import IndexFunction
+from relpos.spec._pairs import PairFormula, as_rows, gather_rows
+from relpos.spec._profiles import Axis, NotApplicable, Profile, Value, fixed
+from relpos.spec._signature import Option, Problem, Tensor, check_bool
 
 __all__ = ["Shaw"]
 
@@ -592,7 +592,7 @@ def _clip_ranges(max_size: int) -> list[tuple[int, int]]:
 
 
 def _identities() -> list[Identity]:
-    from spec._proofs import MAX_SIZE, all_of, exhaustive, sizes, symbolic_zero
+    from relpos.spec._proofs import MAX_SIZE, all_of, exhaustive, sizes, symbolic_zero
 
     clips = _clip_ranges(MAX_SIZE)
 

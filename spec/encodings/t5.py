@@ -43,12 +43,12 @@ from typing import Any, Final, final
 import numpy as np
 import sympy as sp
 
-from spec import _conventions as cv
-from spec._arith import Mode
-from spec._encoding import Case, Encoding, Identity, Reference
-from spec._pairs import PairFormula, as_rows
-from spec._profiles import Axis, Profile, Value, fixed
-from spec._signature import (
+from relpos.spec import _conventions as cv
+from relpos.spec._arith import Mode
+from relpos.spec._encoding import Case, Encoding, Identity, Reference
+from relpos.spec._pairs import PairFormula, as_rows
+from relpos.spec._profiles import Axis, Profile, Value, fixed
+from relpos.spec._signature import (
     ArgumentError,
     Option,
     Problem,
@@ -383,7 +383,7 @@ def _grid() -> list[tuple[int, int, bool]]:
 
 
 def _identities() -> list[Identity]:
-    from spec._proofs import exhaustive, rounded_log_ratio, symbolic_zero
+    from relpos.spec._proofs import exhaustive, rounded_log_ratio, symbolic_zero
 
     grid = _grid()
     span = 300

@@ -45,13 +45,13 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from spec import _conventions as cv
-from spec._arith import Mode, array, constant
-from spec._encoding import Case, Encoding, Identity, Reference
-from spec._index import IndexFunction
-from spec._pairs import PairFormula, as_rows, size_symbol
-from spec._profiles import Axis, NotApplicable, Profile, Value, fixed
-from spec._signature import ArgumentError, Option, Problem, Tensor, check_int
+from relpos.spec import _conventions as cv
+from relpos.spec._arith import Mode, array, constant
+from relpos.spec._encoding import Case, Encoding, Identity, Reference
+from relpos.spec._index import IndexFunction
+from relpos.spec._pairs import PairFormula, as_rows, size_symbol
+from relpos.spec._profiles import Axis, NotApplicable, Profile, Value, fixed
+from relpos.spec._signature import ArgumentError, Option, Problem, Tensor, check_int
 
 __all__ = ["XL"]
 
@@ -618,7 +618,7 @@ def _shift_mismatches(ids: np.ndarray, rlen: int, positions: list[int], mlen: in
 
 
 def _identities() -> list[Identity]:
-    from spec._proofs import MAX_SIZE, exhaustive, sizes, symbolic_zero
+    from relpos.spec._proofs import MAX_SIZE, exhaustive, sizes, symbolic_zero
 
     def causal_cells(qlen: int, mlen: int) -> set:
         return {(a, col) for a in range(qlen) for col in range(qlen + mlen) if col > mlen + a}

@@ -31,7 +31,7 @@ def test_case_builds_and_runs(case):
 
 
 def test_every_implementation_and_baseline_is_benchmarked():
-    from impls import registry
+    from relpos.impls import registry
 
     names = {c.name for c in cases((2048,))}
     assert {i.id for i in registry() if i.variant == "fast"} | set(BASELINES) <= names

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from equivalence.backends import DTYPES, backend
-from equivalence.compare import compare
-from equivalence.reference import expected
-from spec import get_encoding
-from spec._cases import case_inputs
+from relpos.equivalence.backends import DTYPES, backend
+from relpos.equivalence.compare import compare
+from relpos.equivalence.reference import expected
+from relpos.spec import get_encoding
+from relpos.spec._cases import case_inputs
 from tests.conftest import implementation_params
 
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from equivalence.backends import backend
-from equivalence.compare import compare
-from equivalence.reference import expected
-from spec import get_encoding
-from spec._cases import case_inputs
+from relpos.equivalence.backends import backend
+from relpos.equivalence.compare import compare
+from relpos.equivalence.reference import expected
+from relpos.spec import get_encoding
+from relpos.spec._cases import case_inputs
 from tests.conftest import cases_named, implementation_params
 
 fast_torch = implementation_params(backend="torch", variant="fast")
@@ -20,7 +20,7 @@ fast_torch = implementation_params(backend="torch", variant="fast")
 @pytest.mark.parametrize("block", [1, 2, 3])
 @pytest.mark.parametrize("impl", fast_torch)
 def test_small_blocks_agree_with_the_oracle(impl, block, monkeypatch):
-    import impls.torch._common as common
+    import relpos.impls.torch._common as common
 
     monkeypatch.setattr(common, "BLOCK", block)
     enc = get_encoding(impl.encoding)

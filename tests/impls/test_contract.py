@@ -7,9 +7,9 @@ import inspect
 
 import pytest
 
-from equivalence.backends import backend
-from impls import BACKENDS, registry
-from spec import ENCODINGS, ArgumentError, get_encoding
+from relpos.equivalence.backends import backend
+from relpos.impls import BACKENDS, registry
+from relpos.spec import ENCODINGS, ArgumentError, get_encoding
 from tests.bad_inputs import BAD_INPUTS
 from tests.conftest import implementation_params
 
@@ -22,7 +22,7 @@ def test_registry_has_a_reference_and_a_fast_variant_of_every_encoding_per_backe
 
 
 def test_backend_adapters_match_the_registry_backends():
-    from equivalence.backends import backends
+    from relpos.equivalence.backends import backends
 
     assert [b.name for b in backends()] == list(BACKENDS)
 
@@ -32,9 +32,9 @@ def test_signature_is_the_spec_signature(impl):
     enc = get_encoding(impl.encoding)
     params = inspect.signature(impl.load()).parameters
     spec_names = [t.name for t in enc.tensors] + [o.name for o in enc.options]
-    assert set(params) == {*spec_names, "with_weights", "unknown"}
-    assert params["unknown"].kind is inspect.Parameter.VAR_KEYWORD  # reported by validate
+    assert set(params) == {*spec_names, "with_weights"}
     assert list(params)[:3] == ["q", "k", "v"]
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in list(params.values())[3:])
     for t in enc.tensors[3:]:
         assert params[t.name].default is None, t.name  # required ones are checked by validate
     for o in enc.options:
@@ -42,10 +42,23 @@ def test_signature_is_the_spec_signature(impl):
 
 
 @pytest.mark.parametrize("impl", implementation_params())
+def test_an_unknown_keyword_is_named_by_the_spec(impl):
+    """The validating decorator hands keywords the signature does not name to the spec, which
+    lists the encoding's arguments (not Python's bare TypeError)."""
+    from relpos.spec._cases import case_inputs
+
+    enc = get_encoding(impl.encoding)
+    args = case_inputs(enc, enc.cases()[0])
+    with pytest.raises(ArgumentError, match=r"clamp_length.*is not an argument of") as caught:
+        backend(impl.backend).call(impl.load(), {**args, "clamp_length": 4}, "float32")
+    assert caught.value.argument == "clamp_length"
+
+
+@pytest.mark.parametrize("impl", implementation_params())
 def test_every_option_is_accepted(impl):
     """Each option of the spec takes each of its values in some golden case, and every case
     runs (agreement with the oracle is checked in test_against_oracle)."""
-    from spec._cases import case_inputs
+    from relpos.spec._cases import case_inputs
 
     enc = get_encoding(impl.encoding)
     seen: dict[str, set] = {o.name: set() for o in enc.options}

@@ -7,9 +7,9 @@ import mpmath
 import numpy as np
 import pytest
 
-from equivalence.backends import backend
-from spec import get_encoding, gradients
-from spec._cases import case_inputs
+from relpos.equivalence.backends import backend
+from relpos.spec import get_encoding, gradients
+from relpos.spec._cases import case_inputs
 from tests.conftest import cases_named, implementation_params
 
 CASES = {

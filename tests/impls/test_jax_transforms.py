@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from equivalence.backends import backend
-from spec import get_encoding
-from spec._cases import case_inputs
+from relpos.equivalence.backends import backend
+from relpos.spec import get_encoding
+from relpos.spec._cases import case_inputs
 from tests.conftest import cases_named, implementation_params
 
 jax_params = implementation_params(backend="jax")
@@ -109,7 +109,7 @@ def test_release_unmaps_compiled_code():
     import jax
     import jax.numpy as jnp
 
-    from equivalence import backends
+    from relpos.equivalence import backends
 
     if backends._mapping_count() is None:
         pytest.skip("no /proc/self/maps here")
@@ -131,7 +131,7 @@ def test_release_only_when_mappings_pass_half_the_limit(monkeypatch):
     import jax
     import jax.numpy as jnp
 
-    from equivalence import backends
+    from relpos.equivalence import backends
 
     f = jax.jit(lambda x: x * 2)
     f(jnp.ones(3)).block_until_ready()
@@ -146,7 +146,7 @@ def test_release_only_when_mappings_pass_half_the_limit(monkeypatch):
 
 @pytest.mark.parametrize("impl", jax_params[:1])
 def test_backend_calls_look_at_the_mappings_periodically(impl, monkeypatch):
-    from equivalence import backends
+    from relpos.equivalence import backends
 
     looks = []
     monkeypatch.setattr(backends, "_crowded", lambda: looks.append(1) or False)

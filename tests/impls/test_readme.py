@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from spec import all_encodings
+from relpos.spec import all_encodings
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from equivalence.backends import backend
+from relpos.equivalence.backends import backend
 
 shapes = st.tuples(st.integers(1, 3), st.integers(1, 24), st.integers(0, 24))
 
@@ -28,7 +28,7 @@ def test_rel_shift_equals_gather(name, shape, seed):
     ok, why = backend(name).available()
     if not ok:
         pytest.skip(why)
-    module = __import__(f"impls.{name}.xl", fromlist=["rel_shift"])
+    module = __import__(f"relpos.impls.{name}.xl", fromlist=["rel_shift"])
     lead, qlen, mlen = shape
     klen = qlen + mlen
     x = np.random.default_rng(seed).standard_normal((lead, 2, qlen, klen + qlen - 1))
@@ -41,7 +41,7 @@ def test_rel_shift_rejects_a_wrong_width(name):
     ok, why = backend(name).available()
     if not ok:
         pytest.skip(why)
-    module = __import__(f"impls.{name}.xl", fromlist=["rel_shift"])
+    module = __import__(f"relpos.impls.{name}.xl", fromlist=["rel_shift"])
     x = backend(name).tensor(np.zeros((1, 3, 5)), "float64")
     with pytest.raises(ValueError, match=r"rel_shift needs klen \+ qlen - 1 = 6 columns"):
         module.rel_shift(x, 4)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from equivalence.targets import check_target, diagnose, make_target
-from spec import evaluate
+from relpos.equivalence.targets import check_target, diagnose, make_target
+from relpos.spec import evaluate
 
 pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.interop
 
 XLNET = "transformers.models.xlnet.modeling_xlnet"
 W2V = "transformers.models.wav2vec2_bert.modeling_wav2vec2_bert"
-ADAPTERS = "equivalence.adapters.huggingface"
+ADAPTERS = "relpos.equivalence.adapters.huggingface"
 
 XLNET_TARGETS = {
     "rel_attn_core": (f"{XLNET}:XLNetRelativeAttention.rel_attn_core", "xlnet_rel_attn_core"),
@@ -143,7 +143,7 @@ def _deberta_inputs(seed, span, length=4, d=2, n_head=2):
 def _deberta_hf(q, k, v, **kw):
     from transformers.models.deberta_v2.modeling_deberta_v2 import DisentangledSelfAttention
 
-    from equivalence.adapters.huggingface import deberta_v2_self_attention
+    from relpos.equivalence.adapters.huggingface import deberta_v2_self_attention
 
     t = {n: torch.from_numpy(x) for n, x in kw.items() if isinstance(x, np.ndarray)}
     rest = {n: x for n, x in kw.items() if not isinstance(x, np.ndarray)}

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from impls import Implementation
+from relpos.impls import Implementation
 
 SHAW_BUGS = ("sign", "off_by_one", "no_scale", "nan_rows", "relative_error")
 XL_BUGS = ("float32_sinusoid", "swapped_biases", "no_scale")

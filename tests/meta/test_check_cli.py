@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from equivalence.cli import main
+from relpos.equivalence.cli import main
 
 pytest.importorskip("torch")
 

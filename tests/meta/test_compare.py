@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from equivalence.compare import compare
+from relpos.equivalence.compare import compare
 
 A = np.array([[1.0, 2.0], [3.0, -np.inf]])
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import Phase, settings
 
-from equivalence.profiles import load_profile
-from equivalence.runner import run_property
+from relpos.equivalence.profiles import load_profile
+from relpos.equivalence.runner import run_property
 from tests.meta import planted
 
 torch = pytest.importorskip("torch")

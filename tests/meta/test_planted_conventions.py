@@ -7,20 +7,20 @@ from __future__ import annotations
 
 import pytest
 
-from equivalence.targets import check_target, diagnose, make_target
+from relpos.equivalence.targets import check_target, diagnose, make_target
 
 torch = pytest.importorskip("torch")
 
 
 def alibi_other_rule(q, k, v, *, slope_rule="paper", **kw):
-    from impls.torch.alibi import alibi_fast
+    from relpos.impls.torch.alibi import alibi_fast
 
     other = "geometric" if slope_rule == "paper" else "paper"
     return alibi_fast(q, k, v, slope_rule=other, **kw)
 
 
 def t5_other_direction(q, k, v, **kw):
-    from impls.torch.t5 import t5_fast
+    from relpos.impls.torch.t5 import t5_fast
 
     # past keys in the upper half of the buckets, future keys in the lower
     return t5_fast(q, k.flip(2), v.flip(2), **{**kw, "mask": _flip(kw.get("mask"))})
@@ -31,7 +31,7 @@ def _flip(mask):
 
 
 def rope_half_layout(q, k, v, **kw):
-    from impls.torch.rope import rope_fast
+    from relpos.impls.torch.rope import rope_fast
 
     d = q.shape[-1]
     r = d - d % 2 if kw.get("rotary_dim") is None else kw["rotary_dim"]
@@ -41,7 +41,7 @@ def rope_half_layout(q, k, v, **kw):
 
 
 def deberta_swapped_tables(q, k, v, *, pos_key=None, pos_query=None, **kw):
-    from impls.torch.deberta import deberta_fast
+    from relpos.impls.torch.deberta import deberta_fast
 
     return deberta_fast(q, k, v, pos_key=pos_query, pos_query=pos_key, **kw)
 

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import find, given, settings
 from hypothesis.errors import InvalidArgument
 
-from equivalence.draws import Draw
-from equivalence.strategies import SIZES, dimensions, draws, mask_kinds, value_kinds
-from spec import ENCODINGS, validate
+from relpos.equivalence.draws import Draw
+from relpos.equivalence.strategies import SIZES, dimensions, draws, mask_kinds, value_kinds
+from relpos.spec import ENCODINGS, validate
 
 
 def first(strategy):

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from equivalence import tolerance
-from equivalence.reference import expected
-from spec import all_encodings, get_encoding
-from spec._cases import case_inputs
+from relpos.equivalence import tolerance
+from relpos.equivalence.reference import expected
+from relpos.spec import all_encodings, get_encoding
+from relpos.spec._cases import case_inputs
 
 CASES = [(e.name, c.name) for e in all_encodings() for c in e.cases()]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from equivalence.properties import PROPERTIES, applicable
-from equivalence.runner import run_property
-from impls import registry
+from relpos.equivalence.properties import PROPERTIES, applicable
+from relpos.equivalence.runner import run_property
+from relpos.impls import registry
 
 
 def _params():

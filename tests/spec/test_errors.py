@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spec import (
+from relpos.spec import (
     ENCODINGS,
     ArgumentError,
     evaluate,
@@ -51,7 +51,7 @@ def test_unknown_encoding():
 
 
 def test_gradient_weights_must_match_the_output():
-    from spec._cases import case_inputs
+    from relpos.spec._cases import case_inputs
 
     enc = get_encoding("shaw")
     args = case_inputs(enc, enc.cases()[0])
@@ -65,7 +65,7 @@ def test_gradient_weights_must_match_the_output():
 
 def test_strict_dtypes_for_implementations():
     """With check_dtypes (what implementations use), float tensors must share one dtype."""
-    from spec._cases import case_inputs
+    from relpos.spec._cases import case_inputs
 
     enc = get_encoding("shaw")
     args = case_inputs(enc, enc.cases()[0])
@@ -94,8 +94,8 @@ def test_registry_rejects_a_profile_named_like_the_encoding(monkeypatch):
     import sys
     import types
 
-    from spec import encodings
-    from spec.encodings.t5 import T5
+    from relpos.spec import encodings
+    from relpos.spec.encodings.t5 import T5
 
     module = types.ModuleType("tests_clashing_encoding")
 

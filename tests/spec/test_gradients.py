@@ -9,9 +9,9 @@ import mpmath
 import numpy as np
 import pytest
 
-from spec import DPS, ENCODINGS, evaluate, get_encoding, gradients
-from spec._arith import to_fraction_array
-from spec._cases import case_inputs
+from relpos.spec import DPS, ENCODINGS, evaluate, get_encoding, gradients
+from relpos.spec._arith import to_fraction_array
+from relpos.spec._cases import case_inputs
 from tests.conftest import cases_named
 
 SMALL = {

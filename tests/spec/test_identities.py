@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import sympy as sp
 
-from equivalence.cli import main
-from spec import all_encodings
-from spec._proofs import exhaustive, symbolic_zero
+from relpos.equivalence.cli import main
+from relpos.spec import all_encodings
+from relpos.spec._proofs import exhaustive, symbolic_zero
 
 IDENTITIES = [(enc, identity) for enc in all_encodings() for identity in enc.identities()]
 
@@ -57,7 +57,7 @@ def test_exhaustive_reports_the_first_counterexample():
 
 
 def test_a_failing_identity_is_reported_not_raised():
-    from spec import Identity
+    from relpos.spec import Identity
 
     def crash():
         raise RuntimeError("boom")

@@ -6,7 +6,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from spec import SPEC_VERSION, all_encodings
+from relpos.spec import SPEC_VERSION, all_encodings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from spec import evaluate, get_encoding
-from spec._cases import case_inputs
+from relpos.spec import evaluate, get_encoding
+from relpos.spec._cases import case_inputs
 
 
 def _softmax_rows(logits: np.ndarray, visible: np.ndarray) -> np.ndarray:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from equivalence.cli import main
-from spec import ENCODINGS, get_encoding
+from relpos.equivalence.cli import main
+from relpos.spec import ENCODINGS, get_encoding
 
 
 @pytest.mark.parametrize("name", list(ENCODINGS))

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from equivalence.cli import main
-from spec import SPEC_VERSION, all_encodings
-from spec._cases import MASK_KINDS
+from relpos.equivalence.cli import main
+from relpos.spec import SPEC_VERSION, all_encodings
+from relpos.spec._cases import MASK_KINDS
 
 
 @pytest.fixture(scope="module")

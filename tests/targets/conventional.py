@@ -52,7 +52,7 @@ def txl_style(q, k, v, *, w_r, r_w_bias, r_r_bias, clamp_len=None, mask=None, **
 
 def raises_on_memory(q, k, v, **arguments):
     """The bundled reference, except that it raises as soon as there is memory."""
-    from impls.torch.shaw import shaw_reference
+    from relpos.impls.torch.shaw import shaw_reference
 
     if k.shape[2] != q.shape[2]:
         raise ValueError("memory is not supported")

@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from equivalence.draws import MASK_KINDS
-from equivalence.reference import expected
-from equivalence.strategies import draws
-from equivalence.targets import _chain, conventions, restriction, to_library, to_spec
-from spec import all_encodings, get_encoding
-from spec._profiles import Profile
+from relpos.equivalence.draws import MASK_KINDS
+from relpos.equivalence.reference import expected
+from relpos.equivalence.strategies import draws
+from relpos.equivalence.targets import _chain, conventions, restriction, to_library, to_spec
+from relpos.spec import all_encodings, get_encoding
+from relpos.spec._profiles import Profile
 
 LIVE_ROWS = tuple(k for k in MASK_KINDS if k != "fully_masked_row")
 
@@ -112,7 +112,7 @@ def xl_library(a, c):
 def t5_library(a, c):
     """T5's bias as a library with conventions ``c`` adds it: unscaled to scale q.k, or
     times sqrt(d_head) to q.k / sqrt(d_head)."""
-    from spec.encodings.t5 import bucket
+    from relpos.spec.encodings.t5 import bucket
 
     q, k, v = a["q"], a["k"], a["v"]
     bsz, n_head, qlen, d = q.shape

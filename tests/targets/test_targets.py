@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from equivalence import check_implementation
-from equivalence.cli import main
-from equivalence.targets import check_target, diagnose, load_callable, make_target
-from spec import ArgumentError
+from relpos.equivalence import check_implementation
+from relpos.equivalence.cli import main
+from relpos.equivalence.targets import check_target, diagnose, load_callable, make_target
+from relpos.spec import ArgumentError
 
 pytest.importorskip("torch")
 
@@ -95,7 +95,7 @@ def test_wrong_shapes_and_dtypes_are_reported(name, words):
 def test_a_registered_implementation_passes_as_a_target():
     jax = pytest.importorskip("jax")
     assert jax
-    target = make_target("impls.jax.shaw:shaw_reference", encoding="shaw")
+    target = make_target("relpos.impls.jax.shaw:shaw_reference", encoding="shaw")
     assert target.backend == "jax"
     (result,) = check_target(target, properties=["oracle"], dtypes=["float64"], budget="ci")
     assert result.status == "pass", result.message
@@ -134,7 +134,7 @@ def test_check_target_from_the_command_line(tmp_path, capsys):
 
 
 def test_profiles_command_lists_every_profile(capsys):
-    from spec import all_encodings
+    from relpos.spec import all_encodings
 
     assert main(["profiles"]) == 0
     out = capsys.readouterr().out
@@ -160,7 +160,7 @@ def test_pytest_plugin_adds_items_and_junit(tmp_path):
     (tmp_path / "test_own.py").write_text("def test_own():\n    assert True\n")
     junit = tmp_path / "junit.xml"
     run = _pytest(
-        tmp_path, "--relpos-target", "impls.torch.shaw:shaw_reference", f"--junitxml={junit}"
+        tmp_path, "--relpos-target", "relpos.impls.torch.shaw:shaw_reference", f"--junitxml={junit}"
     )
     assert run.returncode == 0, run.stdout
     assert "17 passed" in run.stdout, run.stdout
@@ -211,7 +211,7 @@ def test_a_permuting_convention_keeps_its_gradients_checked():
     assert {r.status for r in results} == {"pass"}, [r.message for r in results]
     import numpy as np
 
-    from equivalence.draws import Draw
+    from relpos.equivalence.draws import Draw
 
     draw = Draw(
         "rope",

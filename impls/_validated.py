@@ -1,0 +1,57 @@
+"""The one argument check every implementation shares, written once.
+
+Each variant keeps its explicit keyword signature (the spec's argument names, visible to
+``help()`` and ``inspect.signature``) and declares the spec's :class:`~relpos.spec.Problem` as
+its first parameter. :func:`validated` binds a call to the rest of that signature, fills the
+defaults, validates the arguments with :func:`relpos.spec.validate` (shapes, dtypes, options;
+no formula) and hands the body the resulting Problem, so that no body rebuilds the argument
+dict and every implementation raises the same :class:`~relpos.spec.ArgumentError` text.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from relpos.spec import validate
+
+__all__ = ["CALLING_CONVENTION", "validated"]
+
+#: Parameters of the calling convention that are not arguments of any encoding.
+CALLING_CONVENTION = frozenset({"with_weights"})
+
+
+def validated(encoding: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate ``body(problem, q, k, v, *, <options>, with_weights=False)`` as the variant
+    ``fn(q, k, v, *, <options>, with_weights=False)`` of ``encoding``.
+
+    Keywords that the signature does not name go to the spec, which rejects them with the list
+    of the encoding's arguments (rather than Python's bare TypeError)."""
+
+    def decorate(body: Callable[..., Any]) -> Callable[..., Any]:
+        full = inspect.signature(body)
+        params = list(full.parameters.values())
+        if not params or params[0].name != "problem":
+            raise TypeError(f"{body.__qualname__} must take `problem` as its first parameter")
+        public = full.replace(parameters=params[1:])
+        names = frozenset(public.parameters)
+
+        @functools.wraps(body)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            unknown = {name: kwargs.pop(name) for name in list(kwargs) if name not in names}
+            bound = public.bind(*args, **kwargs)
+            bound.apply_defaults()
+            arguments = {
+                name: value
+                for name, value in bound.arguments.items()
+                if name not in CALLING_CONVENTION
+            }
+            problem = validate(encoding, {**arguments, **unknown})
+            return body(problem, *bound.args, **bound.kwargs)
+
+        call.__signature__ = public  # type: ignore[attr-defined]
+        return call
+
+    return decorate
