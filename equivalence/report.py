@@ -24,12 +24,14 @@ from __future__ import annotations
 import json
 import math
 import platform
+import shutil
+import textwrap
 from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from equivalence.runner import Result
+from relpos.equivalence.runner import Result
 
 __all__ = ["environment", "matrix", "to_json", "write_json"]
 
@@ -68,7 +70,7 @@ def _ratio(value: float) -> float | None:
 def to_json(
     results: Iterable[Result], *, budget: str, extra: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    from spec import SPEC_VERSION
+    from relpos.spec import SPEC_VERSION
 
     rows = []
     for r in results:
@@ -118,9 +120,15 @@ def _cell(results: list[Result]) -> str:
     return f"{status} {examples}/{shown}"
 
 
-def matrix(results: list[Result]) -> str:
+def matrix(results: list[Result], width: int | None = None) -> str:
     """One row per implementation, one column per property; a cell is the status, the
-    examples run over every dtype, and the worst error as a fraction of the bound."""
+    examples run over every dtype, and the worst error as a fraction of the bound.
+
+    The columns are wrapped into panels that each fit ``width`` characters (default: the
+    terminal's width, 100 when there is no terminal), each panel repeating the implementation
+    column; a single column wider than ``width`` still gets a panel of its own."""
+    if width is None:
+        width = shutil.get_terminal_size((100, 24)).columns
     impls = list(dict.fromkeys(r.implementation for r in results))
     props = list(dict.fromkeys(r.property for r in results))
     cells = {
@@ -128,15 +136,29 @@ def matrix(results: list[Result]) -> str:
         for i in impls
         for p in props
     }
-    header = ["implementation", *props]
-    widths = [max(len(header[0]), *(len(i) for i in impls))] + [
-        max(len(p), *(len(cells[i, p]) for i in impls)) for p in props
-    ]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
-    lines += [fmt.format(i, *(cells[i, p] for p in props)) for i in impls]
+    first = max(len("implementation"), *(len(i) for i in impls))
+    column = {p: max(len(p), *(len(cells[i, p]) for i in impls)) for p in props}
+    panels: list[list[str]] = []
+    for p in props:
+        used = first + sum(2 + column[q] for q in panels[-1]) if panels else 0
+        if panels and used + 2 + column[p] <= width:
+            panels[-1].append(p)
+        else:
+            panels.append([p])
+    lines: list[str] = []
+    for panel in panels:
+        widths = [first, *(column[p] for p in panel)]
+        fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+        if lines:
+            lines.append("")
+        rows = [("implementation", *panel), tuple("-" * w for w in widths)]
+        rows += [(i, *(cells[i, p] for p in panel)) for i in impls]
+        lines += [fmt.format(*row).rstrip() for row in rows]
     lines.append(
-        "cell: status examples/worst error as a fraction of its bound (<= 1 passes), "
-        "over every dtype the property runs in"
+        textwrap.fill(
+            "cell: status examples/worst error as a fraction of its bound (<= 1 passes), "
+            "over every dtype the property runs in",
+            width=max(width, 40),
+        )
     )
     return "\n".join(lines) + "\n"
