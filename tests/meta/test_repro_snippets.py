@@ -48,7 +48,9 @@ def test_a_bundled_implementation_repro_runs_as_printed(tmp_path):
     )
     snippet = repro_snippet("oracle", impl, "float64", draw)
     assert "\nreproduce(" in snippet
-    ran = _fresh(snippet.replace("\nreproduce(", "\nratio = reproduce(") + "\nprint(ratio)", tmp_path)
+    ran = _fresh(
+        snippet.replace("\nreproduce(", "\nratio = reproduce(") + "\nprint(ratio)", tmp_path
+    )
     assert ran.returncode == 0, ran.stderr
     assert float(ran.stdout.split()[-1]) <= 1
 
