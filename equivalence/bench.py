@@ -17,7 +17,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-__all__ = ["HEAP_REUSE", "main"]
+__all__ = ["HEAP_REUSE", "main", "oracle"]
 
 #: glibc settings that keep freed memory for reuse instead of returning it to the OS.
 HEAP_REUSE = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
@@ -178,3 +178,13 @@ def main(sizes: str, rounds: int, select: str | None, out_dir: str) -> int:
     (out / "latest.md").write_text(text)
     sys.stdout.write(text)
     return 0
+
+
+def oracle(size: int, rounds: int, out_dir: str) -> int:
+    """``relpos bench --oracle``: benchmarks/oracle.py, tables in OUT/oracle."""
+    root = _root()
+    sys.path.insert(0, str(root))
+    from benchmarks.oracle import main as run_oracle
+
+    command = f"relpos bench --oracle --sizes {size} --rounds {rounds}"
+    return int(run_oracle(size, rounds, Path(out_dir) / "oracle", command))

@@ -47,7 +47,12 @@ def _vectors_export(args: argparse.Namespace) -> int:
     from relpos.equivalence.tolerance import suggested_for_vectors
     from relpos.spec.vectors import export
 
-    written = export(args.out, encodings=args.encoding or None, tolerance=suggested_for_vectors)
+    written = export(
+        args.out,
+        encodings=args.encoding or None,
+        tolerance=suggested_for_vectors,
+        large=args.large,
+    )
     sys.stdout.write(f"wrote {len(written)} vector files and manifest.json to {args.out}\n")
     return 0
 
@@ -223,9 +228,22 @@ def _profiles(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if args.oracle:
+        from relpos.equivalence.bench import oracle
+
+        size = int(args.sizes.split(",")[0]) if args.sizes_given else 512
+        return oracle(size, args.rounds, args.out)
     from relpos.equivalence.bench import main as bench
 
     return bench(args.sizes, args.rounds, args.select, args.out)
+
+
+class _Given(argparse.Action):
+    """Stores the value and records that it was given (``sizes_given``)."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_given", True)
 
 
 def _version() -> str:
@@ -273,6 +291,12 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         choices=sorted(ENCODINGS),
         help="only this encoding (repeatable)",
+    )
+    export.add_argument(
+        "--large",
+        action="store_true",
+        help="also the long-position cases (256 queries after 768 memory positions, "
+        "evaluated in balls; about 10 MB each)",
     )
     export.set_defaults(run=_vectors_export)
     verify = vector_commands.add_parser("verify", help="re-derive vector files, report differences")
@@ -325,11 +349,22 @@ def _parser() -> argparse.ArgumentParser:
         "bench",
         help="benchmark every implementation against the attention floor (run from a checkout)",
     )
-    bench.add_argument("--sizes", default="256,512,1024,2048", help="comma-separated L values")
+    bench.add_argument(
+        "--sizes",
+        default="256,512,1024,2048",
+        action=_Given,
+        help="comma-separated L values (--oracle: the first, default 512)",
+    )
     bench.add_argument("--rounds", type=int, default=5, help="timed rounds per case")
+    bench.add_argument(
+        "--oracle",
+        action="store_true",
+        help="instead: the oracle's ball path against numpy float64, every encoding "
+        "(tables in OUT/oracle)",
+    )
     bench.add_argument("--select", help="only cases whose id contains this (pytest -k)")
     bench.add_argument("--out", default="benchmarks/results", help="where tables and JSON go")
-    bench.set_defaults(run=_bench)
+    bench.set_defaults(run=_bench, sizes_given=False)
     return parser
 
 

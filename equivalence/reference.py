@@ -38,6 +38,8 @@ class Expected:
     mask: np.ndarray
     magnitude_scores: np.ndarray
     magnitude_out: np.ndarray
+    #: How far each expected value may be from the exact one (the oracle's radius).
+    radius: tolerance.Bounds | None = None
     _bounds: dict[str, tolerance.Bounds] = field(default_factory=dict)
 
     def bounds(self, dtype: str) -> tolerance.Bounds:
@@ -48,6 +50,7 @@ class Expected:
                 mask=self.mask,
                 magnitude_scores=self.magnitude_scores,
                 magnitude_out=self.magnitude_out,
+                oracle_radius=self.radius,
             )
         return self._bounds[dtype]
 
@@ -75,7 +78,10 @@ def expected(encoding: str, args: Mapping[str, Any]) -> Expected:
         _CACHE.move_to_end(key)
         return _CACHE[key]
     result = evaluate(encoding, **args)
-    mags = magnitudes(encoding, **args)
+    # Magnitudes only scale bounds: float64 is far more accurate than their constants, and
+    # exact magnitudes would cost what the ball path saves.
+    precision = "exact" if result.method == "exact" else "float64"
+    mags = magnitudes(encoding, precision=precision, **args)
     value = Expected(
         encoding,
         result.as_float64("scores"),
@@ -84,6 +90,9 @@ def expected(encoding: str, args: Mapping[str, Any]) -> Expected:
         result.mask,
         mags["scores"],
         mags["out"],
+        radius=tolerance.Bounds(
+            result.radius("scores"), result.radius("probs"), result.radius("out")
+        ),
     )
     _CACHE[key] = value
     if len(_CACHE) > _CACHE_SIZE:

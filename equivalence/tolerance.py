@@ -70,8 +70,9 @@ output fails.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -139,12 +140,16 @@ def bounds(
     magnitude_scores: np.ndarray,
     magnitude_out: np.ndarray,
     abs_values_sum: np.ndarray | None = None,
+    oracle_radius: Bounds | None = None,
 ) -> Bounds:
     """E1-E3 for one evaluation.
 
     ``probs`` (float64) and ``mask`` come from the oracle, the magnitudes from
     :func:`relpos.spec.magnitudes`; ``abs_values_sum`` is sum_j |V_ij| per output element (for the
-    underflow term; defaults to ``magnitude_out``).
+    underflow term; defaults to ``magnitude_out``). ``oracle_radius`` is how far the oracle's
+    float64 expected values may be from the exact ones (:meth:`relpos.spec.Evaluation.radius`:
+    a ball's certified radius plus the rounding to float64); it is added to every bound, so no
+    bound assumes the oracle exact.
     """
     m = _model(dtype)
     n = magnitude_out.shape[-1]  # d_head
@@ -158,7 +163,12 @@ def bounds(
     summation = (klen + 2) * m.u_acc + C_ROUND * m.u
     under = magnitude_out if abs_values_sum is None else abs_values_sum
     tol_o = SAFETY * ((per_prob + summation) * magnitude_out + m.tiny * under)
-    return Bounds(np.where(mask, tol_e, 0.0), tol_a, tol_o)
+    tol_e = np.where(mask, tol_e, 0.0)
+    if oracle_radius is not None:
+        tol_e = tol_e + np.where(mask, oracle_radius.scores, 0.0)
+        tol_a = tol_a + oracle_radius.probs
+        tol_o = tol_o + oracle_radius.out
+    return Bounds(tol_e, tol_a, tol_o)
 
 
 def gradient_bounds(
@@ -192,19 +202,27 @@ def suggested(dtype: str, b: Bounds) -> dict[str, float]:
 
 
 def for_evaluation(
-    dtype: str, encoding: str, args: Mapping[str, object], evaluation: object
-) -> Bounds:
-    """E1-E3 for an oracle evaluation of ``encoding`` on ``args``."""
+    dtypes: Sequence[str], encoding: str, args: Mapping[str, object], evaluation: Any
+) -> dict[str, Bounds]:
+    """E1-E3 per dtype for an oracle evaluation of ``encoding`` on ``args``, with the
+    evaluation's own radius added (magnitudes in float64 beside a ball evaluation)."""
     from relpos.spec import magnitudes
 
-    mags = magnitudes(encoding, "exact", **args)
-    return bounds(
-        dtype,
-        probs=evaluation.as_float64("probs"),  # type: ignore[attr-defined]
-        mask=evaluation.mask,  # type: ignore[attr-defined]
-        magnitude_scores=mags["scores"],
-        magnitude_out=mags["out"],
-    )
+    precision = "exact" if evaluation.method == "exact" else "float64"
+    mags = magnitudes(encoding, precision, **args)
+    names = ("scores", "probs", "out")
+    radius = Bounds(*(evaluation.radius(name) for name in names))
+    return {
+        dtype: bounds(
+            dtype,
+            probs=evaluation.as_float64("probs"),
+            mask=evaluation.mask,
+            magnitude_scores=mags["scores"],
+            magnitude_out=mags["out"],
+            oracle_radius=radius,
+        )
+        for dtype in dtypes
+    }
 
 
 def suggested_for_vectors(
@@ -212,6 +230,5 @@ def suggested_for_vectors(
 ) -> dict[str, dict[str, float]]:
     """The ``tolerance`` entry of a golden vector file: per dtype, per quantity."""
     name = encoding.name  # type: ignore[attr-defined]
-    return {
-        dtype: suggested(dtype, for_evaluation(dtype, name, args, evaluation)) for dtype in DTYPES
-    }
+    per_dtype = for_evaluation(tuple(DTYPES), name, args, evaluation)
+    return {dtype: suggested(dtype, b) for dtype, b in per_dtype.items()}

@@ -13,6 +13,8 @@ absolute path products, the magnitude a gradient's rounding error scales with), 
 input and constant replaced by its absolute value, which turns the formula into the magnitude
 bound that the tolerance model scales), and ``float`` / ``abs_float``, the same in float64 numpy
 arrays for inputs too large for exact arithmetic (magnitudes only, never expected values).
+``ball`` holds certified enclosures (python-flint ``arb``, :mod:`relpos.spec._balls`): exact
+inputs, every rounding inside each ball's radius.
 """
 
 from __future__ import annotations
@@ -23,13 +25,14 @@ from typing import Any, Literal
 
 import mpmath
 import numpy as np
+import sympy as sp
 
 __all__ = ["DPS", "FLOAT_MODES", "AbsDual", "Dual", "Mode", "array", "to_fraction_array", "to_mpf"]
 
 #: Working precision of the oracle, in significant decimal digits.
 DPS = 60
 
-Mode = Literal["exact", "dual", "abs", "float", "abs_float"]
+Mode = Literal["exact", "dual", "abs", "float", "abs_float", "ball"]
 
 #: Modes evaluated in float64 numpy arrays (fast, approximate): for magnitudes of large inputs.
 FLOAT_MODES = ("float", "abs_float")
@@ -154,6 +157,10 @@ def lift(name: str, array: Any, mode: Mode, dual: type[Dual] = Dual) -> np.ndarr
     if mode in FLOAT_MODES:
         values = np.asarray(array, dtype=np.float64)
         return np.abs(values) if mode == "abs_float" else values
+    if mode == "ball":
+        from relpos.spec import _balls
+
+        return _balls.lift(array)
     exact = to_fraction_array(array)
     if mode == "exact":
         return exact
@@ -166,7 +173,23 @@ def lift(name: str, array: Any, mode: Mode, dual: type[Dual] = Dual) -> np.ndarr
 
 
 def constant(value: Any, mode: Mode) -> Any:
-    """A constant of the formula (a sinusoid entry, a scale) in ``mode``."""
+    """A constant of the formula (a sinusoid entry, a scale) in ``mode``. In ball mode it must
+    be exact (an int, a Fraction or a SymPy number, evaluated as a certified ball); an mpf
+    computed elsewhere carries no enclosure and is refused."""
+    if mode == "ball":
+        from relpos.spec import _balls
+
+        if isinstance(value, int):  # exact at any precision
+            return _balls.arb(value)
+        if isinstance(value, mpmath.mpf):
+            raise TypeError("ball mode needs exact constants (int, Fraction, SymPy), got an mpf")
+        return _balls.number(value)
+    if isinstance(value, sp.Basic):
+        value = (
+            Fraction(int(value.p), int(value.q))
+            if value.is_Rational
+            else mpmath.mpf(str(sp.N(value, DPS + 10)))
+        )
     if mode in FLOAT_MODES:
         value = float(value)
         return abs(value) if mode == "abs_float" else value
@@ -184,5 +207,10 @@ def exp(x: Any) -> Any:
 
 
 def value_of(x: Any) -> Any:
-    """The mpf value of an exact, mpf or dual scalar."""
-    return x.value if isinstance(x, Dual) else to_mpf(x)
+    """The mpf value of an exact, mpf or dual scalar (a ball: its midpoint)."""
+    if isinstance(x, Dual):
+        return x.value
+    if type(x).__name__ == "arb":
+        man, exp = x.mid().man_exp()
+        return mpmath.mpf((int(man), int(exp)))
+    return to_mpf(x)

@@ -3,28 +3,35 @@
 A new encoding is one module in ``spec/encodings/`` defining one final subclass of
 :class:`Encoding` and one line in ``spec/encodings/__init__.py``. It declares its arguments
 (:mod:`relpos.spec._signature`), its SymPy formulas, its citation and conventions, and how its
-logits and per-pair values are evaluated from those formulas (:meth:`Encoding.logits`,
-:meth:`Encoding.values`). Masking, softmax, outputs, gradients, magnitudes, golden vectors,
-rendering and the proof table are generic.
+logits and per-pair values take their operands (:meth:`Encoding.logit_operands`,
+:meth:`Encoding.value_operands`): which row of which table each pair reads. The formulas are
+then evaluated generically, exactly or in ball arithmetic. Masking, softmax, outputs,
+gradients, magnitudes, golden vectors, rendering and the proof table are generic.
 """
 
 from __future__ import annotations
 
 import abc
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, final
 
 import numpy as np
 import sympy as sp
 
+from relpos.spec import _conventions as cv
 from relpos.spec._arith import Mode
+from relpos.spec._pairs import PairFormula, keys
 from relpos.spec._profiles import GENERIC_AXES, Axis, Profile
 from relpos.spec._signature import Option, Problem, Tensor, validate_arguments
 
 __all__ = ["Case", "Encoding", "Identity", "Proof", "Reference"]
+
+_V_J = sp.MatrixSymbol("v_j", 1, cv.d_head)
+_VALUE_OF_KEY = PairFormula(_V_J, (_V_J,), vector=True)
 
 
 @dataclass(frozen=True)
@@ -144,18 +151,55 @@ class Encoding(abc.ABC):
         more than d_head: DeBERTa's is 1/sqrt(d_head (1 + the position terms given))."""
 
     @abc.abstractmethod
-    def logits(self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode) -> np.ndarray:
-        """Logits e[b, h, i, j] (object array) before masking, evaluated from the formulas.
+    def logit_operands(
+        self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode
+    ) -> tuple[PairFormula, tuple[Any, ...]]:
+        """The logit formula and its operands, in the formula's argument order: a
+        :class:`~relpos.spec._pairs.Rows` (where each pair reads its row) for every per-pair
+        symbol, a scalar of ``mode`` for a symbol that every pair shares (the scale).
 
         ``x`` holds each given float tensor as an object array in ``mode`` (and the other
         tensors as given); ``scale`` is a scalar of the same mode.
         """
 
+    def value_operands(
+        self, problem: Problem, x: Mapping[str, Any], mode: Mode
+    ) -> tuple[PairFormula, tuple[Any, ...]]:
+        """The value formula V_ij (o_i = sum_j alpha_ij V_ij) and its operands, as
+        :meth:`logit_operands`. By default v_j itself (no relative term on the values)."""
+        return _VALUE_OF_KEY, (keys(x["v"], problem.dims["qlen"]),)
+
+    @final
+    def logits(self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode) -> np.ndarray:
+        """Logits e[b, h, i, j] before masking, evaluated from the formula of
+        :meth:`logit_operands` (object array; float64 in the float modes)."""
+        formula, operands = self.logit_operands(problem, x, scale, mode)
+        d = problem.dims
+        pairs = (d["bsz"], d["n_head"], d["qlen"], d["klen"])
+        if mode == "ball":
+            return formula.balls(pairs, *operands)
+        return np.asarray(formula.on_pairs({"d_head": d["d_head"]}, pairs, *operands))
+
+    @final
     def values(self, problem: Problem, x: Mapping[str, Any], mode: Mode) -> np.ndarray:
-        """The value each pair contributes, V[b, h, i, j, :], broadcastable to
-        (bsz, n_head, qlen, klen, d_head); o_i = sum_j alpha_ij V_ij. By default v_j itself
-        (no relative term on the values); Shaw overrides it."""
-        return x["v"][:, :, None, :, :]
+        """The value each pair contributes, V[b, h, i, j, :] of shape (bsz, n_head, qlen,
+        klen, d_head), from the formula of :meth:`value_operands` (not in ball mode, where the
+        oracle sums the values with the weights directly: :meth:`weighted_values`)."""
+        formula, operands = self.value_operands(problem, x, mode)
+        d = problem.dims
+        pairs = (d["bsz"], d["n_head"], d["qlen"], d["klen"])
+        entries = formula.on_pairs({"d_head": d["d_head"]}, pairs, *operands)
+        return np.stack([np.broadcast_to(e, pairs) for e in entries], axis=-1)
+
+    @final
+    def weighted_values(
+        self, problem: Problem, x: Mapping[str, Any], weights: np.ndarray
+    ) -> np.ndarray:
+        """o[b, h, i, :] = sum_j weights[b, h, i, j] V_ij in ball arithmetic."""
+        formula, operands = self.value_operands(problem, x, "ball")
+        d = problem.dims
+        pairs = (d["bsz"], d["n_head"], d["qlen"], d["klen"])
+        return formula.weighted_sums(pairs, weights, *operands)
 
     # -- what generic checks need to know ----------------------------------------------------
 
@@ -223,3 +267,19 @@ class Encoding(abc.ABC):
     @abc.abstractmethod
     def cases(self) -> list[Case]:
         """Golden-vector cases covering every option of the encoding."""
+
+    #: Options of the long-position golden case (:meth:`large_cases`), chosen to reach the
+    #: encoding's far regions: wide clips and clamps, log buckets, many heads.
+    large_options: ClassVar[Mapping[str, Any]] = MappingProxyType({})
+    #: Dimensions of the long-position golden case beyond qlen and mlen.
+    large_dims: ClassVar[Mapping[str, int]] = MappingProxyType({})
+
+    @final
+    def large_cases(self) -> list[Case]:
+        """The long-position golden case (``relpos vectors export --large``, evaluated in
+        balls): one head, 256 queries after 768 memory positions, so positions reach 1023,
+        with the first case's tensors and :attr:`large_options` and :attr:`large_dims`."""
+        first = self.cases()[0]
+        dims = {**first.dims, "bsz": 1, "n_head": 1, "qlen": 256, "mlen": 768, **self.large_dims}
+        options = {**first.options, **self.large_options}
+        return [dataclasses.replace(first, name=f"large_{first.name}", dims=dims, options=options)]

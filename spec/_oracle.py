@@ -25,11 +25,12 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+import flint
 import mpmath
 import numpy as np
 import sympy as sp
 
-from relpos.spec import _arith
+from relpos.spec import _arith, _balls
 from relpos.spec._arith import DPS, Mode
 from relpos.spec._encoding import Encoding
 from relpos.spec._signature import ArgumentError, Problem
@@ -58,11 +59,25 @@ class Evaluation:
     probs: np.ndarray
     out: np.ndarray
     mask: np.ndarray
+    #: "exact" (Fractions and mpf) or "ball" (python-flint arb enclosures).
+    method: str = "exact"
 
     def as_float64(self, name: str) -> np.ndarray:
-        """One of scores, probs, out rounded to float64 (-inf kept)."""
+        """One of scores, probs, out rounded to float64 (-inf kept; a ball's midpoint)."""
         arr = getattr(self, name)
+        if self.method == "ball":
+            return _balls.midpoints(arr)
         return np.vectorize(lambda x: float(_arith.value_of(x)), otypes=[np.float64])(arr)
+
+    def radius(self, name: str) -> np.ndarray:
+        """How far the exact value may be from :meth:`as_float64`'s, per element: the ball's
+        certified radius plus the rounding to float64 (half an ulp). The exact path reports
+        only that rounding, its 60 working digits being far below it."""
+        mid = self.as_float64(name)
+        rounding = np.where(np.isfinite(mid), np.spacing(np.abs(mid)) / 2, 0.0)
+        if self.method != "ball":
+            return rounding
+        return rounding + np.where(np.isfinite(mid), _balls.radii(getattr(self, name)), 0.0)
 
 
 def _encoding(encoding: str | Encoding) -> Encoding:
@@ -77,10 +92,7 @@ def _scale(enc: Encoding, problem: Problem, mode: Mode) -> Any:
     given = problem.options.get("scale")
     if given is not None:
         return _arith.constant(Fraction(given), mode)
-    exact = sp.nsimplify(enc.default_scale(problem))
-    if exact.is_Rational:
-        return _arith.constant(Fraction(int(exact.p), int(exact.q)), mode)
-    return _arith.constant(mpmath.mpf(str(sp.N(exact, DPS + 10))), mode)
+    return _arith.constant(sp.nsimplify(enc.default_scale(problem)), mode)
 
 
 def full_mask(enc: Encoding, problem: Problem) -> np.ndarray:
@@ -149,15 +161,38 @@ def _run(
     return logits, probs, out, mask
 
 
-def evaluate(encoding: str | Encoding, /, **args: Any) -> Evaluation:
+#: ``method="auto"`` evaluates exactly up to this many (b, h, i, j) pairs, in balls beyond.
+EXACT_PAIRS = 256
+
+METHODS = ("auto", "exact", "ball")
+
+
+def choose_method(problem: Problem, method: str = "auto") -> str:
+    """The evaluation path ``method`` stands for on this problem: "exact" or "ball"."""
+    if method not in METHODS:
+        raise ArgumentError("method", repr(method), f"must be one of {', '.join(METHODS)}")
+    if method != "auto":
+        return method
+    d = problem.dims
+    pairs = d["bsz"] * d["n_head"] * d["qlen"] * d["klen"]
+    return "exact" if pairs <= EXACT_PAIRS else "ball"
+
+
+def evaluate(encoding: str | Encoding, /, *, method: str = "auto", **args: Any) -> Evaluation:
     """Evaluate the spec: scores, probabilities and outputs to :data:`DPS` digits.
 
     Arguments are the encoding's (``relpos spec show NAME`` lists them); tensors may be numpy
     arrays of any float dtype (converted exactly), or object arrays of Fractions or decimal
-    strings.
+    strings. ``method``: "exact" (rationals where the formula is rational, mpmath at
+    :data:`DPS` digits elsewhere), "ball" (certified enclosures in python-flint's arb at
+    :data:`~relpos.spec._balls.PRECISION` bits, with their radii; float inputs only), or
+    "auto": exact up to :data:`EXACT_PAIRS` pairs, balls beyond.
     """
     enc = _encoding(encoding)
     problem = enc.validate(args, check_dtypes=False)
+    chosen = choose_method(problem, method)
+    if chosen == "ball":
+        return _evaluate_balls(enc, problem)
     with mpmath.workdps(DPS):
         logits, probs, out, mask = _run(enc, problem, "exact")
         scores = np.empty(logits.shape, dtype=object)
@@ -166,6 +201,28 @@ def evaluate(encoding: str | Encoding, /, **args: Any) -> Evaluation:
         probs = np.vectorize(_arith.to_mpf, otypes=[object])(probs)
         out = np.vectorize(_arith.to_mpf, otypes=[object])(out)
     return Evaluation(problem, logits, scores, probs, out, mask)
+
+
+_EXP = np.frompyfunc(lambda x: x.exp(), 1, 1)
+
+
+def _evaluate_balls(enc: Encoding, problem: Problem) -> Evaluation:
+    """The same pipeline in ball arithmetic: logits term by term from the formula (one
+    ``arb_mat`` product per bilinear term), a certified softmax, outputs as products of the
+    weights (summed per table row) with the value tables."""
+    with flint.ctx.workprec(_balls.PRECISION):
+        x = _inputs(enc, problem, "ball")
+        logits = enc.logits(problem, x, _scale(enc, problem, "ball"), "ball")
+        mask = full_mask(enc, problem)
+        zero: Any = _balls.arb(0)
+        one: Any = _balls.arb(1)
+        weights = np.where(mask, _EXP(np.where(mask, logits, zero)), zero)
+        total = weights.sum(axis=-1, keepdims=True)
+        empty = ~mask.any(axis=-1, keepdims=True)
+        probs = np.where(mask, weights / np.where(empty, one, total), zero)
+        out = enc.weighted_values(problem, x, probs)
+    scores = np.where(mask, logits, mpmath.ninf)
+    return Evaluation(problem, logits, scores, probs, out, mask, method="ball")
 
 
 def magnitudes(

@@ -11,6 +11,7 @@ Fractions, forward-mode for duals.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -18,7 +19,61 @@ import numpy as np
 import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
-__all__ = ["PairFormula", "as_rows", "gather_rows"]
+__all__ = ["PairFormula", "Rows", "as_rows", "gather_rows", "keys", "queries", "relative"]
+
+
+@dataclass(frozen=True)
+class Rows:
+    """An operand of a pair formula, by where its rows come from: pair (b, h, i, j) reads row
+    ``index[b, h, i, j]`` of ``table[b, h]``.
+
+    ``table`` is (B, H, n_rows, width) and ``index`` (B, H, qlen, klen), each with B in
+    {1, bsz} and H in {1, n_head} (broadcast). A row-vector symbol of the formula (1 x d_head)
+    takes rows of width d_head; a scalar symbol takes width 1. For q_i the table is q and the
+    index is i; for k_j it is k and j; for Shaw's a_c it is the relative table and c_ij.
+    """
+
+    table: np.ndarray
+    index: np.ndarray
+
+    @classmethod
+    def per_head(cls, values: np.ndarray) -> Rows:
+        """A scalar per head (n_head,), every pair of head h reading values[h]."""
+        return cls(np.asarray(values)[None, :, None, None], np.zeros((1, 1, 1, 1), np.int64))
+
+    @classmethod
+    def per_head_row(cls, values: np.ndarray) -> Rows:
+        """A row vector per head (n_head, width), every pair of head h reading values[h]
+        (Transformer-XL's u and v)."""
+        return cls(np.asarray(values)[None, :, None, :], np.zeros((1, 1, 1, 1), np.int64))
+
+    def pairs(self, pair_shape: tuple[int, ...], vector: bool) -> np.ndarray:
+        """The operand of every pair, as :class:`PairFormula` takes it: a (1, width,
+        *pair_shape) matrix operand for a vector symbol, a ``pair_shape`` array for a scalar."""
+        b, h = np.ogrid[: self.table.shape[0], : self.table.shape[1]]
+        gathered = self.table[b[..., None, None], h[..., None, None], self.index]
+        if vector:
+            return as_rows(gathered, pair_shape)
+        return np.broadcast_to(gathered[..., 0], pair_shape)
+
+
+def queries(q: np.ndarray, klen: int) -> Rows:
+    """q_i: row i of q (bsz, n_head, qlen, d) for every pair (i, j)."""
+    qlen = q.shape[2]
+    return Rows(q, np.broadcast_to(np.arange(qlen)[:, None], (qlen, klen))[None, None])
+
+
+def keys(k: np.ndarray, qlen: int) -> Rows:
+    """k_j (or v_j): row j of k (bsz, n_head, klen, d) for every pair (i, j)."""
+    klen = k.shape[2]
+    return Rows(k, np.broadcast_to(np.arange(klen)[None, :], (qlen, klen))[None, None])
+
+
+def relative(table: np.ndarray, index: np.ndarray) -> Rows:
+    """Rows of a relative table picked by a (qlen, klen) (or (bsz, n_head, qlen, klen)) index:
+    a shared (P, n) table, or one per head (n_head, P, n)."""
+    full = table[None, None] if table.ndim == 2 else table[None]
+    return Rows(full, index if index.ndim == 4 else index[None, None])
 
 
 class PairFormula:
@@ -31,6 +86,77 @@ class PairFormula:
         self.args = tuple(args)
         self.vector = vector
         self._compiled: dict[tuple[tuple[str, int], ...], Callable[..., Any]] = {}
+        self._terms: list[_Term] | None = None
+
+    def on_pairs(self, sizes: Mapping[str, int], pair_shape: tuple[int, ...], *operands: Any):
+        """The formula on every pair, its operands given by :class:`Rows` (or as scalars that
+        every pair shares), in the exact, dual, abs and float modes."""
+        return self(
+            sizes,
+            *(
+                op.pairs(pair_shape, isinstance(a, sp.MatrixSymbol)) if isinstance(op, Rows) else op
+                for a, op in zip(self.args, operands, strict=True)
+            ),
+        )
+
+    def balls(self, pair_shape: tuple[int, ...], *operands: Any) -> np.ndarray:
+        """A scalar formula on every pair in ball arithmetic (object array of ``arb``): each
+        bilinear term x y^T is one ``arb_mat`` product of the operands' tables per (b, h),
+        gathered onto the pairs by their row indices. Run inside ``flint.ctx.workprec``."""
+        if self.vector:
+            raise TypeError("balls() evaluates scalar formulas; use weighted_sums()")
+        total: Any = None
+        for term in self.terms():
+            coefficient = self._coefficient(term, pair_shape, operands)
+            if term.left is None:
+                value = np.broadcast_to(coefficient, pair_shape)
+            elif term.right is None:
+                raise TypeError(f"{self.expr} is not a scalar formula")
+            elif any(isinstance(operands[n], Rows) for n in term.scalars):
+                x, y = operands[term.left], operands[term.right]
+                value = coefficient * _bilinear(x, y, pair_shape)
+            else:  # a coefficient every pair shares scales the (small) matrix product
+                x, y = operands[term.left], operands[term.right]
+                value = _bilinear(x, y, pair_shape, coefficient)
+            total = value if total is None else total + value
+        return np.asarray(total)
+
+    def weighted_sums(
+        self, pair_shape: tuple[int, ...], weights: np.ndarray, *operands: Any
+    ) -> np.ndarray:
+        """sum_j weights[b, h, i, j] * V_ij for a vector formula V (the outputs, with the
+        attention weights), in ball arithmetic: (bsz, n_head, qlen, width) object array. Each
+        linear term's weights are summed per table row (a scatter-add, or nothing when the
+        rows are the keys themselves) and multiplied with the table as one ``arb_mat``
+        product."""
+        if not self.vector:
+            raise TypeError("weighted_sums() evaluates vector formulas; use balls()")
+        out: np.ndarray | None = None
+        for term in self.terms():
+            if term.left is None or term.right is not None:
+                raise TypeError(f"{self.expr} is not linear in one vector per term")
+            w = np.broadcast_to(weights * self._coefficient(term, pair_shape, operands), pair_shape)
+            part = _weighted_rows(operands[term.left], w)
+            out = part if out is None else out + part
+        assert out is not None
+        return out
+
+    def _coefficient(self, term: _Term, pair_shape: tuple[int, ...], operands: Any) -> Any:
+        return term.coefficient(
+            *(
+                operands[n].pairs(pair_shape, False)
+                if isinstance(operands[n], Rows)
+                else operands[n]
+                for n in term.scalars
+            )
+        )
+
+    def terms(self) -> list[_Term]:
+        """The expanded formula as a sum of terms, each a scalar coefficient times at most
+        two row-vector symbols (x y^T for a scalar formula, x for a vector one)."""
+        if self._terms is None:
+            self._terms = _expand(self.expr, self.args)
+        return self._terms
 
     def __call__(self, sizes: Mapping[str, int], *operands: Any) -> Any:
         key = tuple(sorted((name, int(value)) for name, value in sizes.items()))
@@ -64,6 +190,100 @@ class PairFormula:
             printer=_ExactPrinter,
             docstring_limit=0,
         )
+
+
+def _slot(array: np.ndarray, b: int, h: int) -> tuple[int, int]:
+    """Where pair (b, h) reads a (B, H, ...) array broadcast over B and H."""
+    return (b if array.shape[0] > 1 else 0, h if array.shape[1] > 1 else 0)
+
+
+def _pick(array: np.ndarray, b: int, h: int) -> np.ndarray:
+    return array[_slot(array, b, h)]
+
+
+def _bilinear(x: Rows, y: Rows, pair_shape: tuple[int, ...], coefficient: Any = 1) -> np.ndarray:
+    from relpos.spec._balls import matrix, table
+
+    out = np.empty(pair_shape, dtype=object)
+    products: dict[tuple[int, ...], np.ndarray] = {}
+    for b in range(pair_shape[0]):
+        for h in range(pair_shape[1]):
+            key = (*_slot(x.table, b, h), *_slot(y.table, b, h))
+            if key not in products:  # shared tables: one product serves every (b, h)
+                tx, ty = _pick(x.table, b, h), _pick(y.table, b, h)
+                products[key] = table(coefficient * (matrix(tx) * matrix(ty).transpose()))
+            ix, iy = np.broadcast_arrays(_pick(x.index, b, h), _pick(y.index, b, h))
+            out[b, h] = products[key][ix, iy]
+    return out
+
+
+def _weighted_rows(x: Rows, weights: np.ndarray) -> np.ndarray:
+    from relpos.spec._balls import matrix, table
+
+    bsz, n_head, qlen, klen = weights.shape
+    rows = np.arange(qlen)[:, None]
+    out = np.empty((bsz, n_head, qlen, x.table.shape[-1]), dtype=object)
+    for b in range(bsz):
+        for h in range(n_head):
+            tx = _pick(x.table, b, h)
+            index = np.broadcast_to(_pick(x.index, b, h), (qlen, klen))
+            if tx.shape[0] == klen and (index == np.arange(klen)).all():
+                per_row = weights[b, h]  # the rows are the keys: no scatter
+            else:
+                per_row = np.zeros((qlen, tx.shape[0]), dtype=object)
+                np.add.at(per_row, (np.broadcast_to(rows, index.shape), index), weights[b, h])
+            out[b, h] = table(matrix(per_row) * matrix(tx))
+    return out
+
+
+@dataclass(frozen=True)
+class _Term:
+    """``coefficient * left * right^T`` (``right`` None: ``coefficient * left``; both None: a
+    scalar term), the coefficient a function of the formula's scalar arguments."""
+
+    coefficient: Callable[..., Any]
+    scalars: tuple[int, ...]
+    left: int | None
+    right: int | None
+
+
+def _expand(expr: sp.Basic, args: Sequence[sp.Basic]) -> list[_Term]:
+    from relpos.spec._balls import compile_expression
+
+    position = {a: n for n, a in enumerate(args)}
+    scalar_args = [a for a in args if not isinstance(a, sp.MatrixSymbol)]
+    terms: list[_Term] = []
+    expanded = sp.expand(expr)
+    for term in (
+        sp.Add.make_args(expanded) if not isinstance(expanded, sp.MatAdd) else expanded.args
+    ):
+        factors = term.args if isinstance(term, sp.MatMul) else (term,)
+        coefficient: sp.Expr = sp.Integer(1)
+        vectors: list[int] = []
+        for factor in factors:
+            symbol = factor.arg if isinstance(factor, sp.Transpose) else factor
+            if isinstance(symbol, sp.MatrixSymbol) and symbol.shape[0] == 1:
+                vectors.append(position[symbol])
+            elif isinstance(factor, sp.MatrixBase) and factor.shape == (1, 1):
+                coefficient *= factor[0, 0]
+            elif not getattr(factor, "is_Matrix", False):
+                coefficient *= factor
+            else:
+                raise TypeError(f"cannot lower the factor {factor} of {expr} to ball terms")
+        matrices = [f for f in factors if getattr(f, "is_Matrix", False)]
+        if len(vectors) > 2:
+            raise TypeError(f"cannot lower {term} to ball terms: more than two vector factors")
+        if len(vectors) == 2 and not (
+            isinstance(matrices[0], sp.MatrixSymbol) and isinstance(matrices[1], sp.Transpose)
+        ):
+            raise TypeError(f"cannot lower {term} to ball terms: not of the form x y^T")
+        used = tuple(sorted(position[s] for s in coefficient.free_symbols if s in position))
+        fn = compile_expression(tuple(args[n] for n in used), coefficient)
+        left, right = [*vectors, None, None][:2]
+        terms.append(_Term(fn, used, left, right))
+    if not scalar_args and not terms:
+        raise TypeError(f"{expr} has no terms")
+    return terms
 
 
 class _ExactPrinter(PythonCodePrinter):

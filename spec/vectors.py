@@ -11,8 +11,11 @@ File format (one file per case, ``<encoding>-<case>.json``)::
                    decimal strings (the inputs are dyadic, so the strings are exact), masks as
                    nested booleans (True = may attend), integer tensors as nested integers;
                    absent optional tensors are omitted
-    expected       scores, probs, out as nested decimal strings of DIGITS significant digits;
-                   masked scores are "-inf"
+    digits         significant digits of the expected values: DIGITS, or LARGE_DIGITS for the
+                   long-position cases (``export(large=True)``, evaluated in balls), which
+                   would otherwise take tens of MB each
+    expected       scores, probs, out as nested decimal strings of ``digits`` significant
+                   digits; masked scores are "-inf"
     tolerance      {dtype: {scores, probs, out}}: a suggested absolute tolerance per dtype,
                    the largest per-element bound of the tolerance model
 
@@ -33,18 +36,21 @@ from typing import Any
 import mpmath
 import numpy as np
 
+from relpos.spec import _arith
 from relpos.spec._arith import DPS
 from relpos.spec._cases import case_inputs
 from relpos.spec._encoding import Case, Encoding
 from relpos.spec._oracle import Evaluation, evaluate
 from relpos.spec.encodings import all_encodings, get
 
-__all__ = ["DIGITS", "Difference", "export", "load", "verify"]
+__all__ = ["DIGITS", "LARGE_DIGITS", "Difference", "export", "load", "verify"]
 
-#: Significant digits of the expected values.
+#: Significant digits of the expected values (LARGE_DIGITS in the long-position cases).
 DIGITS = 40
-#: Two expected values agree when they differ by at most this, relative to max(1, |value|).
-AGREE = mpmath.mpf(10) ** -30
+LARGE_DIGITS = 24
+#: Two expected values agree when they differ by at most 10^-(digits - AGREE_MARGIN) relative
+#: to max(1, |value|): the last digits of a stored value are its rounding.
+AGREE_MARGIN = 6
 
 #: (dtype -> {"scores", "probs", "out"} -> tolerance), given an encoding, args and evaluation.
 ToleranceFn = Callable[[Encoding, Mapping[str, Any], Evaluation], dict[str, dict[str, float]]]
@@ -84,11 +90,12 @@ def _encode_input(value: Any) -> Any:
     return np.vectorize(_decimal, otypes=[object])(arr).tolist()
 
 
-def _encode_value(x: Any) -> str:
-    if x == mpmath.ninf:
+def _encode_value(x: Any, digits: int = DIGITS) -> str:
+    value = _arith.value_of(x)  # a ball's midpoint: its radius is below 1e-50
+    if value == mpmath.ninf:
         return "-inf"
     with mpmath.workdps(DPS):
-        return mpmath.nstr(mpmath.mpf(x), DIGITS, strip_zeros=False)
+        return mpmath.nstr(value, digits, strip_zeros=False)
 
 
 def _params(encoding: Encoding, case: Case) -> dict[str, Any]:
@@ -97,11 +104,16 @@ def _params(encoding: Encoding, case: Case) -> dict[str, Any]:
 
 
 def case_document(
-    encoding: Encoding, case: Case, spec_version: str, tolerance: ToleranceFn | None
+    encoding: Encoding,
+    case: Case,
+    spec_version: str,
+    tolerance: ToleranceFn | None,
+    digits: int = DIGITS,
 ) -> dict[str, Any]:
     """The JSON document of one case."""
     args = case_inputs(encoding, case)
     result = evaluate(encoding, **args)
+    encode = np.frompyfunc(lambda x: _encode_value(x, digits), 1, 1)
     tensors = {t.name for t in encoding.tensors}
     doc: dict[str, Any] = {
         "spec_version": spec_version,
@@ -110,9 +122,9 @@ def case_document(
         "params": _params(encoding, case),
         "dims": dict(result.problem.dims),
         "inputs": {k: _encode_input(v) for k, v in args.items() if k in tensors},
+        "digits": digits,
         "expected": {
-            name: np.vectorize(_encode_value, otypes=[object])(getattr(result, name)).tolist()
-            for name in ("scores", "probs", "out")
+            name: encode(getattr(result, name)).tolist() for name in ("scores", "probs", "out")
         },
     }
     if tolerance is not None:
@@ -125,8 +137,10 @@ def export(
     *,
     encodings: Iterable[str] | None = None,
     tolerance: ToleranceFn | None = None,
+    large: bool = False,
 ) -> list[Path]:
-    """Write every golden case of the chosen encodings (all by default) under ``out``."""
+    """Write every golden case of the chosen encodings (all by default) under ``out``; with
+    ``large``, also each encoding's long-position cases (:meth:`Encoding.large_cases`)."""
     from relpos.spec import SPEC_VERSION
 
     directory = Path(out)
@@ -134,9 +148,11 @@ def export(
     chosen = all_encodings() if encodings is None else [get(n) for n in encodings]
     written = []
     for enc in chosen:
-        for case in enc.cases():
+        chosen_cases = [(c, DIGITS) for c in enc.cases()]
+        chosen_cases += [(c, LARGE_DIGITS) for c in enc.large_cases()] if large else []
+        for case, digits in chosen_cases:
             path = directory / f"{enc.name}-{case.name}.json"
-            doc = case_document(enc, case, SPEC_VERSION, tolerance)
+            doc = case_document(enc, case, SPEC_VERSION, tolerance, digits)
             path.write_text(json.dumps(doc, indent=1) + "\n")
             written.append(path)
     manifest = {"spec_version": SPEC_VERSION, "files": [p.name for p in written]}
@@ -180,6 +196,7 @@ def verify(directory: str | Path) -> tuple[int, list[Difference]]:
             )
         encoding, args = load(path)
         result = evaluate(encoding, **args)
+        digits = int(doc.get("digits", DIGITS))
         for name in ("scores", "probs", "out"):
             stored = np.array(doc["expected"][name], dtype=object)
             derived = getattr(result, name)
@@ -192,14 +209,18 @@ def verify(directory: str | Path) -> tuple[int, list[Difference]]:
                 continue
             for index in np.ndindex(*derived.shape):
                 s, d = str(stored[index]), derived[index]
-                if not _agree(s, d):
-                    differences.append(Difference(path.name, name, index, s, _encode_value(d)))
+                if not _agree(s, d, digits):
+                    differences.append(
+                        Difference(path.name, name, index, s, _encode_value(d, digits))
+                    )
     return len(files), differences
 
 
-def _agree(stored: str, derived: Any) -> bool:
+def _agree(stored: str, derived: Any, digits: int) -> bool:
+    derived = _arith.value_of(derived)
     if stored == "-inf" or derived == mpmath.ninf:
         return stored == "-inf" and derived == mpmath.ninf
     with mpmath.workdps(DPS):
-        a, b = mpmath.mpf(stored), mpmath.mpf(derived)
-        return bool(abs(a - b) <= AGREE * max(1, abs(b)))
+        a = mpmath.mpf(stored)
+        allowed = mpmath.mpf(10) ** -(digits - AGREE_MARGIN)
+        return bool(abs(a - derived) <= allowed * max(1, abs(derived)))

@@ -26,6 +26,7 @@ Enables Input Length Extrapolation, arXiv:2108.12409.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Final, final
 
 import numpy as np
@@ -35,7 +36,7 @@ from relpos.spec import _conventions as cv
 from relpos.spec._arith import Mode, array, constant
 from relpos.spec._encoding import Case, Encoding, Identity, Reference
 from relpos.spec._index import IndexFunction
-from relpos.spec._pairs import PairFormula, as_rows
+from relpos.spec._pairs import PairFormula, Rows, keys, queries, relative
 from relpos.spec._profiles import Profile, fixed
 from relpos.spec._signature import Option, Problem, Tensor, check_bool, check_scale
 
@@ -86,17 +87,6 @@ def _check_rule(value: Any) -> str | None:
     return None if value in _SLOPE_RULES else "must be 'paper' or 'geometric'"
 
 
-def _exact(value: sp.Expr, mode: Mode) -> Any:
-    """A SymPy constant in ``mode``: a Fraction when rational, else mpf."""
-    from fractions import Fraction
-
-    from relpos.spec._arith import DPS
-
-    if value.is_Rational:
-        return constant(Fraction(int(value.p), int(value.q)), mode)
-    return constant(sp.N(value, DPS + 10), mode)
-
-
 _PROFILES = (
     Profile(
         "alibi-paper",
@@ -139,6 +129,7 @@ class ALiBi(Encoding):
     """ALiBi: a per-head linear penalty on distance (see the module docstring)."""
 
     name = "alibi"
+    large_dims = MappingProxyType({"n_head": 3})  # not a power of two: the paper's mixed rule
     title = "ALiBi (Press et al. 2022): attention with linear biases"
     summary = (
         "No position vectors: each head adds -m_h |pos_i - pos_j| to its logits, with fixed "
@@ -241,23 +232,22 @@ class ALiBi(Encoding):
         if x.get("slopes") is not None:
             return np.asarray(x["slopes"])
         rule = _SLOPE_RULES[problem.options["slope_rule"]]
-        return array([_exact(s, mode) for s in rule(problem.dims["n_head"])], mode)
+        return array([constant(s, mode) for s in rule(problem.dims["n_head"])], mode)
 
-    def logits(self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode) -> np.ndarray:
+    def logit_operands(
+        self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode
+    ) -> tuple[PairFormula, tuple[Any, ...]]:
         d = problem.dims
-        pairs = (d["bsz"], d["n_head"], d["qlen"], d["klen"])
         grid = _BIAS[problem.options["signed"]].grid(d["qlen"], d["klen"], d["mlen"])
-        bias = array([[constant(int(b), mode) for b in row] for row in grid], mode)
+        distinct, where = np.unique(grid, return_inverse=True)
+        bias = array([[constant(int(b), mode)] for b in distinct], mode)  # (n, 1)
         slopes = self.slopes(problem, x, mode)
-        return np.asarray(
-            _LOGIT(
-                {"d_head": d["d_head"]},
-                scale,
-                as_rows(x["q"][:, :, :, None, :], pairs),
-                as_rows(x["k"][:, :, None, :, :], pairs),
-                np.broadcast_to(slopes[None, :, None, None], pairs),
-                np.broadcast_to(bias[None, None], pairs),
-            )
+        return _LOGIT, (
+            scale,
+            queries(x["q"], d["klen"]),
+            keys(x["k"], d["qlen"]),
+            Rows.per_head(slopes),
+            relative(bias, where.reshape(grid.shape)),
         )
 
     def structural_mask(self, problem: Problem) -> np.ndarray | None:

@@ -37,6 +37,7 @@ import math
 from collections.abc import Mapping
 from fractions import Fraction
 from functools import cache
+from types import MappingProxyType
 from typing import Any, Final, final
 
 import numpy as np
@@ -45,7 +46,7 @@ import sympy as sp
 from relpos.spec import _conventions as cv
 from relpos.spec._arith import Mode
 from relpos.spec._encoding import Case, Encoding, Identity, Reference
-from relpos.spec._pairs import PairFormula, as_rows, gather_rows
+from relpos.spec._pairs import PairFormula, Rows, keys, queries, relative
 from relpos.spec._profiles import Profile, fixed
 from relpos.spec._signature import ArgumentError, Option, Problem, Tensor, check_int
 
@@ -203,6 +204,7 @@ class DeBERTa(Encoding):
     """DeBERTa's disentangled attention (see the module docstring)."""
 
     name = "deberta"
+    large_options = MappingProxyType({"span": 64, "max_position": 512})
     title = "DeBERTa (He et al. 2021): disentangled attention"
     summary = (
         "Content and position kept apart: the logit adds content-to-position and "
@@ -352,28 +354,23 @@ class DeBERTa(Encoding):
         f = np.vectorize(lambda x: row(int(x), o["span"], o["max_position"]), otypes=[np.int64])
         return f(r)
 
-    def logits(self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode) -> np.ndarray:
+    def logit_operands(
+        self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode
+    ) -> tuple[PairFormula, tuple[Any, ...]]:
         d = problem.dims
-        pairs = (d["bsz"], d["n_head"], d["qlen"], d["klen"])
 
-        def gathered(name: str, reverse: bool) -> np.ndarray:
-            table = x.get(name)
-            if table is None:  # a zero operand the formula variant drops
-                return np.zeros((1, 1, 1, 1, d["d_head"]), dtype=object)
-            per_head = len(problem.layouts[name]) == 3
-            return gather_rows(table, self.rows(problem, reverse), per_head)
+        def table(name: str, reverse: bool) -> Rows | None:
+            given = x.get(name)  # absent: the formula variant drops its term
+            return None if given is None else relative(given, self.rows(problem, reverse))
 
-        return np.asarray(
-            _FORMULAS[x.get("pos_key") is not None, x.get("pos_query") is not None](
-                {"d_head": d["d_head"]},
-                scale,
-                as_rows(x["q"][:, :, :, None, :], pairs),
-                as_rows(x["k"][:, :, None, :, :], pairs),
-                as_rows(gathered("pos_key", False), pairs),
-                as_rows(
-                    gathered("pos_query", P2C_DISTANCES[problem.options["p2c_distance"]]), pairs
-                ),
-            )
+        p2c = P2C_DISTANCES[problem.options["p2c_distance"]]
+        formula = _FORMULAS[x.get("pos_key") is not None, x.get("pos_query") is not None]
+        return formula, (
+            scale,
+            queries(x["q"], d["klen"]),
+            keys(x["k"], d["qlen"]),
+            table("pos_key", False),
+            table("pos_query", p2c),
         )
 
     def identities(self) -> list[Identity]:

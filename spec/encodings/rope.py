@@ -38,7 +38,7 @@ import sympy as sp
 from relpos.spec import _conventions as cv
 from relpos.spec._arith import FLOAT_MODES, Mode, array, constant
 from relpos.spec._encoding import Case, Encoding, Identity, Reference
-from relpos.spec._pairs import PairFormula, as_rows, size_symbol
+from relpos.spec._pairs import PairFormula, keys, queries, size_symbol
 from relpos.spec._profiles import Axis, Profile, Value, fixed
 from relpos.spec._signature import ArgumentError, Option, Problem, check_int
 
@@ -90,6 +90,21 @@ def _angles(positions: np.ndarray, r: int, base: Any) -> list[list[Any]]:
     b = mpmath.mpf(base) if isinstance(base, int) else mpmath.mpf(float(base))
     thetas = [b ** (-mpmath.mpf(2 * t) / r) for t in range(r // 2)]
     return [[int(p) * th for th in thetas] for p in positions]
+
+
+def _ball_rotations(positions: np.ndarray, r: int, base: Any) -> tuple[np.ndarray, ...]:
+    """cos, sin and -sin of p theta_t per position and pair, as certified balls: theta_t is
+    THETA with the exact base (a float base is a dyadic rational)."""
+    from fractions import Fraction
+
+    from relpos.spec._balls import number
+
+    exact_base = sp.Rational(Fraction(base)) if isinstance(base, float) else sp.Integer(base)
+    thetas = [number(THETA.subs({_base: exact_base, _t: t, _r: r})) for t in range(r // 2)]
+    angles = [[number(int(p)) * th for th in thetas] for p in positions]
+    cos = np.array([[a.cos() for a in row] for row in angles], dtype=object)
+    sin = np.array([[a.sin() for a in row] for row in angles], dtype=object)
+    return cos, sin, -sin
 
 
 # -- conventions ---------------------------------------------------------------------------
@@ -287,35 +302,32 @@ class RoPE(Encoding):
         r = rotation_dim(problem.dims["d_head"], problem.options["rotary_dim"])
         if r == 0:
             return x
-        angles = _angles(positions, r, problem.options["base"])
-        abs_mode = mode in ("abs", "abs_float")
+        if mode == "ball":
+            cos, sin, neg = _ball_rotations(positions, r, problem.options["base"])
+        else:
+            angles = _angles(positions, r, problem.options["base"])
+            abs_mode = mode in ("abs", "abs_float")
 
-        def const(value: Any, angle: Any) -> Any:
-            v = abs(value) + abs(angle) if abs_mode else value
-            return constant(v, mode)
+            def const(value: Any, angle: Any) -> Any:
+                v = abs(value) + abs(angle) if abs_mode else value
+                return constant(v, mode)
 
-        cos = array([[const(mpmath.cos(a), a) for a in row] for row in angles], mode)
-        sin = array([[const(mpmath.sin(a), a) for a in row] for row in angles], mode)
-        neg = array([[const(-mpmath.sin(a), a) for a in row] for row in angles], mode)
+            cos = array([[const(mpmath.cos(a), a) for a in row] for row in angles], mode)
+            sin = array([[const(mpmath.sin(a), a) for a in row] for row in angles], mode)
+            neg = array([[const(-mpmath.sin(a), a) for a in row] for row in angles], mode)
         pairs = np.stack([x[..., 0:r:2], x[..., 1:r:2]], axis=-1)  # (..., L, r/2, 2)
         rotated = _ROTATE({}, cos, sin, neg, np.moveaxis(pairs, -1, 0)[:, None])
         out = x.copy() if mode not in FLOAT_MODES else np.array(x, dtype=np.float64)
         out[..., 0:r:2], out[..., 1:r:2] = rotated[0], rotated[1]
         return out
 
-    def logits(self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode) -> np.ndarray:
+    def logit_operands(
+        self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode
+    ) -> tuple[PairFormula, tuple[Any, ...]]:
         d = problem.dims
-        pairs = (d["bsz"], d["n_head"], d["qlen"], d["klen"])
         q = self.rotate(x["q"], d["mlen"] + np.arange(d["qlen"]), problem, mode)
         k = self.rotate(x["k"], np.arange(d["klen"]), problem, mode)
-        return np.asarray(
-            _LOGIT(
-                {"d_head": d["d_head"]},
-                scale,
-                as_rows(q[:, :, :, None, :], pairs),
-                as_rows(k[:, :, None, :, :], pairs),
-            )
-        )
+        return _LOGIT, (scale, queries(q, d["klen"]), keys(k, d["qlen"]))
 
     def identities(self) -> list[Identity]:
         return _identities()

@@ -29,6 +29,7 @@ key-only; the Music Transformer skew zeroes distances beyond the table instead o
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Final, final
 
 import numpy as np
@@ -38,7 +39,7 @@ from relpos.spec import _conventions as cv
 from relpos.spec._arith import Mode
 from relpos.spec._encoding import Case, Encoding, Identity, Reference
 from relpos.spec._index import IndexFunction
-from relpos.spec._pairs import PairFormula, as_rows, gather_rows
+from relpos.spec._pairs import PairFormula, keys, queries, relative
 from relpos.spec._profiles import Axis, NotApplicable, Profile, Value, fixed
 from relpos.spec._signature import Option, Problem, Tensor, check_bool
 
@@ -345,6 +346,7 @@ class Shaw(Encoding):
     """Shaw et al. 2018 clipped relative keys and values (see the module docstring)."""
 
     name = "shaw"
+    large_options = MappingProxyType({"clip": (-300, 100)})
     title = "Shaw et al. 2018: clipped relative position representations"
     summary = (
         "Learned vectors for each clipped relative distance, added to the keys inside the "
@@ -506,33 +508,21 @@ class Shaw(Encoding):
         lo, hi = problem.options["clip"]
         return _ROW.grid(d["qlen"], d["klen"], d["mlen"], lo, hi)
 
-    def logits(self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode) -> np.ndarray:
-        d = problem.dims
-        pairs = (d["bsz"], d["n_head"], d["qlen"], d["klen"])
-        rows = self.row_index(problem)
-        per_head = len(problem.layouts["rel_k"]) == 3
+    def logit_operands(
+        self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode
+    ) -> tuple[PairFormula, tuple[Any, ...]]:
+        qlen, klen = problem.dims["qlen"], problem.dims["klen"]
         formula = _LOGIT_KQ if problem.options["key_query"] else _LOGIT
-        return np.asarray(
-            formula(
-                {"d_head": d["d_head"]},
-                scale,
-                as_rows(x["q"][:, :, :, None, :], pairs),
-                as_rows(x["k"][:, :, None, :, :], pairs),
-                as_rows(gather_rows(x["rel_k"], rows, per_head), pairs),
-            )
-        )
+        rel_k = relative(x["rel_k"], self.row_index(problem))
+        return formula, (scale, queries(x["q"], klen), keys(x["k"], qlen), rel_k)
 
-    def values(self, problem: Problem, x: Mapping[str, Any], mode: Mode) -> np.ndarray:
-        d = problem.dims
-        pairs = (d["bsz"], d["n_head"], d["qlen"], d["klen"])
-        v = as_rows(x["v"][:, :, None, :, :], pairs)
+    def value_operands(
+        self, problem: Problem, x: Mapping[str, Any], mode: Mode
+    ) -> tuple[PairFormula, tuple[Any, ...]]:
+        v = keys(x["v"], problem.dims["qlen"])
         if x.get("rel_v") is None:
-            entries = _VALUE_KEY_ONLY({"d_head": d["d_head"]}, v)
-        else:
-            per_head = len(problem.layouts["rel_v"]) == 3
-            rows = gather_rows(x["rel_v"], self.row_index(problem), per_head)
-            entries = _VALUE({"d_head": d["d_head"]}, v, as_rows(rows, pairs))
-        return np.stack([np.broadcast_to(e, pairs) for e in entries], axis=-1)
+            return _VALUE_KEY_ONLY, (v,)
+        return _VALUE, (v, relative(x["rel_v"], self.row_index(problem)))
 
     def identities(self) -> list[Identity]:
         return _identities()

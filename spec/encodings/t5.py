@@ -38,6 +38,7 @@ import math
 from collections.abc import Mapping
 from fractions import Fraction
 from functools import cache
+from types import MappingProxyType
 from typing import Any, Final, final
 
 import numpy as np
@@ -46,7 +47,7 @@ import sympy as sp
 from relpos.spec import _conventions as cv
 from relpos.spec._arith import Mode
 from relpos.spec._encoding import Case, Encoding, Identity, Reference
-from relpos.spec._pairs import PairFormula, as_rows
+from relpos.spec._pairs import PairFormula, keys, queries, relative
 from relpos.spec._profiles import Axis, Profile, Value, fixed
 from relpos.spec._signature import (
     ArgumentError,
@@ -185,6 +186,7 @@ class T5(Encoding):
     """T5's bucketed relative position bias (see the module docstring)."""
 
     name = "t5"
+    large_options = MappingProxyType({"num_buckets": 32, "max_distance": 128})
     title = "T5 (Raffel et al. 2020): bucketed relative position bias"
     summary = (
         "A learned scalar per head for each bucket of the query-key distance: exact buckets "
@@ -310,20 +312,13 @@ class T5(Encoding):
             **cv.attention_formulas("v"),
         }
 
-    def logits(self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode) -> np.ndarray:
+    def logit_operands(
+        self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode
+    ) -> tuple[PairFormula, tuple[Any, ...]]:
         d = problem.dims
-        pairs = (d["bsz"], d["n_head"], d["qlen"], d["klen"])
-        buckets = _bucket_grid(problem)
-        bias = np.moveaxis(np.asarray(x["rel_bias"])[buckets], -1, 0)  # (H, Q, K)
-        return np.asarray(
-            _LOGIT(
-                {"d_head": d["d_head"]},
-                scale,
-                as_rows(x["q"][:, :, :, None, :], pairs),
-                as_rows(x["k"][:, :, None, :, :], pairs),
-                np.broadcast_to(bias[None], pairs),
-            )
-        )
+        per_head = np.moveaxis(np.asarray(x["rel_bias"]), -1, 0)[..., None]  # (H, buckets, 1)
+        bias = relative(per_head, _bucket_grid(problem))
+        return _LOGIT, (scale, queries(x["q"], d["klen"]), keys(x["k"], d["qlen"]), bias)
 
     def identities(self) -> list[Identity]:
         return _identities()

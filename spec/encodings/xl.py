@@ -47,9 +47,10 @@ import sympy as sp
 
 from relpos.spec import _conventions as cv
 from relpos.spec._arith import Mode, array, constant
+from relpos.spec._balls import compile_expression, compile_matrix_expression
 from relpos.spec._encoding import Case, Encoding, Identity, Reference
 from relpos.spec._index import IndexFunction
-from relpos.spec._pairs import PairFormula, as_rows, size_symbol
+from relpos.spec._pairs import PairFormula, Rows, keys, queries, relative, size_symbol
 from relpos.spec._profiles import Axis, NotApplicable, Profile, Value, fixed
 from relpos.spec._signature import ArgumentError, Option, Problem, Tensor, check_int
 
@@ -99,6 +100,9 @@ _CLAMPED = {
     style: IndexFunction(expr, (cv.i, cv.j, cv.mlen, clamp_len)) for style, expr in CLAMPS.items()
 }
 _PROJECTION = PairFormula(PROJECTION, (R_D, W_R), vector=True)
+_BALL_SIN = compile_expression((_D, _k, d_model), R_SIN)
+_BALL_COS = compile_expression((_D, _k, d_model), R_COS)
+_BALL_PROJECTION = compile_matrix_expression((R_D, W_R), PROJECTION)
 _LOGIT = PairFormula(LOGIT, (cv.scale, q_i, k_j, u, v, r_D))
 _LOGIT_SEGMENT = PairFormula(LOGIT_SEGMENT, (cv.scale, q_i, k_j, u, v, r_D, b, S_s))
 _CAUSAL = IndexFunction(sp.Piecewise((1, CAUSAL), (0, True)), (cv.i, cv.j, cv.mlen))
@@ -273,11 +277,22 @@ def sinusoid(distance: int, width: int, mode: Mode = "exact") -> list[Any]:
     return [abs(e) + a for e, a in zip(entries, arguments, strict=True)]
 
 
+def sinusoid_balls(distance: int, width: int) -> list[Any]:
+    """R(distance) of the given width as certified balls, from R_SIN and R_COS."""
+    from relpos.spec._balls import number
+
+    half = width // 2
+    dist, w = number(distance), number(width)
+    ks = [number(n) for n in range(half)]
+    return [_BALL_SIN(dist, k, w) for k in ks] + [_BALL_COS(dist, k, w) for k in ks]
+
+
 @final
 class XL(Encoding):
     """Transformer-XL / XLNet relative attention (see the module docstring)."""
 
     name = "xl"
+    large_options = MappingProxyType({"clamp_len": 500, "clamp_style": "symmetric"})
     title = "Transformer-XL / XLNet: four-term relative attention with a sinusoid"
     summary = (
         "Content and position terms with global biases u and v, a projected sinusoid of the "
@@ -479,45 +494,51 @@ class XL(Encoding):
         d = problem.dims
         return _CAUSAL.grid(d["qlen"], d["klen"], d["mlen"]).astype(bool)
 
-    def logits(self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode) -> np.ndarray:
+    def relative_table(
+        self, problem: Problem, w_r: np.ndarray, distances: np.ndarray, mode: Mode
+    ) -> np.ndarray:
+        """r = W_R R(D) per head for each distance, (n_head, n_dist, d_head)."""
         d = problem.dims
-        pairs = (d["bsz"], d["n_head"], d["qlen"], d["klen"])
-        sizes = {"d_head": d["d_head"], "d_model": d["d_model"]}
-        # The sinusoid once per distinct clamped distance, projected per head.
-        distances = self.distance_index(problem)
-        unique, where = np.unique(distances, return_inverse=True)
-        table = array(
-            [
-                [constant(e, mode) for e in sinusoid(int(dist), d["d_model"], mode)]
-                for dist in unique
-            ],
+        if mode == "ball":
+            from relpos.spec._balls import matrix, table
+
+            R = matrix(np.array([sinusoid_balls(int(D), d["d_model"]) for D in distances]))
+            return np.stack([table(_BALL_PROJECTION(R, matrix(w))) for w in w_r])
+        R = array(
+            [[constant(e, mode) for e in sinusoid(int(D), d["d_model"], mode)] for D in distances],
             mode,
         )  # (n_dist, d_model)
         projected = _PROJECTION(
-            sizes,
-            np.moveaxis(table, -1, 0)[None, :, None, :],  # R_D: (1, dm, 1, n)
-            np.moveaxis(x["w_r"], 0, -1)[..., None],  # W_R: (dh, dm, H, 1)
+            {"d_head": d["d_head"], "d_model": d["d_model"]},
+            np.moveaxis(R, -1, 0)[None, :, None, :],  # R_D: (1, dm, 1, n)
+            np.moveaxis(w_r, 0, -1)[..., None],  # W_R: (dh, dm, H, 1)
         )
-        rel = np.stack(
-            [np.broadcast_to(e, (d["n_head"], len(unique))) for e in projected], axis=-1
-        )  # (H, n_dist, dh)
-        rel_pairs = rel[:, where.reshape(distances.shape)][None]  # (1, H, Q, K, dh)
-        head = (slice(None), None, None, slice(None))  # (H, dh) -> pairs
-        operands = [
+        return np.stack(
+            [np.broadcast_to(e, (d["n_head"], len(distances))) for e in projected], axis=-1
+        )
+
+    def logit_operands(
+        self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode
+    ) -> tuple[PairFormula, tuple[Any, ...]]:
+        d = problem.dims
+        # The sinusoid once per distinct clamped distance, projected per head.
+        distances = self.distance_index(problem)
+        unique, where = np.unique(distances, return_inverse=True)
+        rel = self.relative_table(problem, x["w_r"], unique, mode)
+        operands = (
             scale,
-            as_rows(x["q"][:, :, :, None, :], pairs),
-            as_rows(x["k"][:, :, None, :, :], pairs),
-            as_rows(x["r_w_bias"][head], pairs),
-            as_rows(x["r_r_bias"][head], pairs),
-            as_rows(rel_pairs, pairs),
-        ]
+            queries(x["q"], d["klen"]),
+            keys(x["k"], d["qlen"]),
+            Rows.per_head_row(x["r_w_bias"]),
+            Rows.per_head_row(x["r_r_bias"]),
+            relative(rel, where.reshape(distances.shape)),
+        )
         if x.get("seg_ids") is None:
-            return np.asarray(_LOGIT(sizes, *operands))
+            return _LOGIT, operands
         seg = np.asarray(x["seg_ids"])
         differs = (seg[:, d["mlen"] :, None] != seg[:, None, :]).astype(np.int64)  # (B, Q, K)
-        seg_rows = np.moveaxis(x["seg_embed"][differs], 3, 1)  # (B, H, Q, K, dh)
-        operands += [as_rows(x["r_s_bias"][head], pairs), as_rows(seg_rows, pairs)]
-        return np.asarray(_LOGIT_SEGMENT(sizes, *operands))
+        segments = Rows(np.moveaxis(x["seg_embed"], 0, 1)[None], differs[:, None])
+        return _LOGIT_SEGMENT, (*operands, Rows.per_head_row(x["r_s_bias"]), segments)
 
     def identities(self) -> list[Identity]:
         return _identities()

@@ -3,6 +3,8 @@ of overflowing, and rejecting unknown dtypes."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -28,11 +30,35 @@ def test_float64_bounds_are_tight(encoding, case):
 
 
 def test_bounds_scale_with_the_unit_roundoff():
+    """The model's part scales with u; the oracle's radius is added on top, in every dtype."""
     enc = all_encodings()[0]
     want = expected(enc.name, case_inputs(enc, enc.cases()[0]))
     b64, b32 = want.bounds("float64"), want.bounds("float32")
-    ratio = b32.scores[want.mask] / b64.scores[want.mask]
+    r = want.radius.scores[want.mask]
+    ratio = (b32.scores[want.mask] - r) / (b64.scores[want.mask] - r)
     assert np.allclose(ratio, 2.0**29)
+
+
+def test_the_oracles_radius_is_added_to_every_bound():
+    """No bound assumes the oracle exact: each gets the expected value's own radius (here from
+    the ball path: 512 pairs)."""
+    enc = get_encoding("xl")
+    case = enc.cases()[0]
+    args = case_inputs(enc, dataclasses.replace(case, dims={**case.dims, "qlen": 16, "mlen": 16}))
+    want = expected("xl", args)
+    assert want.radius is not None
+    base = tolerance.bounds(
+        "float64",
+        probs=want.probs,
+        mask=want.mask,
+        magnitude_scores=want.magnitude_scores,
+        magnitude_out=want.magnitude_out,
+    )
+    got = want.bounds("float64")
+    for name in ("probs", "out"):
+        radius = getattr(want.radius, name)
+        assert (radius > 0).any()
+        assert np.array_equal(getattr(got, name), getattr(base, name) + radius)
 
 
 def test_large_logits_in_half_types_saturate_without_overflow():

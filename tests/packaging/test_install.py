@@ -11,6 +11,7 @@ entry point) checks a bundled implementation with ``--relpos-target``.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -22,6 +23,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CONSTRAINTS = ROOT / "constraints" / "ci.txt"
 TARGET = "relpos.impls.torch.shaw:shaw_fast"
+BUILD_LEFTOVERS = (".git", ".tox", ".venv", ".ci-venv", "build", "dist", "*.egg-info", ".*_cache")
 
 USER_FILES = {
     "spec/__init__.py": '"""The user\'s own API specs."""\n\n\ndef get_encoding():\n'
@@ -57,8 +59,12 @@ def environment(tmp_path_factory):
     """A fresh virtual environment with the runtime dependencies (torch for the bundled
     target), the built wheel, and a user project beside them; all outside the repository."""
     base = tmp_path_factory.mktemp("packaging")
+    # Build from a copy: setuptools' build/ folder would otherwise keep stale modules in the
+    # checkout, and a later wheel would ship them.
+    source = base / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*BUILD_LEFTOVERS))
     wheels = base / "wheels"
-    _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", wheels, ROOT, cwd=base)
+    _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", wheels, source, cwd=base)
     (wheel,) = wheels.glob("relpos_conformance-*.whl")
     env_dir = base / "venv"
     venv.create(env_dir, with_pip=True)

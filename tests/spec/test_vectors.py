@@ -82,3 +82,35 @@ def test_verify_passes_then_finds_a_tampered_value(vectors, tmp_path, capsys):
 
 def test_verify_of_an_empty_directory_fails(tmp_path):
     assert main(["vectors", "verify", str(tmp_path)]) == 1
+
+
+def test_large_cases_reach_long_positions_and_far_regions():
+    for enc in all_encodings():
+        (case,) = enc.large_cases()
+        assert case.dims["qlen"] >= 256 and case.dims["qlen"] + case.dims["mlen"] >= 1024
+        assert case.name.startswith("large_")
+    options = {e.name: e.large_cases()[0].options for e in all_encodings()}
+    assert options["shaw"]["clip"][0] <= -300  # rows far from the diagonal
+    assert options["t5"]["max_distance"] < 1024  # distances beyond max_distance
+    assert options["deberta"]["max_position"] < 1024  # DeBERTa-v2's log buckets
+
+
+def test_large_vectors_are_evaluated_in_balls_and_verify(tmp_path):
+    """One encoding's long-position file: exported through the ball path, re-derived by
+    verify, and a value tampered beyond its digits is found."""
+    from relpos.spec.vectors import LARGE_DIGITS, verify
+
+    assert main(["vectors", "export", "--out", str(tmp_path), "--encoding", "rope", "--large"]) == 0
+    path = tmp_path / "rope-large_default.json"
+    doc = json.loads(path.read_text())
+    assert doc["digits"] == LARGE_DIGITS and doc["dims"]["klen"] == 1024
+    for other in tmp_path.glob("rope-*.json"):
+        if other != path:
+            other.unlink()
+    checked, differences = verify(tmp_path)
+    assert checked == 1 and differences == []
+    last = doc["expected"]["out"][0][0][255]
+    last[0] = str(float(last[0]) * (1 + 1e-12))
+    path.write_text(json.dumps(doc))
+    checked, differences = verify(tmp_path)
+    assert [d.field for d in differences] == ["out"] and differences[0].index == (0, 0, 255, 0)
