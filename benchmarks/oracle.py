@@ -5,7 +5,9 @@ The numpy baselines are efficient ones, the way one would write them to be fast:
 gathers q rel_k^T by clipped distance and computes the value term as a batched matmul per
 query row; Transformer-XL computes the sinusoid once over the klen + qlen - 1 distances; every
 other encoding forms its bias once and adds it to q k^T. Each baseline's output is compared
-with the oracle's midpoints, so the table also says both computed the same attention.
+with the oracle's midpoints, so the table also says both computed the same attention. The
+gradients row runs Shaw's forward and analytic backward in numpy against the oracle's ball
+gradients, at qlen = klen = 128, d_head 32.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from relpos import spec
+from relpos.spec._balls import midpoints, radii
 
 __all__ = ["CASES", "main", "run"]
 
@@ -119,6 +122,75 @@ def _deberta(a: dict[str, Any]) -> np.ndarray:
     return _softmax(scores) @ v
 
 
+def _per_row(values: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarray:
+    """(b, h, qlen, n_rows): values (b, h, qlen, klen) summed per table row rows[i, j]."""
+    b, h, qlen, _ = values.shape
+    flat = (np.arange(qlen)[:, None] * n_rows + rows).ravel()
+    out = np.empty((b, h, qlen, n_rows))
+    for n in np.ndindex(b, h):
+        out[n] = np.bincount(flat, values[n].ravel(), qlen * n_rows).reshape(qlen, n_rows)
+    return out
+
+
+def _shaw_gradients(a: dict[str, Any], w: np.ndarray) -> dict[str, np.ndarray]:
+    """Shaw's forward and analytic backward for the loss sum(w * out), numpy float64."""
+    q, k, v, rel_k, rel_v = (a[n] for n in ("q", "k", "v", "rel_k", "rel_v"))
+    lo, hi = a["clip"]
+    n_rows = hi - lo + 1
+    rows = np.clip(_distances(q.shape[2], k.shape[2]), lo, hi) - lo
+    s = 1 / np.sqrt(q.shape[-1])
+    scores = (q @ k.swapaxes(-1, -2) + np.take_along_axis(q @ rel_k.T, rows[None, None], -1)) * s
+    p = _softmax(scores)
+    d_p = w @ v.swapaxes(-1, -2) + np.take_along_axis(w @ rel_v.T, rows[None, None], -1)
+    d_s = p * (d_p - (p * d_p).sum(-1, keepdims=True)) * s
+    d_s_rows = _per_row(d_s, rows, n_rows)
+    return {
+        "q": d_s @ k + d_s_rows @ rel_k,
+        "k": d_s.swapaxes(-1, -2) @ q,
+        "v": p.swapaxes(-1, -2) @ w,
+        "rel_k": np.einsum("bhir,bhid->rd", d_s_rows, q),
+        "rel_v": np.einsum("bhir,bhid->rd", _per_row(p, rows, n_rows), w),
+    }
+
+
+def run_gradients(L: int = 128, n_head: int = 2, d_head: int = 32, rounds: int = 3) -> dict:
+    """Shaw's gradients in balls against numpy float64's forward and backward at L."""
+    encoding, extra, _ = CASES["shaw-clip64"]
+    rng = np.random.default_rng(0)
+    args = {**_inputs(rng, L, n_head, d_head), **extra(rng, L, d_head)}
+    w = rng.standard_normal(args["q"].shape)
+    oracle_s, grads = _median_time(
+        functools.partial(spec.gradients, encoding, w, method="ball", **args), max(1, rounds - 1)
+    )
+    numpy_s, expected = _median_time(functools.partial(_shaw_gradients, args, w), rounds)
+    difference = max(float(np.abs(midpoints(grads[n]) - expected[n]).max()) for n in expected)
+    radius = max(float(radii(g).max()) for g in grads.values())
+    shape = {"L": L, "n_head": n_head, "d_head": d_head}
+    return _row("shaw-clip64 gradients", encoding, shape, oracle_s, numpy_s, difference, radius)
+
+
+def _row(
+    case: str,
+    encoding: str,
+    shape: dict[str, int],
+    oracle_s: float,
+    numpy_s: float,
+    difference: float,
+    radius: float,
+) -> dict[str, Any]:
+    """One line of the table (and of the JSON)."""
+    return {
+        "case": case,
+        "encoding": encoding,
+        **shape,
+        "oracle_s": oracle_s,
+        "numpy_s": numpy_s,
+        "ratio": oracle_s / numpy_s,
+        "max_abs_difference": difference,
+        "max_radius_out": radius,
+    }
+
+
 def _inputs(rng: np.random.Generator, L: int, n_head: int, d_head: int) -> dict[str, Any]:
     q, k, v = (rng.standard_normal((1, n_head, L, d_head)) for _ in range(3))
     return {"q": q, "k": k, "v": v}
@@ -189,20 +261,10 @@ def run(L: int = 512, n_head: int = 2, d_head: int = 64, rounds: int = 3) -> lis
             functools.partial(spec.evaluate, encoding, method="ball", **args), max(1, rounds - 1)
         )
         numpy_s, expected = _median_time(functools.partial(baseline, args), rounds)
-        rows.append(
-            {
-                "case": name,
-                "encoding": encoding,
-                "L": L,
-                "n_head": n_head,
-                "d_head": d_head,
-                "oracle_s": oracle_s,
-                "numpy_s": numpy_s,
-                "ratio": oracle_s / numpy_s,
-                "max_abs_difference": float(np.abs(result.as_float64("out") - expected).max()),
-                "max_radius_out": float(result.radius("out").max()),
-            }
-        )
+        difference = float(np.abs(result.as_float64("out") - expected).max())
+        shape = {"L": L, "n_head": n_head, "d_head": d_head}
+        radius = float(result.radius("out").max())
+        rows.append(_row(name, encoding, shape, oracle_s, numpy_s, difference, radius))
     return rows
 
 
@@ -218,7 +280,8 @@ def _markdown(rows: list[dict[str, Any]], command: str) -> str:
         f"Command: `{command}`. Medians in seconds; the ratio is oracle / numpy, measured side "
         "by side in one run. `difference` is the largest |numpy - oracle midpoint| over the "
         "outputs; `radius` the oracle's largest certified radius on them (plus rounding to "
-        "float64).",
+        "float64). The gradients row is forward and backward against numpy's, its difference "
+        "and radius over every input's gradient.",
         "",
         "| case | L | n_head | d_head | oracle (s) | numpy (s) | ratio | difference | radius |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -233,7 +296,7 @@ def _markdown(rows: list[dict[str, Any]], command: str) -> str:
 
 
 def main(L: int, rounds: int, out: Path, command: str) -> int:
-    rows = run(L=L, rounds=rounds)
+    rows = [*run(L=L, rounds=rounds), run_gradients(rounds=rounds)]
     out.mkdir(parents=True, exist_ok=True)
     (out / "oracle.json").write_text(json.dumps(rows, indent=1) + "\n")
     table = _markdown(rows, command)

@@ -167,7 +167,7 @@ class Encoding(abc.ABC):
     ) -> tuple[PairFormula, tuple[Any, ...]]:
         """The value formula V_ij (o_i = sum_j alpha_ij V_ij) and its operands, as
         :meth:`logit_operands`. By default v_j itself (no relative term on the values)."""
-        return _VALUE_OF_KEY, (keys(x["v"], problem.dims["qlen"]),)
+        return _VALUE_OF_KEY, (keys(x["v"], problem.dims["qlen"], "v"),)
 
     @final
     def logits(self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode) -> np.ndarray:

@@ -206,6 +206,16 @@ def evaluate(encoding: str | Encoding, /, *, method: str = "auto", **args: Any) 
 _EXP = np.frompyfunc(lambda x: x.exp(), 1, 1)
 
 
+def _softmax_balls(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The masked softmax in balls; a row with no visible key is all zeros."""
+    zero: Any = _balls.arb(0)
+    one: Any = _balls.arb(1)
+    weights = np.where(mask, _EXP(np.where(mask, logits, zero)), zero)
+    total = weights.sum(axis=-1, keepdims=True)
+    empty = ~mask.any(axis=-1, keepdims=True)
+    return np.where(mask, weights / np.where(empty, one, total), zero)
+
+
 def _evaluate_balls(enc: Encoding, problem: Problem) -> Evaluation:
     """The same pipeline in ball arithmetic: logits term by term from the formula (one
     ``arb_mat`` product per bilinear term), a certified softmax, outputs as products of the
@@ -214,12 +224,7 @@ def _evaluate_balls(enc: Encoding, problem: Problem) -> Evaluation:
         x = _inputs(enc, problem, "ball")
         logits = enc.logits(problem, x, _scale(enc, problem, "ball"), "ball")
         mask = full_mask(enc, problem)
-        zero: Any = _balls.arb(0)
-        one: Any = _balls.arb(1)
-        weights = np.where(mask, _EXP(np.where(mask, logits, zero)), zero)
-        total = weights.sum(axis=-1, keepdims=True)
-        empty = ~mask.any(axis=-1, keepdims=True)
-        probs = np.where(mask, weights / np.where(empty, one, total), zero)
+        probs = _softmax_balls(logits, mask)
         out = enc.weighted_values(problem, x, probs)
     scores = np.where(mask, logits, mpmath.ninf)
     return Evaluation(problem, logits, scores, probs, out, mask, method="ball")
@@ -252,14 +257,61 @@ def magnitudes(
     return {"scores": to_float(abs_logits), "out": to_float(abs_out)}
 
 
-def gradients(encoding: str | Encoding, /, weights: Any, **args: Any) -> dict[str, np.ndarray]:
-    """d/dx of sum(weights * out) for every float input x, as object arrays of mpf.
+def gradients(
+    encoding: str | Encoding, /, weights: Any, *, method: str = "auto", **args: Any
+) -> dict[str, np.ndarray]:
+    """d/dx of sum(weights * out) for every float input x, as object arrays.
 
-    Forward-mode: every input element is a dual seeded with derivative 1, and the oracle's own
-    pipeline (the same code as :func:`evaluate`) propagates derivatives exactly up to the
-    working precision. Costly: meant for small shapes.
+    "exact": forward mode, every input element a dual seeded with derivative 1, through the
+    oracle's own pipeline (the same code as :func:`evaluate`): mpf values, exact up to the
+    working precision; costly, for small shapes. "ball": the analytic backward of attention in
+    ball arithmetic over the same lowered formula (each bilinear term sends its upstream,
+    summed per pair of table rows, to both tables; tables derived from inputs carry it back
+    through their own pullbacks): ``arb`` enclosures. "auto" chooses as :func:`evaluate` does.
     """
-    return _gradients(encoding, weights, args, _arith.Dual)
+    enc = _encoding(encoding)
+    problem = enc.validate(args, check_dtypes=False)
+    _check_weights(problem, weights)
+    if choose_method(problem, method) == "ball":
+        return _gradients_balls(enc, problem, weights)
+    return _gradients(enc, weights, args, _arith.Dual)
+
+
+def _check_weights(problem: Problem, weights: Any) -> None:
+    d = problem.dims
+    out_shape = (d["bsz"], d["n_head"], d["qlen"], d["d_head"])
+    w = np.asarray(weights)
+    if w.shape != out_shape:
+        raise ArgumentError(
+            "weights", f"weights.shape={w.shape}", f"must have the shape of the output {out_shape}"
+        )
+
+
+def _gradients_balls(enc: Encoding, problem: Problem, weights: Any) -> dict[str, np.ndarray]:
+    d = problem.dims
+    pairs = (d["bsz"], d["n_head"], d["qlen"], d["klen"])
+    with flint.ctx.workprec(_balls.PRECISION):
+        x = _inputs(enc, problem, "ball")
+        formula, operands = enc.logit_operands(problem, x, _scale(enc, problem, "ball"), "ball")
+        logits = formula.balls(pairs, *operands)
+        probs = _softmax_balls(logits, full_mask(enc, problem))
+        value_formula, value_operands = enc.value_operands(problem, x, "ball")
+        upstream = _balls.lift(weights)
+        d_probs, value_tables = value_formula.value_gradients(
+            pairs, probs, upstream, value_operands
+        )
+        weighted = probs * d_probs  # softmax backward; masked pairs have probs 0
+        d_logits = weighted - probs * weighted.sum(axis=-1, keepdims=True)
+        logit_tables = formula.logit_gradients(pairs, d_logits, operands)
+        grads: dict[str, np.ndarray] = {}
+        for name in enc.float_inputs:
+            value = problem.tensors.get(name)
+            if value is not None:
+                grads[name] = np.full(np.shape(value), _balls.arb(0), dtype=object)
+        for operand, table_gradient in (*value_tables.values(), *logit_tables.values()):
+            for name, g in operand.pullback(table_gradient).items():
+                grads[name] = grads[name] + g
+    return grads
 
 
 def gradient_magnitudes(
@@ -282,13 +334,8 @@ def _gradients(
 ) -> dict[str, np.ndarray]:
     enc = _encoding(encoding)
     problem = enc.validate(args, check_dtypes=False)
-    d = problem.dims
-    out_shape = (d["bsz"], d["n_head"], d["qlen"], d["d_head"])
+    _check_weights(problem, weights)
     w = np.asarray(weights)
-    if w.shape != out_shape:
-        raise ArgumentError(
-            "weights", f"weights.shape={w.shape}", f"must have the shape of the output {out_shape}"
-        )
     with mpmath.workdps(DPS):
         _, _, out, _ = _run(enc, problem, "dual", dual)
         w_exact = _arith.to_fraction_array(w)

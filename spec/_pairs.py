@@ -11,7 +11,7 @@ Fractions, forward-mode for duals.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
@@ -31,21 +31,35 @@ class Rows:
     {1, bsz} and H in {1, n_head} (broadcast). A row-vector symbol of the formula (1 x d_head)
     takes rows of width d_head; a scalar symbol takes width 1. For q_i the table is q and the
     index is i; for k_j it is k and j; for Shaw's a_c it is the relative table and c_ij.
+
+    ``pullback`` maps a gradient of the table (its shape) to gradients of the inputs it was
+    built from, by name; None for a constant (the ball gradients skip it).
     """
 
     table: np.ndarray
     index: np.ndarray
+    pullback: Callable[[np.ndarray], Mapping[str, np.ndarray]] | None = field(
+        default=None, compare=False
+    )
 
     @classmethod
-    def per_head(cls, values: np.ndarray) -> Rows:
+    def per_head(cls, values: np.ndarray, name: str | None = None) -> Rows:
         """A scalar per head (n_head,), every pair of head h reading values[h]."""
-        return cls(np.asarray(values)[None, :, None, None], np.zeros((1, 1, 1, 1), np.int64))
+        return cls(
+            np.asarray(values)[None, :, None, None],
+            np.zeros((1, 1, 1, 1), np.int64),
+            _named(name, lambda g: g[0, :, 0, 0]),
+        )
 
     @classmethod
-    def per_head_row(cls, values: np.ndarray) -> Rows:
+    def per_head_row(cls, values: np.ndarray, name: str | None = None) -> Rows:
         """A row vector per head (n_head, width), every pair of head h reading values[h]
         (Transformer-XL's u and v)."""
-        return cls(np.asarray(values)[None, :, None, :], np.zeros((1, 1, 1, 1), np.int64))
+        return cls(
+            np.asarray(values)[None, :, None, :],
+            np.zeros((1, 1, 1, 1), np.int64),
+            _named(name, lambda g: g[0, :, 0, :]),
+        )
 
     def pairs(self, pair_shape: tuple[int, ...], vector: bool) -> np.ndarray:
         """The operand of every pair, as :class:`PairFormula` takes it: a (1, width,
@@ -57,23 +71,37 @@ class Rows:
         return np.broadcast_to(gathered[..., 0], pair_shape)
 
 
-def queries(q: np.ndarray, klen: int) -> Rows:
-    """q_i: row i of q (bsz, n_head, qlen, d) for every pair (i, j)."""
+def _named(
+    name: str | None, select: Callable[[np.ndarray], np.ndarray]
+) -> Callable[[np.ndarray], Mapping[str, np.ndarray]] | None:
+    return None if name is None else (lambda g: {name: select(g)})
+
+
+def queries(q: np.ndarray, klen: int, name: str | None = None) -> Rows:
+    """q_i: row i of q (bsz, n_head, qlen, d) for every pair (i, j); ``name``: the input q is
+    (for gradients), None when q is derived (then the caller supplies the pullback)."""
     qlen = q.shape[2]
-    return Rows(q, np.broadcast_to(np.arange(qlen)[:, None], (qlen, klen))[None, None])
+    index = np.broadcast_to(np.arange(qlen)[:, None], (qlen, klen))[None, None]
+    return Rows(q, index, _named(name, lambda g: g))
 
 
-def keys(k: np.ndarray, qlen: int) -> Rows:
+def keys(k: np.ndarray, qlen: int, name: str | None = None) -> Rows:
     """k_j (or v_j): row j of k (bsz, n_head, klen, d) for every pair (i, j)."""
     klen = k.shape[2]
-    return Rows(k, np.broadcast_to(np.arange(klen)[None, :], (qlen, klen))[None, None])
+    index = np.broadcast_to(np.arange(klen)[None, :], (qlen, klen))[None, None]
+    return Rows(k, index, _named(name, lambda g: g))
 
 
-def relative(table: np.ndarray, index: np.ndarray) -> Rows:
+def relative(table: np.ndarray, index: np.ndarray, name: str | None = None) -> Rows:
     """Rows of a relative table picked by a (qlen, klen) (or (bsz, n_head, qlen, klen)) index:
     a shared (P, n) table, or one per head (n_head, P, n)."""
-    full = table[None, None] if table.ndim == 2 else table[None]
-    return Rows(full, index if index.ndim == 4 else index[None, None])
+    shared = table.ndim == 2
+    full = table[None, None] if shared else table[None]
+    return Rows(
+        full,
+        index if index.ndim == 4 else index[None, None],
+        _named(name, (lambda g: g[0, 0]) if shared else (lambda g: g[0])),
+    )
 
 
 class PairFormula:
@@ -140,6 +168,65 @@ class PairFormula:
             out = part if out is None else out + part
         assert out is not None
         return out
+
+    def logit_gradients(
+        self, pair_shape: tuple[int, ...], upstream: np.ndarray, operands: Any
+    ) -> dict[int, Any]:
+        """In balls, the gradient of sum(upstream * e) with respect to the table of every
+        operand that has a pullback: {id(operand): (operand, gradient of its table)}. Each
+        bilinear term x y^T sends S y to x's table and S^T x to y's, S being the upstream summed
+        per pair of table rows; a scalar operand of a coefficient gets its partial derivative
+        times the term's value."""
+        tables: dict[int, Any] = {}
+        for term in self.terms():
+            scalars = [operands[n] for n in term.scalars]
+            per_pair = any(isinstance(op, Rows) for op in scalars)
+            coefficient = self._coefficient(term, pair_shape, operands)
+            x = None if term.left is None else operands[term.left]
+            y = None if term.right is None else operands[term.right]
+            if x is not None and y is not None and (x.pullback or y.pullback):
+                if per_pair:
+                    _bilinear_backward(x, y, upstream * coefficient, 1, tables)
+                else:
+                    _bilinear_backward(x, y, upstream, coefficient, tables)
+            for partial, op in zip(term.partials, scalars, strict=True):
+                if not isinstance(op, Rows) or op.pullback is None:
+                    continue
+                values = (s.pairs(pair_shape, False) if isinstance(s, Rows) else s for s in scalars)
+                derivative = partial(*values)
+                value = 1 if x is None or y is None else _bilinear(x, y, pair_shape)
+                _scalar_backward(
+                    op, np.broadcast_to(upstream * derivative * value, pair_shape), tables
+                )
+        return tables
+
+    def value_gradients(
+        self, pair_shape: tuple[int, ...], probs: np.ndarray, upstream: np.ndarray, operands: Any
+    ) -> tuple[np.ndarray, dict[int, Any]]:
+        """In balls, for o_i = sum_j probs_ij V_ij and the loss sum(upstream * o): the
+        gradient with respect to the weights, (upstream_i . V_ij) per pair, and the tables'
+        gradients as :meth:`logit_gradients` (probs summed per row, times upstream)."""
+        from relpos.spec._balls import matrix, table
+
+        tables: dict[int, Any] = {}
+        weights: Any = None
+        rows_of_upstream = queries(upstream, pair_shape[-1])
+        for term in self.terms():
+            if term.left is None or term.right is not None:
+                raise TypeError(f"{self.expr} is not linear in one vector per term")
+            coefficient = self._coefficient(term, pair_shape, operands)
+            x = operands[term.left]
+            part = coefficient * _bilinear(rows_of_upstream, x, pair_shape)
+            weights = part if weights is None else weights + part
+            if x.pullback is None:
+                continue
+            gx = _table_gradient(tables, x)
+            scaled = np.broadcast_to(probs * coefficient, pair_shape)
+            for b in range(pair_shape[0]):
+                for h in range(pair_shape[1]):
+                    per_row = matrix(_row_sums(x, scaled, b, h))
+                    gx[_slot(x.table, b, h)] += table(per_row.transpose() * matrix(upstream[b, h]))
+        return np.asarray(weights), tables
 
     def _coefficient(self, term: _Term, pair_shape: tuple[int, ...], operands: Any) -> Any:
         return term.coefficient(
@@ -217,23 +304,70 @@ def _bilinear(x: Rows, y: Rows, pair_shape: tuple[int, ...], coefficient: Any = 
     return out
 
 
+def _row_sums(x: Rows, weights: np.ndarray, b: int, h: int) -> np.ndarray:
+    """(qlen, n_rows): the pair weights of (b, h) summed per table row each pair reads."""
+    qlen, klen = weights.shape[-2:]
+    n_rows = _pick(x.table, b, h).shape[0]
+    index = np.broadcast_to(_pick(x.index, b, h), (qlen, klen))
+    if n_rows == klen and (index == np.arange(klen)).all():
+        return weights[b, h]  # the rows are the keys: no scatter
+    per_row = np.zeros((qlen, n_rows), dtype=object)
+    np.add.at(
+        per_row, (np.broadcast_to(np.arange(qlen)[:, None], index.shape), index), weights[b, h]
+    )
+    return per_row
+
+
 def _weighted_rows(x: Rows, weights: np.ndarray) -> np.ndarray:
     from relpos.spec._balls import matrix, table
 
-    bsz, n_head, qlen, klen = weights.shape
-    rows = np.arange(qlen)[:, None]
+    bsz, n_head, qlen = weights.shape[:3]
     out = np.empty((bsz, n_head, qlen, x.table.shape[-1]), dtype=object)
     for b in range(bsz):
         for h in range(n_head):
-            tx = _pick(x.table, b, h)
-            index = np.broadcast_to(_pick(x.index, b, h), (qlen, klen))
-            if tx.shape[0] == klen and (index == np.arange(klen)).all():
-                per_row = weights[b, h]  # the rows are the keys: no scatter
-            else:
-                per_row = np.zeros((qlen, tx.shape[0]), dtype=object)
-                np.add.at(per_row, (np.broadcast_to(rows, index.shape), index), weights[b, h])
-            out[b, h] = table(matrix(per_row) * matrix(tx))
+            out[b, h] = table(matrix(_row_sums(x, weights, b, h)) * matrix(_pick(x.table, b, h)))
     return out
+
+
+def _table_gradient(tables: dict[int, Any], x: Rows) -> np.ndarray:
+    """The accumulating gradient of an operand's table (zeros at first)."""
+    if id(x) not in tables:
+        tables[id(x)] = (x, np.zeros(x.table.shape, dtype=object))
+    return tables[id(x)][1]
+
+
+def _bilinear_backward(
+    x: Rows, y: Rows, upstream: np.ndarray, coefficient: Any, tables: dict[int, Any]
+) -> None:
+    """Gradients of sum(upstream * coefficient * x[ix] . y[iy]) for the two tables: the
+    upstream of each (b, h) summed per pair of rows (S), then S y and S^T x."""
+    from relpos.spec._balls import matrix, table
+
+    bsz, n_head, qlen, klen = upstream.shape
+    for b in range(bsz):
+        for h in range(n_head):
+            tx, ty = _pick(x.table, b, h), _pick(y.table, b, h)
+            ix, iy = np.broadcast_arrays(_pick(x.index, b, h), _pick(y.index, b, h))
+            ix, iy = np.broadcast_to(ix, (qlen, klen)), np.broadcast_to(iy, (qlen, klen))
+            summed = np.zeros((tx.shape[0], ty.shape[0]), dtype=object)
+            np.add.at(summed, (ix, iy), upstream[b, h])
+            s = coefficient * matrix(summed)
+            if x.pullback is not None:
+                gx = _table_gradient(tables, x)
+                gx[_slot(x.table, b, h)] += table(s * matrix(ty))
+            if y.pullback is not None:
+                gy = _table_gradient(tables, y)
+                gy[_slot(y.table, b, h)] += table(s.transpose() * matrix(tx))
+
+
+def _scalar_backward(x: Rows, upstream: np.ndarray, tables: dict[int, Any]) -> None:
+    """Gradient of sum(upstream * x[index]) for a scalar operand's (width 1) table."""
+    g = _table_gradient(tables, x)
+    bsz, n_head, qlen, klen = upstream.shape
+    for b in range(bsz):
+        for h in range(n_head):
+            index = np.broadcast_to(_pick(x.index, b, h), (qlen, klen))
+            np.add.at(g[_slot(x.table, b, h)][:, 0], index, upstream[b, h])
 
 
 @dataclass(frozen=True)
@@ -245,6 +379,8 @@ class _Term:
     scalars: tuple[int, ...]
     left: int | None
     right: int | None
+    #: d coefficient / d scalar, for each of ``scalars`` (same arguments as ``coefficient``).
+    partials: tuple[Callable[..., Any], ...] = ()
 
 
 def _expand(expr: sp.Basic, args: Sequence[sp.Basic]) -> list[_Term]:
@@ -278,9 +414,11 @@ def _expand(expr: sp.Basic, args: Sequence[sp.Basic]) -> list[_Term]:
         ):
             raise TypeError(f"cannot lower {term} to ball terms: not of the form x y^T")
         used = tuple(sorted(position[s] for s in coefficient.free_symbols if s in position))
-        fn = compile_expression(tuple(args[n] for n in used), coefficient)
+        used_args = tuple(args[n] for n in used)
+        fn = compile_expression(used_args, coefficient)
+        partials = tuple(compile_expression(used_args, sp.diff(coefficient, a)) for a in used_args)
         left, right = [*vectors, None, None][:2]
-        terms.append(_Term(fn, used, left, right))
+        terms.append(_Term(fn, used, left, right, partials))
     if not scalar_args and not terms:
         raise TypeError(f"{expr} has no terms")
     return terms

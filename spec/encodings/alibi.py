@@ -242,11 +242,12 @@ class ALiBi(Encoding):
         distinct, where = np.unique(grid, return_inverse=True)
         bias = array([[constant(int(b), mode)] for b in distinct], mode)  # (n, 1)
         slopes = self.slopes(problem, x, mode)
+        given = "slopes" if x.get("slopes") is not None else None  # else rule constants
         return _LOGIT, (
             scale,
-            queries(x["q"], d["klen"]),
-            keys(x["k"], d["qlen"]),
-            Rows.per_head(slopes),
+            queries(x["q"], d["klen"], "q"),
+            keys(x["k"], d["qlen"], "k"),
+            Rows.per_head(slopes, given),
             relative(bias, where.reshape(grid.shape)),
         )
 

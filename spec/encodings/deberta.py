@@ -361,14 +361,14 @@ class DeBERTa(Encoding):
 
         def table(name: str, reverse: bool) -> Rows | None:
             given = x.get(name)  # absent: the formula variant drops its term
-            return None if given is None else relative(given, self.rows(problem, reverse))
+            return None if given is None else relative(given, self.rows(problem, reverse), name)
 
         p2c = P2C_DISTANCES[problem.options["p2c_distance"]]
         formula = _FORMULAS[x.get("pos_key") is not None, x.get("pos_query") is not None]
         return formula, (
             scale,
-            queries(x["q"], d["klen"]),
-            keys(x["k"], d["qlen"]),
+            queries(x["q"], d["klen"], "q"),
+            keys(x["k"], d["qlen"], "k"),
             table("pos_key", False),
             table("pos_query", p2c),
         )

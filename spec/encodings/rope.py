@@ -27,6 +27,7 @@ Position Embedding, arXiv:2104.09864.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any, Final, final
@@ -63,6 +64,7 @@ ROTATE: Final = ROTATION * pair
 LOGIT: Final = cv.scale * q_i * k_j.T
 
 _ROTATE = PairFormula(ROTATE, (c, s, s_neg, pair), vector=True)
+_ROTATE_T = PairFormula(ROTATION.T * pair, (c, s, s_neg, pair), vector=True)
 _LOGIT = PairFormula(LOGIT, (cv.scale, q_i, k_j))
 
 
@@ -295,10 +297,16 @@ class RoPE(Encoding):
         }
 
     def rotate(
-        self, x: np.ndarray, positions: np.ndarray, problem: Problem, mode: Mode
+        self,
+        x: np.ndarray,
+        positions: np.ndarray,
+        problem: Problem,
+        mode: Mode,
+        transpose: bool = False,
     ) -> np.ndarray:
-        """x (..., L, d_head) rotated at the given positions, in ``mode``. In abs mode each
-        c and s is |value| + |p theta_t|: rounding the angle by one ulp moves it that far."""
+        """x (..., L, d_head) rotated at the given positions, in ``mode`` (``transpose``: by
+        the transposed rotation, which carries gradients back). In abs mode each c and s is
+        |value| + |p theta_t|: rounding the angle by one ulp moves it that far."""
         r = rotation_dim(problem.dims["d_head"], problem.options["rotary_dim"])
         if r == 0:
             return x
@@ -316,7 +324,8 @@ class RoPE(Encoding):
             sin = array([[const(mpmath.sin(a), a) for a in row] for row in angles], mode)
             neg = array([[const(-mpmath.sin(a), a) for a in row] for row in angles], mode)
         pairs = np.stack([x[..., 0:r:2], x[..., 1:r:2]], axis=-1)  # (..., L, r/2, 2)
-        rotated = _ROTATE({}, cos, sin, neg, np.moveaxis(pairs, -1, 0)[:, None])
+        formula = _ROTATE_T if transpose else _ROTATE
+        rotated = formula({}, cos, sin, neg, np.moveaxis(pairs, -1, 0)[:, None])
         out = x.copy() if mode not in FLOAT_MODES else np.array(x, dtype=np.float64)
         out[..., 0:r:2], out[..., 1:r:2] = rotated[0], rotated[1]
         return out
@@ -325,9 +334,17 @@ class RoPE(Encoding):
         self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode
     ) -> tuple[PairFormula, tuple[Any, ...]]:
         d = problem.dims
-        q = self.rotate(x["q"], d["mlen"] + np.arange(d["qlen"]), problem, mode)
-        k = self.rotate(x["k"], np.arange(d["klen"]), problem, mode)
-        return _LOGIT, (scale, queries(q, d["klen"]), keys(k, d["qlen"]))
+        at = {"q": d["mlen"] + np.arange(d["qlen"]), "k": np.arange(d["klen"])}
+        q, k = (self.rotate(x[name], at[name], problem, mode) for name in ("q", "k"))
+
+        def back(name: str) -> Any:  # rotated rows carry gradients back by R^T
+            return lambda g: {name: self.rotate(g, at[name], problem, mode, transpose=True)}
+
+        return _LOGIT, (
+            scale,
+            dataclasses.replace(queries(q, d["klen"]), pullback=back("q")),
+            dataclasses.replace(keys(k, d["qlen"]), pullback=back("k")),
+        )
 
     def identities(self) -> list[Identity]:
         return _identities()

@@ -513,16 +513,16 @@ class Shaw(Encoding):
     ) -> tuple[PairFormula, tuple[Any, ...]]:
         qlen, klen = problem.dims["qlen"], problem.dims["klen"]
         formula = _LOGIT_KQ if problem.options["key_query"] else _LOGIT
-        rel_k = relative(x["rel_k"], self.row_index(problem))
-        return formula, (scale, queries(x["q"], klen), keys(x["k"], qlen), rel_k)
+        rel_k = relative(x["rel_k"], self.row_index(problem), "rel_k")
+        return formula, (scale, queries(x["q"], klen, "q"), keys(x["k"], qlen, "k"), rel_k)
 
     def value_operands(
         self, problem: Problem, x: Mapping[str, Any], mode: Mode
     ) -> tuple[PairFormula, tuple[Any, ...]]:
-        v = keys(x["v"], problem.dims["qlen"])
+        v = keys(x["v"], problem.dims["qlen"], "v")
         if x.get("rel_v") is None:
             return _VALUE_KEY_ONLY, (v,)
-        return _VALUE, (v, relative(x["rel_v"], self.row_index(problem)))
+        return _VALUE, (v, relative(x["rel_v"], self.row_index(problem), "rel_v"))
 
     def identities(self) -> list[Identity]:
         return _identities()

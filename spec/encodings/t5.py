@@ -47,7 +47,7 @@ import sympy as sp
 from relpos.spec import _conventions as cv
 from relpos.spec._arith import Mode
 from relpos.spec._encoding import Case, Encoding, Identity, Reference
-from relpos.spec._pairs import PairFormula, keys, queries, relative
+from relpos.spec._pairs import PairFormula, Rows, keys, queries
 from relpos.spec._profiles import Axis, Profile, Value, fixed
 from relpos.spec._signature import (
     ArgumentError,
@@ -317,8 +317,12 @@ class T5(Encoding):
     ) -> tuple[PairFormula, tuple[Any, ...]]:
         d = problem.dims
         per_head = np.moveaxis(np.asarray(x["rel_bias"]), -1, 0)[..., None]  # (H, buckets, 1)
-        bias = relative(per_head, _bucket_grid(problem))
-        return _LOGIT, (scale, queries(x["q"], d["klen"]), keys(x["k"], d["qlen"]), bias)
+        bias = Rows(
+            per_head[None],
+            _bucket_grid(problem)[None, None],
+            lambda g: {"rel_bias": g[0, :, :, 0].T},
+        )
+        return _LOGIT, (scale, queries(x["q"], d["klen"], "q"), keys(x["k"], d["qlen"], "k"), bias)
 
     def identities(self) -> list[Identity]:
         return _identities()

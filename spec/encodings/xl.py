@@ -50,7 +50,7 @@ from relpos.spec._arith import Mode, array, constant
 from relpos.spec._balls import compile_expression, compile_matrix_expression
 from relpos.spec._encoding import Case, Encoding, Identity, Reference
 from relpos.spec._index import IndexFunction
-from relpos.spec._pairs import PairFormula, Rows, keys, queries, relative, size_symbol
+from relpos.spec._pairs import PairFormula, Rows, keys, queries, size_symbol
 from relpos.spec._profiles import Axis, NotApplicable, Profile, Value, fixed
 from relpos.spec._signature import ArgumentError, Option, Problem, Tensor, check_int
 
@@ -496,14 +496,20 @@ class XL(Encoding):
 
     def relative_table(
         self, problem: Problem, w_r: np.ndarray, distances: np.ndarray, mode: Mode
-    ) -> np.ndarray:
-        """r = W_R R(D) per head for each distance, (n_head, n_dist, d_head)."""
+    ) -> tuple[np.ndarray, Any]:
+        """r = W_R R(D) per head for each distance, (n_head, n_dist, d_head), and in ball
+        mode the pullback of its gradient to W_R (dW_R[h] = dr[h]^T R)."""
         d = problem.dims
         if mode == "ball":
             from relpos.spec._balls import matrix, table
 
             R = matrix(np.array([sinusoid_balls(int(D), d["d_model"]) for D in distances]))
-            return np.stack([table(_BALL_PROJECTION(R, matrix(w))) for w in w_r])
+            rel = np.stack([table(_BALL_PROJECTION(R, matrix(w))) for w in w_r])
+
+            def pullback(g: np.ndarray) -> dict[str, np.ndarray]:
+                return {"w_r": np.stack([table(matrix(gh).transpose() * R) for gh in g[0]])}
+
+            return rel, pullback
         R = array(
             [[constant(e, mode) for e in sinusoid(int(D), d["d_model"], mode)] for D in distances],
             mode,
@@ -513,9 +519,10 @@ class XL(Encoding):
             np.moveaxis(R, -1, 0)[None, :, None, :],  # R_D: (1, dm, 1, n)
             np.moveaxis(w_r, 0, -1)[..., None],  # W_R: (dh, dm, H, 1)
         )
-        return np.stack(
+        rel = np.stack(
             [np.broadcast_to(e, (d["n_head"], len(distances))) for e in projected], axis=-1
         )
+        return rel, None
 
     def logit_operands(
         self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode
@@ -524,21 +531,29 @@ class XL(Encoding):
         # The sinusoid once per distinct clamped distance, projected per head.
         distances = self.distance_index(problem)
         unique, where = np.unique(distances, return_inverse=True)
-        rel = self.relative_table(problem, x["w_r"], unique, mode)
+        rel, to_w_r = self.relative_table(problem, x["w_r"], unique, mode)
         operands = (
             scale,
-            queries(x["q"], d["klen"]),
-            keys(x["k"], d["qlen"]),
-            Rows.per_head_row(x["r_w_bias"]),
-            Rows.per_head_row(x["r_r_bias"]),
-            relative(rel, where.reshape(distances.shape)),
+            queries(x["q"], d["klen"], "q"),
+            keys(x["k"], d["qlen"], "k"),
+            Rows.per_head_row(x["r_w_bias"], "r_w_bias"),
+            Rows.per_head_row(x["r_r_bias"], "r_r_bias"),
+            Rows(rel[None], where.reshape(distances.shape)[None, None], to_w_r),
         )
         if x.get("seg_ids") is None:
             return _LOGIT, operands
         seg = np.asarray(x["seg_ids"])
         differs = (seg[:, d["mlen"] :, None] != seg[:, None, :]).astype(np.int64)  # (B, Q, K)
-        segments = Rows(np.moveaxis(x["seg_embed"], 0, 1)[None], differs[:, None])
-        return _LOGIT_SEGMENT, (*operands, Rows.per_head_row(x["r_s_bias"]), segments)
+        segments = Rows(
+            np.moveaxis(x["seg_embed"], 0, 1)[None],  # (1, H, 2, dh): row 0 same, 1 differs
+            differs[:, None],
+            lambda g: {"seg_embed": np.moveaxis(g[0], 1, 0)},
+        )
+        return _LOGIT_SEGMENT, (
+            *operands,
+            Rows.per_head_row(x["r_s_bias"], "r_s_bias"),
+            segments,
+        )
 
     def identities(self) -> list[Identity]:
         return _identities()

@@ -175,3 +175,37 @@ def test_index_grids_equal_the_exact_integer_evaluation(fn):
             assert grid.dtype == np.int64
             expected = [[fn(a, b, *params) for b in range(klen)] for a in range(qlen)]
             assert grid.tolist() == expected
+
+
+@pytest.mark.parametrize(("enc", "case"), CASES)
+def test_ball_gradients_enclose_the_forward_mode_ones(enc, case):
+    """The analytic backward in balls against forward-mode duals through the exact pipeline,
+    for every float input, value by value."""
+    args = case_inputs(enc, case)
+    d = enc.validate(args, check_dtypes=False).dims
+    shape = (d["bsz"], d["n_head"], d["qlen"], d["d_head"])
+    weights = np.random.default_rng(case.seed).standard_normal(shape)
+    exact = spec.gradients(enc.name, weights, method="exact", **args)
+    ball = spec.gradients(enc.name, weights, method="ball", **args)
+    assert (
+        set(ball)
+        == set(exact)
+        == {t.name for t in enc.tensors if t.kind == "float" and args.get(t.name) is not None}
+    )
+    with mpmath.workdps(80):
+        for name in exact:
+            bad = [
+                index
+                for index in np.ndindex(*exact[name].shape)
+                if not _contains(ball[name][index], exact[name][index])
+            ]
+            assert not bad, (name, bad[:3])
+
+
+def test_gradients_choose_their_path_like_evaluate():
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((1, 2, 16, 4)) for _ in range(3))
+    grads = spec.gradients("alibi", np.ones((1, 2, 16, 4)), q=q, k=k, v=v)
+    assert all(isinstance(g.flat[0], flint.arb) for g in grads.values())  # 512 pairs: balls
+    with pytest.raises(spec.ArgumentError, match="`weights` must have the shape of the output"):
+        spec.gradients("alibi", np.ones((1, 2, 16, 3)), method="ball", q=q, k=k, v=v)
