@@ -31,6 +31,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from relpos.equivalence.coverage import Coverage, summary
 from relpos.equivalence.runner import Result
 
 __all__ = ["environment", "matrix", "to_json", "write_json"]
@@ -72,6 +73,7 @@ def to_json(
 ) -> dict[str, Any]:
     from relpos.spec import SPEC_VERSION
 
+    results = list(results)
     rows = []
     for r in results:
         row: dict[str, Any] = {
@@ -89,6 +91,7 @@ def to_json(
             row["message"] = r.message
         if r.status in ("fail", "error"):
             row["repro"] = r.repro
+        row["coverage"] = r.coverage.to_json()
         row.update(r.extra)
         rows.append(row)
     return {
@@ -96,8 +99,17 @@ def to_json(
         "environment": environment(),
         "budget": budget,
         **dict(extra or {}),
+        "coverage": {name: c.to_json() for name, c in coverage_by_encoding(results).items()},
         "results": rows,
     }
+
+
+def coverage_by_encoding(results: Iterable[Result]) -> dict[str, Coverage]:
+    """Every result's coverage merged per encoding, in the results' order."""
+    merged: dict[str, Coverage] = {}
+    for r in results:
+        merged[r.encoding] = merged.get(r.encoding, Coverage()).merge(r.coverage)
+    return merged
 
 
 def write_json(path: str | Path, document: Mapping[str, Any]) -> None:
@@ -161,4 +173,5 @@ def matrix(results: list[Result], width: int | None = None) -> str:
             width=max(width, 40),
         )
     )
+    lines.append(textwrap.fill(summary(coverage_by_encoding(results)), width=max(width, 40)))
     return "\n".join(lines) + "\n"

@@ -10,12 +10,14 @@ from __future__ import annotations
 import builtins
 import time
 import traceback
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 from hypothesis import given, reject, seed, settings
 from hypothesis.errors import Unsatisfiable
 
+from relpos.equivalence.coverage import Coverage
 from relpos.equivalence.draws import Draw
 from relpos.equivalence.profiles import RUN_SEED, load_profile
 from relpos.equivalence.properties import PROPERTIES, Finding, Inapplicable, Property, applicable
@@ -42,6 +44,8 @@ class Result:
     extra: dict[str, Any] = field(default_factory=dict)
     #: The smallest failing input Hypothesis found (fail and error only).
     draw: Draw | None = field(default=None, repr=False, compare=False)
+    #: What the checked draws reached (sizes, positions, heads, options, regions).
+    coverage: Coverage = field(default_factory=Coverage, repr=False, compare=False)
 
     @builtins.property  # the field `property` shadows the builtin in this class body
     def implementation(self) -> str:
@@ -58,6 +62,12 @@ def repro_snippet(prop: str, impl: Implementation, dtype: str, draw: Draw) -> st
         f"reproduce({prop!r}, {impl.id!r}, {dtype!r},\n"
         f"          {draw!r})"
     )
+
+
+#: The coverage of the run in progress, which every checked draw is added to. It is set around
+#: the Hypothesis test rather than recorded in its body: a derandomized budget seeds its draws
+#: from the test function's source, and the report must not change what is drawn.
+_RECORDING: ContextVar[Coverage | None] = ContextVar("relpos_coverage", default=None)
 
 
 class PropertyFailure(AssertionError):
@@ -99,6 +109,9 @@ def _check(prop: Property, impl: Implementation, draw: Draw, dtype: str) -> floa
             repro_snippet(prop.name, impl, dtype, draw),
             draw,
         )
+    coverage = _RECORDING.get()
+    if coverage is not None:
+        coverage.add(draw)
     return max((v.worst_ratio for v in verdicts), default=0.0)
 
 
@@ -133,6 +146,7 @@ def run_property(
         property_holds = seed(RUN_SEED)(property_holds)
 
     start = time.perf_counter()
+    recording = _RECORDING.set(result.coverage)
     try:
         property_holds()
     except Unsatisfiable:
@@ -144,6 +158,8 @@ def run_property(
         result.message = "\n\n".join(str(f) for f in failures)
         result.repro = failures[0].repro
         result.draw = failures[0].draw
+    finally:
+        _RECORDING.reset(recording)
     result.seconds = time.perf_counter() - start
     result.examples, result.worst_ratio = int(state["examples"]), state["worst"]
     return result

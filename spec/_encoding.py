@@ -227,6 +227,11 @@ class Encoding(abc.ABC):
         without a range return ``args`` unchanged."""
         return dict(args)
 
+    def regions(self, problem: Problem) -> frozenset[str]:
+        """The regions of the encoding that this problem's pairs reach (a clip range's inside
+        and both clipped sides, T5's exact and log buckets...), for coverage reports."""
+        return frozenset()
+
     def structural_mask(self, problem: Problem) -> np.ndarray | None:
         """A (qlen, klen) boolean mask the encoding itself imposes (True = may attend)."""
         return None

@@ -234,6 +234,13 @@ class ALiBi(Encoding):
         rule = _SLOPE_RULES[problem.options["slope_rule"]]
         return array([constant(s, mode) for s in rule(problem.dims["n_head"])], mode)
 
+    def regions(self, problem: Problem) -> frozenset[str]:
+        n = problem.dims["n_head"]
+        if problem.tensors.get("slopes") is not None:
+            return frozenset({"given slopes"})
+        kind = "heads a power of two" if n & (n - 1) == 0 else "heads not a power of two"
+        return frozenset({f"{problem.options['slope_rule']} rule, {kind}"})
+
     def logit_operands(
         self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode
     ) -> tuple[PairFormula, tuple[Any, ...]]:

@@ -354,6 +354,19 @@ class DeBERTa(Encoding):
         f = np.vectorize(lambda x: row(int(x), o["span"], o["max_position"]), otypes=[np.int64])
         return f(r)
 
+    def regions(self, problem: Problem) -> frozenset[str]:
+        d, o = problem.dims, problem.options
+        span, max_position = o["span"], o["max_position"]
+        low, high = -(d["qlen"] - 1), d["mlen"] + d["qlen"] - 1  # pos_i - pos_j
+
+        def bucket(r: int) -> int:
+            return r if max_position is None else log_bucket(r, span, max_position)
+
+        found = {"clipped"} if bucket(high) > span - 1 or bucket(low) < -span else set()
+        if max_position is not None and max(-low, high) > span // 2:
+            found.add("log buckets")
+        return frozenset(found | {"inside the span"})
+
     def logit_operands(
         self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode
     ) -> tuple[PairFormula, tuple[Any, ...]]:

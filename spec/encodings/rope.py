@@ -330,6 +330,13 @@ class RoPE(Encoding):
         out[..., 0:r:2], out[..., 1:r:2] = rotated[0], rotated[1]
         return out
 
+    def regions(self, problem: Problem) -> frozenset[str]:
+        d = problem.dims["d_head"]
+        r = rotation_dim(d, problem.options["rotary_dim"])
+        return frozenset(
+            {"no rotation" if r == 0 else "full rotary" if r == d - d % 2 else "partial rotary"}
+        )
+
     def logit_operands(
         self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode
     ) -> tuple[PairFormula, tuple[Any, ...]]:

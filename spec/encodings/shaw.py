@@ -508,6 +508,14 @@ class Shaw(Encoding):
         lo, hi = problem.options["clip"]
         return _ROW.grid(d["qlen"], d["klen"], d["mlen"], lo, hi)
 
+    def regions(self, problem: Problem) -> frozenset[str]:
+        d = problem.dims
+        lo, hi = problem.options["clip"]
+        low, high = -(d["mlen"] + d["qlen"] - 1), d["qlen"] - 1  # pos_j - pos_i
+        found = {"clipped below"} if low < lo else set()
+        found |= {"clipped above"} if high > hi else set()
+        return frozenset(found | ({"inside the clip"} if low <= hi and high >= lo else set()))
+
     def logit_operands(
         self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode
     ) -> tuple[PairFormula, tuple[Any, ...]]:

@@ -312,6 +312,20 @@ class T5(Encoding):
             **cv.attention_formulas("v"),
         }
 
+    def regions(self, problem: Problem) -> frozenset[str]:
+        d, o = problem.dims, problem.options
+        e = _halves(o["num_buckets"], o["bidirectional"])[1]
+        low, high = -(d["qlen"] - 1), d["mlen"] + d["qlen"] - 1  # pos_i - pos_j
+        if o["bidirectional"]:
+            smallest = 0 if low <= 0 <= high else min(abs(low), abs(high))
+            largest = max(abs(low), abs(high))
+        else:
+            smallest, largest = max(low, 0), max(high, 0)
+        found = {"exact buckets"} if smallest < e else set()
+        found |= {"log buckets"} if largest >= e and smallest < o["max_distance"] else set()
+        found |= {"beyond max_distance"} if largest >= o["max_distance"] else set()
+        return frozenset(found)
+
     def logit_operands(
         self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode
     ) -> tuple[PairFormula, tuple[Any, ...]]:

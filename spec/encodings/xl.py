@@ -494,6 +494,15 @@ class XL(Encoding):
         d = problem.dims
         return _CAUSAL.grid(d["qlen"], d["klen"], d["mlen"]).astype(bool)
 
+    def regions(self, problem: Problem) -> frozenset[str]:
+        d, o = problem.dims, problem.options
+        if o["clamp_len"] is None:
+            return frozenset({"no clamp"})
+        low, high = -(d["qlen"] - 1), d["mlen"] + d["qlen"] - 1  # pos_i - pos_j
+        reach = high if o["clamp_style"] == "upper" else max(high, -low)
+        found = {"clamped"} if reach > o["clamp_len"] else set()
+        return frozenset(found | {"inside the clamp"})
+
     def relative_table(
         self, problem: Problem, w_r: np.ndarray, distances: np.ndarray, mode: Mode
     ) -> tuple[np.ndarray, Any]:
