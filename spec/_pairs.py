@@ -6,6 +6,13 @@ size (``d_head``). For concrete sizes it is expanded into explicit entries and l
 are the matrix's rows and columns and whose trailing axes run over the pairs, so one call
 evaluates the formula for all pairs with Python arithmetic on the elements: exact for
 Fractions, forward-mode for duals.
+
+The operands are described by :class:`Rows` (which row of which table each pair reads). In
+ball arithmetic the formula is instead expanded into terms, each a coefficient times at most
+two row vectors, and each bilinear term is one ``arb_mat`` product of the two tables, gathered
+onto the pairs (:meth:`PairFormula.balls`); the outputs and the analytic backward use the same
+terms (:meth:`PairFormula.weighted_sums`, :meth:`PairFormula.logit_gradients`,
+:meth:`PairFormula.value_gradients`).
 """
 
 from __future__ import annotations
