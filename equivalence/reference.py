@@ -71,17 +71,14 @@ def fingerprint(encoding: str, args: Mapping[str, Any]) -> bytes:
 
 def expected(encoding: str, args: Mapping[str, Any]) -> Expected:
     """The oracle's expected values for ``args`` (numpy arrays and options)."""
-    from relpos.spec import evaluate, magnitudes
+    from relpos.spec import evaluate
 
     key = fingerprint(encoding, args)
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
     result = evaluate(encoding, **args)
-    # Magnitudes only scale bounds: float64 is far more accurate than their constants, and
-    # exact magnitudes would cost what the ball path saves.
-    precision = "exact" if result.method == "exact" else "float64"
-    mags = magnitudes(encoding, precision=precision, **args)
+    mags, radius = tolerance.scaling(encoding, args, result)
     value = Expected(
         encoding,
         result.as_float64("scores"),
@@ -90,9 +87,7 @@ def expected(encoding: str, args: Mapping[str, Any]) -> Expected:
         result.mask,
         mags["scores"],
         mags["out"],
-        radius=tolerance.Bounds(
-            result.radius("scores"), result.radius("probs"), result.radius("out")
-        ),
+        radius=radius,
     )
     _CACHE[key] = value
     if len(_CACHE) > _CACHE_SIZE:

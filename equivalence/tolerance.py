@@ -85,6 +85,7 @@ __all__ = [
     "DtypeModel",
     "bounds",
     "gradient_bounds",
+    "scaling",
     "suggested",
 ]
 
@@ -201,17 +202,27 @@ def suggested(dtype: str, b: Bounds) -> dict[str, float]:
     }
 
 
-def for_evaluation(
-    dtypes: Sequence[str], encoding: str, args: Mapping[str, object], evaluation: Any
-) -> dict[str, Bounds]:
-    """E1-E3 per dtype for an oracle evaluation of ``encoding`` on ``args``, with the
-    evaluation's own radius added (magnitudes in float64 beside a ball evaluation)."""
+def scaling(
+    encoding: str, args: Mapping[str, object], evaluation: Any
+) -> tuple[dict[str, np.ndarray], Bounds]:
+    """What the bounds of an oracle evaluation scale and add: the magnitudes (exact beside an
+    exact evaluation; float64 beside a ball one, since float64 is far more accurate than the
+    bounds' constants and exact magnitudes would cost what the ball path saves) and the
+    evaluation's own radius."""
     from relpos.spec import magnitudes
 
     precision = "exact" if evaluation.method == "exact" else "float64"
     mags = magnitudes(encoding, precision, **args)
-    names = ("scores", "probs", "out")
-    radius = Bounds(*(evaluation.radius(name) for name in names))
+    radius = Bounds(*(evaluation.radius(name) for name in ("scores", "probs", "out")))
+    return mags, radius
+
+
+def for_evaluation(
+    dtypes: Sequence[str], encoding: str, args: Mapping[str, object], evaluation: Any
+) -> dict[str, Bounds]:
+    """E1-E3 per dtype for an oracle evaluation of ``encoding`` on ``args``, with the
+    evaluation's own radius added."""
+    mags, radius = scaling(encoding, args, evaluation)
     return {
         dtype: bounds(
             dtype,
