@@ -231,19 +231,11 @@ def _bench(args: argparse.Namespace) -> int:
     if args.oracle:
         from relpos.equivalence.bench import oracle
 
-        size = int(args.sizes.split(",")[0]) if args.sizes_given else 512
+        size = int(args.sizes.split(",")[0]) if args.sizes else 512
         return oracle(size, args.rounds, args.out)
     from relpos.equivalence.bench import main as bench
 
-    return bench(args.sizes, args.rounds, args.select, args.out)
-
-
-class _Given(argparse.Action):
-    """Stores the value and records that it was given (``sizes_given``)."""
-
-    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
-        setattr(namespace, self.dest, values)
-        setattr(namespace, f"{self.dest}_given", True)
+    return bench(args.sizes or "256,512,1024,2048", args.rounds, args.select, args.out)
 
 
 def _version() -> str:
@@ -351,9 +343,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--sizes",
-        default="256,512,1024,2048",
-        action=_Given,
-        help="comma-separated L values (--oracle: the first, default 512)",
+        help="comma-separated L values (default 256,512,1024,2048; --oracle: the first, "
+        "default 512)",
     )
     bench.add_argument("--rounds", type=int, default=5, help="timed rounds per case")
     bench.add_argument(
@@ -364,7 +355,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--select", help="only cases whose id contains this (pytest -k)")
     bench.add_argument("--out", default="benchmarks/results", help="where tables and JSON go")
-    bench.set_defaults(run=_bench, sizes_given=False)
+    bench.set_defaults(run=_bench)
     return parser
 
 

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any, Literal
 
+import flint
 import mpmath
 import numpy as np
 import sympy as sp
@@ -210,7 +211,7 @@ def value_of(x: Any) -> Any:
     """The mpf value of an exact, mpf or dual scalar (a ball: its midpoint)."""
     if isinstance(x, Dual):
         return x.value
-    if type(x).__name__ == "arb":
+    if isinstance(x, flint.arb):
         man, exp = x.mid().man_exp()
         return mpmath.mpf((int(man), int(exp)))
     return to_mpf(x)

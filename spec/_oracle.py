@@ -185,7 +185,8 @@ def evaluate(encoding: str | Encoding, /, *, method: str = "auto", **args: Any) 
     arrays of any float dtype (converted exactly), or object arrays of Fractions or decimal
     strings. ``method``: "exact" (rationals where the formula is rational, mpmath at
     :data:`DPS` digits elsewhere), "ball" (certified enclosures in python-flint's arb at
-    :data:`~relpos.spec._balls.PRECISION` bits, with their radii; float inputs only), or
+    :data:`~relpos.spec._balls.PRECISION` bits, with their radii; Fractions that are not
+    floats enter as balls around their exact value), or
     "auto": exact up to :data:`EXACT_PAIRS` pairs, balls beyond.
     """
     enc = _encoding(encoding)
