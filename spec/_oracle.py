@@ -204,17 +204,25 @@ def evaluate(encoding: str | Encoding, /, *, method: str = "auto", **args: Any) 
     return Evaluation(problem, logits, scores, probs, out, mask)
 
 
-_EXP = np.frompyfunc(lambda x: x.exp(), 1, 1)
+_EXP = np.frompyfunc(_balls.arb.exp, 1, 1)
 
 
 def _softmax_balls(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The masked softmax in balls; a row with no visible key is all zeros."""
     zero: Any = _balls.arb(0)
-    one: Any = _balls.arb(1)
-    weights = np.where(mask, _EXP(np.where(mask, logits, zero)), zero)
+    mask = np.broadcast_to(mask, logits.shape)
+    if mask.all():
+        weights = _EXP(logits)
+    else:
+        weights = np.full(logits.shape, zero, dtype=object)
+        weights[mask] = _EXP(logits[mask])
     total = weights.sum(axis=-1, keepdims=True)
     empty = ~mask.any(axis=-1, keepdims=True)
-    return np.where(mask, weights / np.where(empty, one, total), zero)
+    # One reciprocal per row; an empty row's weights are all zero already.
+    return weights * _RECIPROCAL(np.where(empty, _balls.arb(1), total))
+
+
+_RECIPROCAL = np.frompyfunc(lambda x: 1 / x, 1, 1)
 
 
 def _evaluate_balls(enc: Encoding, problem: Problem) -> Evaluation:

@@ -141,6 +141,9 @@ class PairFormula:
         if self.vector:
             raise TypeError("balls() evaluates scalar formulas; use weighted_sums()")
         total: Any = None
+        # Terms c x_i y^T that share y, with x read per query row, are one product
+        # (sum_t c_t x_t) y^T: Transformer-XL's q k^T + u k^T is (q + u) k^T.
+        by_right: dict[int, list[tuple[Any, Rows]]] = {}
         for term in self.terms():
             coefficient = self._coefficient(term, pair_shape, operands)
             if term.left is None:
@@ -150,9 +153,15 @@ class PairFormula:
             elif any(isinstance(operands[n], Rows) for n in term.scalars):
                 x, y = operands[term.left], operands[term.right]
                 value = coefficient * _bilinear(x, y, pair_shape)
+            elif _per_query_row(operands[term.left]):
+                by_right.setdefault(term.right, []).append((coefficient, operands[term.left]))
+                continue
             else:  # a coefficient every pair shares scales the (small) matrix product
                 x, y = operands[term.left], operands[term.right]
                 value = _bilinear(x, y, pair_shape, coefficient)
+            total = value if total is None else total + value
+        for right, lefts in by_right.items():
+            value = _bilinear(_combined_rows(lefts, pair_shape), operands[right], pair_shape)
             total = value if total is None else total + value
         return np.asarray(total)
 
@@ -302,13 +311,70 @@ def _bilinear(x: Rows, y: Rows, pair_shape: tuple[int, ...], coefficient: Any = 
     products: dict[tuple[int, ...], np.ndarray] = {}
     for b in range(pair_shape[0]):
         for h in range(pair_shape[1]):
+            tx, ty = _pick(x.table, b, h), _pick(y.table, b, h)
+            ix, iy = (
+                np.broadcast_to(i, pair_shape[-2:])
+                for i in np.broadcast_arrays(_pick(x.index, b, h), _pick(y.index, b, h))
+            )
+            blocks = _blocks(ix, iy, tx.shape[0] * ty.shape[0])
+            if blocks is not None:
+                for rows, ux, uy in blocks:
+                    part = table(coefficient * (matrix(tx[ux]) * matrix(ty[uy]).transpose()))
+                    out[b, h, rows] = part[
+                        np.searchsorted(ux, ix[rows]), np.searchsorted(uy, iy[rows])
+                    ]
+                continue
             key = (*_slot(x.table, b, h), *_slot(y.table, b, h))
             if key not in products:  # shared tables: one product serves every (b, h)
-                tx, ty = _pick(x.table, b, h), _pick(y.table, b, h)
                 products[key] = table(coefficient * (matrix(tx) * matrix(ty).transpose()))
-            ix, iy = np.broadcast_arrays(_pick(x.index, b, h), _pick(y.index, b, h))
             out[b, h] = products[key][ix, iy]
     return out
+
+
+#: Query rows per block of a banded product (:func:`_blocks`).
+_BLOCK_ROWS = 64
+
+
+def _blocks(
+    ix: np.ndarray, iy: np.ndarray, full: int
+) -> list[tuple[slice, np.ndarray, np.ndarray]] | None:
+    """Blocks of query rows, each with the table rows its pairs read, when multiplying only
+    those is cheaper than the whole product (``full`` entries): a relative table read along
+    a band (Transformer-XL's q r^T over klen + qlen - 1 distances) then costs about qlen *
+    klen * (1 + block / qlen) products instead of twice qlen * klen. None: one product."""
+    qlen = ix.shape[0]
+    if qlen <= _BLOCK_ROWS:
+        return None
+    blocks, cost = [], 0
+    for start in range(0, qlen, _BLOCK_ROWS):
+        rows = slice(start, start + _BLOCK_ROWS)
+        ux, uy = np.unique(ix[rows]), np.unique(iy[rows])
+        blocks.append((rows, ux, uy))
+        cost += len(ux) * len(uy)
+    return blocks if cost < 0.75 * full else None
+
+
+def _per_query_row(x: Rows) -> bool:
+    """Whether every pair (i, j) of x reads a row that depends on i alone."""
+    return bool((x.index == x.index[..., :1]).all())
+
+
+def _combined_rows(lefts: list[tuple[Any, Rows]], pair_shape: tuple[int, ...]) -> Rows:
+    """sum_t c_t x_t as one operand read per query row: a (B, H, qlen, width) table."""
+    qlen, klen = pair_shape[-2:]
+    tables = [x.table for _, x in lefts] + [x.index for _, x in lefts]
+    shape = tuple(max(t.shape[n] for t in tables) for n in (0, 1))
+    out = np.empty((*shape, qlen, lefts[0][1].table.shape[-1]), dtype=object)
+    for b in range(shape[0]):
+        for h in range(shape[1]):
+            total: Any = None
+            for c, x in lefts:
+                rows = np.broadcast_to(_pick(x.index, b, h), (qlen, klen))[:, 0]
+                part = _pick(x.table, b, h)[rows]
+                part = part if c == 1 else c * part
+                total = part if total is None else total + part
+            out[b, h] = total
+    return queries(out, klen)
 
 
 def _row_sums(x: Rows, weights: np.ndarray, b: int, h: int) -> np.ndarray:

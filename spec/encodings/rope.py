@@ -103,10 +103,14 @@ def _ball_rotations(positions: np.ndarray, r: int, base: Any) -> tuple[np.ndarra
 
     exact_base = sp.Rational(Fraction(base)) if isinstance(base, float) else sp.Integer(base)
     thetas = [number(THETA.subs({_base: exact_base, _t: t, _r: r})) for t in range(r // 2)]
-    angles = [[number(int(p)) * th for th in thetas] for p in positions]
-    cos = np.array([[a.cos() for a in row] for row in angles], dtype=object)
-    sin = np.array([[a.sin() for a in row] for row in angles], dtype=object)
+    at = np.array([number(int(p)) for p in positions], dtype=object)
+    angles = at[:, None] * np.array(thetas, dtype=object)[None, :]
+    cos, sin = _COSINE(angles), _SINE(angles)
     return cos, sin, -sin
+
+
+_COSINE = np.frompyfunc(lambda a: a.cos(), 1, 1)
+_SINE = np.frompyfunc(lambda a: a.sin(), 1, 1)
 
 
 # -- conventions ---------------------------------------------------------------------------

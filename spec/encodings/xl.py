@@ -37,7 +37,7 @@ W_R R by a learned table and the d-term by a scalar.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final, final
 
@@ -277,14 +277,18 @@ def sinusoid(distance: int, width: int, mode: Mode = "exact") -> list[Any]:
     return [abs(e) + a for e, a in zip(entries, arguments, strict=True)]
 
 
-def sinusoid_balls(distance: int, width: int) -> list[Any]:
-    """R(distance) of the given width as certified balls, from R_SIN and R_COS."""
+def sinusoid_balls(distances: Sequence[int], width: int) -> np.ndarray:
+    """R(D) of the given width for each distance, (len(distances), width) certified balls,
+    from R_SIN and R_COS evaluated over the whole grid of distances and frequencies."""
     from relpos.spec._balls import number
 
-    half = width // 2
-    dist, w = number(distance), number(width)
-    ks = [number(n) for n in range(half)]
-    return [_BALL_SIN(dist, k, w) for k in ks] + [_BALL_COS(dist, k, w) for k in ks]
+    dist = np.array([number(int(D)) for D in distances], dtype=object)[:, None]
+    ks = np.array([number(n) for n in range(width // 2)], dtype=object)[None, :]
+    w = number(width)
+    grid = np.broadcast_shapes(dist.shape, ks.shape)
+    sin = np.broadcast_to(_BALL_SIN(dist, ks, w), grid)
+    cos = np.broadcast_to(_BALL_COS(dist, ks, w), grid)
+    return np.concatenate([sin, cos], axis=1)
 
 
 @final
@@ -512,7 +516,7 @@ class XL(Encoding):
         if mode == "ball":
             from relpos.spec._balls import matrix, table
 
-            R = matrix(np.array([sinusoid_balls(int(D), d["d_model"]) for D in distances]))
+            R = matrix(sinusoid_balls(distances, d["d_model"]))
             rel = np.stack([table(_BALL_PROJECTION(R, matrix(w))) for w in w_r])
 
             def pullback(g: np.ndarray) -> dict[str, np.ndarray]:

@@ -88,7 +88,9 @@ def test_radii_are_tiny_and_reported(enc):
         mid = ball.as_float64(name)
         radius = _balls.radii(getattr(ball, name))
         finite = np.isfinite(mid)
-        assert (radius[finite] <= 1e-45 * np.maximum(1.0, np.abs(mid[finite]))).all(), name
+        # a few bits of the working precision lost over the pipeline, no more
+        relative = 2.0 ** -(_balls.PRECISION - 12)
+        assert (radius[finite] <= relative * np.maximum(1.0, np.abs(mid[finite]))).all(), name
         # what the tolerance model adds: the radius and the rounding to float64
         reported = ball.radius(name)
         assert (reported[finite] >= radius[finite]).all()
@@ -132,7 +134,7 @@ def test_constants_come_from_sympy_as_certified_balls():
             sp.sin(sp.Rational(7, 3)),
         ):
             ball = _balls.number(expr)
-            assert ball.rad() < 1e-55
+            assert ball.rad() <= 2.0 ** -(_balls.PRECISION - 8) * abs(float(ball))
             assert _contains(ball, mpmath.mpf(str(sp.N(expr, 75))))
     with pytest.raises(TypeError, match="ball mode needs exact constants"):
         spec._arith.constant(mpmath.mpf(1) / 3, "ball")
