@@ -10,6 +10,7 @@ dict and every implementation raises the same :class:`~relpos.spec.ArgumentError
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from typing import Any
 
 from relpos.spec import validate
 
-__all__ = ["CALLING_CONVENTION", "validated"]
+__all__ = ["CALLING_CONVENTION", "half_in_float32", "validated"]
 
 #: Parameters of the calling convention that are not arguments of any encoding.
 CALLING_CONVENTION = frozenset({"with_weights"})
@@ -52,6 +53,40 @@ def validated(encoding: str) -> Callable[[Callable[..., Any]], Callable[..., Any
             return body(problem, *bound.args, **bound.kwargs)
 
         call.__signature__ = public  # type: ignore[attr-defined]
+        return call
+
+    return decorate
+
+
+def half_in_float32(
+    is_half: Callable[[Any], bool],
+    to_float32: Callable[[Any], Any],
+    cast: Callable[[Any, Any], Any],
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A decorator (below :func:`validated`) that runs a variant's body in float32 when its
+    inputs are a half type: the logits, the softmax and the sums are float32, so a score that
+    float32 holds stays finite even where the half type would overflow, and the output is
+    rounded to the half type (the probabilities and scores stay float32). Other dtypes run
+    unchanged. The backend says what a half tensor is and how to convert one."""
+
+    def decorate(body: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(body)
+        def call(problem: Any, *args: Any, **kwargs: Any) -> Any:
+            q = problem.tensors["q"]
+            if not is_half(q):
+                return body(problem, *args, **kwargs)
+            half = q.dtype
+
+            def up(t: Any) -> Any:
+                return to_float32(t) if is_half(t) else t
+
+            tensors = {name: up(t) for name, t in problem.tensors.items()}
+            problem = dataclasses.replace(problem, tensors=tensors)
+            result = body(problem, *map(up, args), **{n: up(x) for n, x in kwargs.items()})
+            if isinstance(result, tuple):
+                return (cast(result[0], half), *result[1:])
+            return cast(result, half)
+
         return call
 
     return decorate

@@ -14,11 +14,19 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from relpos.impls._validated import half_in_float32
 from relpos.spec import Problem
 
-__all__ = ["accumulation_dtype", "default_scale", "masked_softmax", "sinusoid"]
+__all__ = ["accumulation_dtype", "default_scale", "in_float32", "masked_softmax", "sinusoid"]
 
 HALF = (jnp.float16, jnp.bfloat16)
+
+#: Half-type inputs run in float32 and their output is rounded back (see half_in_float32).
+in_float32 = half_in_float32(
+    lambda t: isinstance(t, jax.Array) and t.dtype in HALF,
+    lambda t: t.astype(jnp.float32),
+    lambda t, dtype: t.astype(dtype),
+)
 
 
 def accumulation_dtype(dtype: Any) -> Any:

@@ -16,6 +16,7 @@ from relpos.impls._validated import validated
 from relpos.impls.jax._common import (
     accumulation_dtype,
     default_scale,
+    in_float32,
     masked_softmax,
     with_masked_scores,
 )
@@ -94,6 +95,7 @@ def _call(core, problem, with_weights):
 
 
 @validated("alibi")
+@in_float32
 def alibi_reference(
     problem,
     q,
@@ -113,6 +115,7 @@ def alibi_reference(
 
 
 @validated("alibi")
+@in_float32
 def alibi_fast(
     problem,
     q,

@@ -17,7 +17,12 @@ import numpy as np
 
 from relpos.impls._integers import deberta_rows
 from relpos.impls._validated import validated
-from relpos.impls.jax._common import accumulation_dtype, masked_softmax, with_masked_scores
+from relpos.impls.jax._common import (
+    accumulation_dtype,
+    in_float32,
+    masked_softmax,
+    with_masked_scores,
+)
 
 __all__ = ["VARIANTS", "deberta_fast", "deberta_reference"]
 
@@ -102,6 +107,7 @@ def _call(core, problem, with_weights):
 
 
 @validated("deberta")
+@in_float32
 def deberta_reference(
     problem,
     q,
@@ -122,6 +128,7 @@ def deberta_reference(
 
 
 @validated("deberta")
+@in_float32
 def deberta_fast(
     problem,
     q,

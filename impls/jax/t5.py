@@ -16,7 +16,12 @@ import numpy as np
 
 from relpos.impls._integers import t5_buckets
 from relpos.impls._validated import validated
-from relpos.impls.jax._common import accumulation_dtype, masked_softmax, with_masked_scores
+from relpos.impls.jax._common import (
+    accumulation_dtype,
+    in_float32,
+    masked_softmax,
+    with_masked_scores,
+)
 
 __all__ = ["VARIANTS", "t5_fast", "t5_reference"]
 
@@ -75,6 +80,7 @@ def _call(core, problem, with_weights):
 
 
 @validated("t5")
+@in_float32
 def t5_reference(
     problem,
     q,
@@ -94,6 +100,7 @@ def t5_reference(
 
 
 @validated("t5")
+@in_float32
 def t5_fast(
     problem,
     q,

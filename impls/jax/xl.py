@@ -16,6 +16,7 @@ from relpos.impls._validated import validated
 from relpos.impls.jax._common import (
     accumulation_dtype,
     default_scale,
+    in_float32,
     masked_softmax,
     sinusoid,
     with_masked_scores,
@@ -156,6 +157,7 @@ def _call(core, problem, with_weights):
 
 
 @validated("xl")
+@in_float32
 def xl_reference(
     problem,
     q,
@@ -182,6 +184,7 @@ def xl_reference(
 
 
 @validated("xl")
+@in_float32
 def xl_fast(
     problem,
     q,

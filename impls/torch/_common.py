@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from relpos.impls._validated import half_in_float32
 from relpos.spec import Problem
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "Blocks",
     "accumulation_dtype",
     "default_scale",
+    "in_float32",
     "masked_softmax",
     "sinusoid",
     "tracks_grad",
@@ -26,6 +28,13 @@ __all__ = [
 ]
 
 HALF = (torch.float16, torch.bfloat16)
+
+#: Half-type inputs run in float32 and their output is rounded back (see half_in_float32).
+in_float32 = half_in_float32(
+    lambda t: isinstance(t, torch.Tensor) and t.dtype in HALF,
+    lambda t: t.to(torch.float32),
+    lambda t, dtype: t.to(dtype),
+)
 
 
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:

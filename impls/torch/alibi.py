@@ -2,7 +2,7 @@
 
 Both take the spec's arguments (``relpos spec show alibi``) and return the output
 (bsz, n_head, qlen, d_head), or ``(out, probs, scores)`` with ``with_weights=True``. Half types
-compute their softmax and sums in float32.
+run in float32 (logits, softmax and sums), the output rounded back.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from relpos.impls.torch._common import (
     Blocks,
     accumulation_dtype,
     default_scale,
+    in_float32,
     masked_softmax,
     tracks_grad,
     visible_pairs,
@@ -64,6 +65,7 @@ def _prepare(problem, q, k, mask, causal):
 
 
 @validated("alibi")
+@in_float32
 def alibi_reference(
     problem: Problem,
     q: torch.Tensor,
@@ -94,6 +96,7 @@ def alibi_reference(
 
 
 @validated("alibi")
+@in_float32
 def alibi_fast(
     problem: Problem,
     q: torch.Tensor,

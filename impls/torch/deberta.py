@@ -16,6 +16,7 @@ from relpos.impls._validated import validated
 from relpos.impls.torch._common import (
     Blocks,
     accumulation_dtype,
+    in_float32,
     masked_softmax,
     tracks_grad,
     whole_attention,
@@ -54,6 +55,7 @@ def _per_pair(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
 
 
 @validated("deberta")
+@in_float32
 def deberta_reference(
     problem: Problem,
     q: torch.Tensor,
@@ -93,6 +95,7 @@ def _table_product(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
 
 
 @validated("deberta")
+@in_float32
 def deberta_fast(
     problem: Problem,
     q: torch.Tensor,

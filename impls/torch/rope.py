@@ -3,7 +3,7 @@
 Both take the spec's arguments (``relpos spec show rope``) and return the output
 (bsz, n_head, qlen, d_head), or ``(out, probs, scores)`` with ``with_weights=True``. Angles
 come from integer positions, in float64 for float64 inputs and float32 otherwise; half types
-compute their softmax and sums in float32.
+run in float32 (logits, softmax and sums).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from relpos.impls.torch._common import (
     Blocks,
     accumulation_dtype,
     default_scale,
+    in_float32,
     masked_softmax,
     tracks_grad,
     whole_attention,
@@ -53,6 +54,7 @@ def _rotation_matrices(angles: torch.Tensor, d_head: int, r: int) -> torch.Tenso
 
 
 @validated("rope")
+@in_float32
 def rope_reference(
     problem: Problem,
     q: torch.Tensor,
@@ -92,6 +94,7 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, r: int) -> to
 
 
 @validated("rope")
+@in_float32
 def rope_fast(
     problem: Problem,
     q: torch.Tensor,

@@ -2,7 +2,7 @@
 
 Both take the spec's arguments (``relpos spec show shaw``) and return the output
 (bsz, n_head, qlen, d_head), or ``(out, probs, scores)`` with ``with_weights=True`` (scores are
--inf where masked). Half types compute their softmax and sums in float32.
+-inf where masked). Half types run in float32 (logits, softmax, sums).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from relpos.impls.torch._common import (
     Blocks,
     accumulation_dtype,
     default_scale,
+    in_float32,
     masked_softmax,
     tracks_grad,
 )
@@ -40,6 +41,7 @@ def _rows_per_pair(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
 
 
 @validated("shaw")
+@in_float32
 def shaw_reference(
     problem: Problem,
     q: torch.Tensor,
@@ -78,6 +80,7 @@ def shaw_reference(
 
 
 @validated("shaw")
+@in_float32
 def shaw_fast(
     problem: Problem,
     q: torch.Tensor,

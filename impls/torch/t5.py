@@ -14,6 +14,7 @@ from relpos.impls._validated import validated
 from relpos.impls.torch._common import (
     Blocks,
     accumulation_dtype,
+    in_float32,
     masked_softmax,
     tracks_grad,
     whole_attention,
@@ -40,6 +41,7 @@ def _scale(problem) -> float:
 
 
 @validated("t5")
+@in_float32
 def t5_reference(
     problem: Problem,
     q: torch.Tensor,
@@ -69,6 +71,7 @@ def t5_reference(
 
 
 @validated("t5")
+@in_float32
 def t5_fast(
     problem: Problem,
     q: torch.Tensor,

@@ -2,7 +2,7 @@
 
 Both take the spec's arguments (``relpos spec show xl``) and return the output
 (bsz, n_head, qlen, d_head), or ``(out, probs, scores)`` with ``with_weights=True`` (scores are
--inf where masked). Half types compute their softmax and sums in float32; the sinusoid is built
+-inf where masked). Half types run in float32 (logits, softmax, sums); the sinusoid is built
 from integer distances in float32 (float64 for float64 inputs).
 """
 
@@ -15,6 +15,7 @@ from relpos.impls.torch._common import (
     Blocks,
     accumulation_dtype,
     default_scale,
+    in_float32,
     masked_softmax,
     sinusoid,
     tracks_grad,
@@ -66,6 +67,7 @@ def _segment_term(q, r_s_bias, seg_embed, seg_ids, mlen):
 
 
 @validated("xl")
+@in_float32
 def xl_reference(
     problem: Problem,
     q: torch.Tensor,
@@ -114,6 +116,7 @@ def xl_reference(
 
 
 @validated("xl")
+@in_float32
 def xl_fast(
     problem: Problem,
     q: torch.Tensor,
