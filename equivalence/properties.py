@@ -63,6 +63,9 @@ class Property:
     metamorphic: bool = False
     needs_partner: bool = False
     needs_memory: bool = False
+    #: Fixed inputs checked one by one instead of drawn: (name, draw) pairs per encoding
+    #: (``strategy`` is then unused).
+    cases: Callable[[str, Restriction | None], list[tuple[str, Draw]]] | None = None
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -157,6 +160,28 @@ def check_oracle(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]:
         for name in ("scores", "probs", "out")
         if getattr(got, name) is not None
     ]
+
+
+def golden_cases(encoding: str, restrict: Restriction | None = None) -> list[tuple[str, Draw]]:
+    """Every golden case of the spec and its long-position case (queries after 768 memory
+    positions), as draws with the case's own inputs (dyadic values from its seed), less those
+    a library's restriction rules out."""
+    enc = get_encoding(encoding)
+    found = []
+    for case in [*enc.cases(), *enc.large_cases()]:
+        draw = Draw(
+            encoding,
+            dict(case.dims),
+            dict(case.options),
+            tuple(case.include),
+            dict(case.layouts),
+            case.mask,
+            "dyadic",
+            case.seed,
+        )
+        if restrict is None or restrict.admits(draw):
+            found.append((case.name, draw))
+    return found
 
 
 # -- 2. between backends -------------------------------------------------------------------
@@ -521,6 +546,14 @@ PROPERTIES: dict[str, Property] = {
             DTYPES,
             _strategy("oracle"),
             check_oracle,
+        ),
+        Property(
+            "golden",
+            "every golden case, and the long-position case, agrees with the oracle",
+            DTYPES,
+            _strategy("oracle"),
+            check_oracle,
+            cases=golden_cases,
         ),
         Property(
             "cross_backend",

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hypothesis import given, reject, seed, settings
-from hypothesis.errors import Unsatisfiable
+from hypothesis.errors import Unsatisfiable, UnsatisfiedAssumption
 
 from relpos.equivalence.coverage import Coverage
 from relpos.equivalence.draws import Draw
-from relpos.equivalence.profiles import RUN_SEED, load_profile
+from relpos.equivalence.profiles import load_profile, run_seed
 from relpos.equivalence.properties import PROPERTIES, Finding, Inapplicable, Property, applicable
 from relpos.impls import Implementation, get
 
@@ -143,10 +143,17 @@ def run_property(
         state["worst"] = max(state["worst"], _check(prop, impl, draw, dtype))
 
     if not chosen.derandomize:
-        property_holds = seed(RUN_SEED)(property_holds)
+        property_holds = seed(run_seed())(property_holds)
 
     start = time.perf_counter()
     recording = _RECORDING.set(result.coverage)
+    if prop.cases is not None:
+        try:
+            _run_cases(prop, impl, dtype, result)
+        finally:
+            _RECORDING.reset(recording)
+        result.seconds = time.perf_counter() - start
+        return result
     try:
         property_holds()
     except Unsatisfiable:
@@ -163,6 +170,32 @@ def run_property(
     result.seconds = time.perf_counter() - start
     result.examples, result.worst_ratio = int(state["examples"]), state["worst"]
     return result
+
+
+def _run_cases(prop: Property, impl: Implementation, dtype: str, result: Result) -> None:
+    """A property over fixed cases: every case is checked (none shrinks), and a failure
+    names each failing case, the first in full."""
+    failed: list[tuple[str, PropertyFailure]] = []
+    for name, draw in prop.cases(impl.encoding, getattr(impl, "restriction", None)):
+        try:
+            worst = _check(prop, impl, draw, dtype)
+        except UnsatisfiedAssumption:  # this case cannot be checked on this implementation
+            continue
+        except PropertyFailure as failure:
+            failed.append((name, failure))
+            continue
+        result.examples += 1
+        result.worst_ratio = max(result.worst_ratio, worst)
+    if not result.examples and not failed:
+        result.status = "skip"
+        result.message = f"no {prop.name} case can be checked on {impl.id}"
+    elif failed:
+        name, first = failed[0]
+        names = ", ".join(n for n, _ in failed)
+        result.status = "fail" if any(f.status == "fail" for _, f in failed) else "error"
+        result.message = f"{len(failed)} {prop.name} cases failed ({names}); case {name}:\n{first}"
+        result.repro, result.draw = first.repro, first.draw
+        result.examples += len(failed)
 
 
 def _failures(caught: BaseException) -> list[PropertyFailure]:

@@ -40,6 +40,25 @@ class Restriction:
     at_most: Mapping[str, int] = field(default_factory=dict)
     multiple_of: Mapping[str, int] = field(default_factory=dict)
 
+    def admits(self, draw: Draw) -> bool:
+        """Whether a fixed input (a golden case) is one the library accepts: within the
+        bounds, the multiples, the tensors given or not, the layouts and the options."""
+        d = draw.dims
+        if any(d.get(name, 0) > bound for name, bound in self.at_most.items()):
+            return False
+        if any(d.get(name, 0) % step for name, step in self.multiple_of.items()):
+            return False
+        if not set(self.include) <= set(draw.include) or set(self.exclude) & set(draw.include):
+            return False
+        if any(draw.layouts.get(name, 0) != index for name, index in self.layouts.items()):
+            return False
+        defaults = {o.name: o.default for o in get_encoding(draw.encoding).options}
+        for name, allowed in self.options.items():
+            value = draw.options.get(name, defaults.get(name))
+            if value not in allowed(d, [value]):
+                return False
+        return True
+
 
 #: Ranges (inclusive) of each dimension per size class.
 SIZES: dict[str, dict[str, tuple[int, int]]] = {

@@ -57,9 +57,11 @@ def deberta_swapped_tables(q, k, v, *, pos_key=None, pos_query=None, **kw):
     ids=lambda x: x if isinstance(x, str) else x.__name__,
 )
 def test_a_wrong_convention_fails(encoding, target):
+    # The golden cases (every slope rule and head count, both directions, rotations of
+    # several pairs, both tables) are fixed inputs: the verdict does not hang on a seed.
     (result,) = check_target(
         make_target(target, encoding=encoding),
-        properties=["oracle"],
+        properties=["golden"],
         dtypes=["float64"],
         budget="ci",
     )

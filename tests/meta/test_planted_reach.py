@@ -1,0 +1,116 @@
+"""Bugs planted in the bundled implementations (one function patched at a time) that hide
+from small random draws: wrong only for head counts that are not powers of two, beyond
+max_distance, in DeBERTa's log buckets, from position 256 on, or for keys more than clamp_len
+ahead of their query. Each is caught by ``relpos check`` at its default budget (the golden
+property runs every golden case and the long-position case), not only by the test suite."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from relpos.equivalence.cli import main
+from relpos.impls._integers import deberta_rows, t5_buckets
+from relpos.impls.torch import alibi, deberta, rope, t5, xl
+
+
+def _naive_slopes(n_head: int, rule: str) -> list[float]:
+    """2^(-8h/n) for every head count: the paper's rule only when n is a power of two."""
+    return [2.0 ** (-8.0 * (h + 1) / n_head) for h in range(n_head)]
+
+
+def _t5_far(klen, num_buckets, max_distance, bidirectional):
+    """One bucket too low for distances at or beyond max_distance."""
+    table = t5_buckets(klen, num_buckets, max_distance, bidirectional)
+    return tuple(
+        b - 1 if abs(n) >= max_distance else b
+        for n, b in zip(range(1 - klen, klen), table, strict=True)
+    )
+
+
+def _deberta_log(klen, span, max_position):
+    """Log buckets one row nearer the centre (a floor where the paper takes a ceiling)."""
+    rows = deberta_rows(klen, span, max_position)
+    if max_position is None:
+        return rows
+    mid = span // 2
+    return tuple(
+        row - 1 if r > mid and row < 2 * span - 1 else row + 1 if r < -mid and row > 0 else row
+        for r, row in zip(range(1 - klen, klen), rows, strict=True)
+    )
+
+
+_ANGLES = rope._angles
+
+
+def _bfloat16_positions(positions, r, base, dtype):
+    """Positions rounded to bfloat16 first: exact up to 256, wrong from 257 on."""
+    return _ANGLES(positions.to(torch.bfloat16).to(positions.dtype), r, base, dtype)
+
+
+_CLAMP = xl.clamp_distance
+
+
+def _symmetric_upper(distance, clamp_len, style):
+    """Every clamp symmetric: keys more than clamp_len ahead are clamped under "upper" too."""
+    return _CLAMP(distance, clamp_len, "symmetric")
+
+
+#: name -> (encoding, module, attribute, planted replacement)
+PLANTS: dict[str, tuple[str, object, str, Callable]] = {
+    "alibi_slopes_non_power_of_two": ("alibi", alibi, "slopes_for", _naive_slopes),
+    "t5_buckets_beyond_max_distance": ("t5", t5, "t5_buckets", _t5_far),
+    "deberta_log_buckets": ("deberta", deberta, "deberta_rows", _deberta_log),
+    "rope_positions_in_bfloat16": ("rope", rope, "_angles", _bfloat16_positions),
+    "xl_upper_clamp_as_symmetric": ("xl", xl, "clamp_distance", _symmetric_upper),
+}
+
+
+def _check(encoding: str, capsys) -> tuple[int, str]:
+    code = main(
+        [
+            "check",
+            "--encoding",
+            encoding,
+            "--backend",
+            "torch",
+            "--property",
+            "golden",
+            "--dtype",
+            "float64",
+            "--budget",
+            "dev",
+        ]
+    )
+    return code, capsys.readouterr().out
+
+
+@pytest.mark.parametrize("plant", sorted(PLANTS))
+def test_planted_bug_is_caught_by_the_default_check(plant, monkeypatch, capsys):
+    encoding, module, attribute, replacement = PLANTS[plant]
+    monkeypatch.setattr(module, attribute, replacement)
+    code, out = _check(encoding, capsys)
+    assert code == 1, out
+    assert f"FAIL: torch-{encoding}-fast golden float64" in out
+    assert f"FAIL: torch-{encoding}-reference golden float64" in out
+
+
+@pytest.mark.parametrize("encoding", sorted({p[0] for p in PLANTS.values()}))
+def test_without_a_plant_the_check_passes(encoding, capsys):
+    code, out = _check(encoding, capsys)
+    assert code == 0, out
+
+
+def test_the_plants_differ_from_the_originals_only_where_they_say():
+    assert _naive_slopes(8, "paper") == alibi.slopes_for(8, "paper")
+    assert not math.isclose(_naive_slopes(6, "paper")[5], alibi.slopes_for(6, "paper")[5])
+    assert _t5_far(8, 32, 128, True) == t5_buckets(8, 32, 128, True)
+    assert _deberta_log(4, 8, None) == deberta_rows(4, 8, None)
+    near = torch.arange(257)
+    assert torch.equal(
+        _bfloat16_positions(near, 4, 10000, torch.float32)[:257],
+        _ANGLES(near, 4, 10000, torch.float32),
+    )
