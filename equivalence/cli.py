@@ -89,12 +89,36 @@ def _progress(n: int, total: int, result: Any, verbose: bool) -> None:
         )
 
 
+def _run_seed(args: argparse.Namespace, budget: str) -> int | None:
+    """Set the run's seed from --seed and say it first: the whole run replays from it."""
+    from relpos.equivalence.profiles import load_profile, run_seed, set_run_seed
+
+    if args.seed is not None:
+        set_run_seed(args.seed)
+    if load_profile(budget).derandomize:
+        sys.stdout.write(f"budget {budget} is derandomized: its draws are fixed, not seeded\n")
+        return None
+    sys.stdout.write(f"seed {run_seed()} (replay this run with --seed {run_seed()})\n")
+    return run_seed()
+
+
+def _seed_value(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"--seed {text!r} must be an integer in [0, 2**32)")
+    return value
+
+
 def _check(args: argparse.Namespace) -> int:
     from relpos.equivalence.profiles import active_profile
 
     budget = args.budget or active_profile()
+    seed = _run_seed(args, budget)
     if args.target:
-        return _check_target(args, budget)
+        return _check_target(args, budget, seed)
     for flag in ("adapter", "profile"):
         if getattr(args, flag):
             sys.stderr.write(f"relpos check: --{flag} needs --target\n")
@@ -134,13 +158,13 @@ def _check(args: argparse.Namespace) -> int:
             f"\n{r.status.upper()}: {r.implementation} {r.property} {r.dtype}\n{r.message}\n"
         )
     if args.json:
-        write_json(args.json, to_json(results, budget=budget))
+        write_json(args.json, to_json(results, budget=budget, seed=seed))
         sys.stdout.write(f"\nreport written to {args.json}\n")
     sys.stdout.write(_summary(results, budget))
     return 1 if bad else 0
 
 
-def _check_target(args: argparse.Namespace, budget: str) -> int:
+def _check_target(args: argparse.Namespace, budget: str, seed: int | None) -> int:
     from relpos.equivalence.report import matrix, to_json, write_json
     from relpos.equivalence.targets import check_target, failure_report, make_target
     from relpos.spec import ArgumentError
@@ -192,7 +216,7 @@ def _check_target(args: argparse.Namespace, budget: str) -> int:
             "profile": target.profile.name,
             "backend": target.backend,
         }
-        write_json(args.json, to_json(results, budget=budget, extra=extra))
+        write_json(args.json, to_json(results, budget=budget, extra=extra, seed=seed))
         sys.stdout.write(f"\nreport written to {args.json}\n")
     sys.stdout.write(_summary(results, budget))
     return 1 if bad else 0
@@ -326,6 +350,13 @@ def _parser() -> argparse.ArgumentParser:
         "--profile",
         metavar="NAME",
         help="the target's convention profile (relpos profiles lists them; default: the spec)",
+    )
+    check.add_argument(
+        "--seed",
+        type=_seed_value,
+        metavar="N",
+        help="draw from this seed (printed first by every run, and kept in the JSON): "
+        "replays a whole run",
     )
     check.add_argument("--json", metavar="FILE", help="write the report as JSON")
     check.add_argument("--verbose", action="store_true", help="also list skipped checks")

@@ -1,8 +1,8 @@
 """Hypothesis profiles: the test budget lives here, not in the tests.
 
 ``dev`` (the default) is quick; ``ci`` is derandomized with no deadline and is chosen
-automatically when the environment variable CI is set; ``thorough`` runs at least ten times
-the examples of ``ci``. ``HYPOTHESIS_PROFILE`` picks one explicitly.
+automatically when the environment variable CI is set; ``thorough`` runs 200 examples per
+property and dtype. ``HYPOTHESIS_PROFILE`` picks one explicitly.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import os
 
 from hypothesis import HealthCheck, Phase, settings
 
-__all__ = ["PROFILES", "RUN_SEED", "active_profile", "load_profile"]
+__all__ = ["PROFILES", "RUN_SEED", "active_profile", "load_profile", "run_seed", "set_run_seed"]
 
 # No "explain" phase: it traces every executed line, which the exact oracle's arithmetic makes
 # ruinously slow; a failure is explained by its own message and repro instead.
@@ -27,7 +27,7 @@ _COMMON = {
 PROFILES: dict[str, dict] = {
     "dev": {"max_examples": 3, **_COMMON},
     "ci": {"max_examples": 5, "derandomize": True, **_COMMON},
-    "thorough": {"max_examples": 50, **_COMMON},
+    "thorough": {"max_examples": 200, **_COMMON},
 }
 
 for _name, _kwargs in PROFILES.items():
@@ -36,8 +36,21 @@ for _name, _kwargs in PROFILES.items():
 
 #: One seed for every property in a process (unless the profile derandomizes): properties
 #: then draw the same inputs, share the oracle's cached evaluations and JAX's compiled shapes.
-#: RELPOS_SEED reproduces a run.
+#: RELPOS_SEED (or ``relpos check --seed``) reproduces a run.
 RUN_SEED = int(os.environ.get("RELPOS_SEED") or int.from_bytes(os.urandom(4), "little"))
+_seed = {"run": RUN_SEED}
+
+
+def run_seed() -> int:
+    """The seed of this run's draws (set by RELPOS_SEED, :func:`set_run_seed`, or fresh)."""
+    return _seed["run"]
+
+
+def set_run_seed(value: int) -> None:
+    """Replay a run: every property after this call draws from ``value``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32:
+        raise ValueError(f"seed={value!r} must be an integer in [0, 2**32)")
+    _seed["run"] = value
 
 
 def active_profile() -> str:

@@ -69,8 +69,13 @@ def _ratio(value: float) -> float | None:
 
 
 def to_json(
-    results: Iterable[Result], *, budget: str, extra: Mapping[str, Any] | None = None
+    results: Iterable[Result],
+    *,
+    budget: str,
+    extra: Mapping[str, Any] | None = None,
+    seed: int | None = None,
 ) -> dict[str, Any]:
+    """The report: ``seed`` is the run's seed (None when the budget derandomizes)."""
     from relpos.spec import SPEC_VERSION
 
     results = list(results)
@@ -98,6 +103,7 @@ def to_json(
         "spec_version": SPEC_VERSION,
         "environment": environment(),
         "budget": budget,
+        "seed": seed,
         **dict(extra or {}),
         "coverage": {name: c.to_json() for name, c in coverage_by_encoding(results).items()},
         "results": rows,

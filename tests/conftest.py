@@ -7,7 +7,7 @@ import pytest
 from hypothesis import settings
 
 from relpos.equivalence.backends import backends, release_compiled_code
-from relpos.equivalence.profiles import RUN_SEED, active_profile
+from relpos.equivalence.profiles import active_profile, run_seed
 from relpos.impls import registry
 
 settings.load_profile(active_profile())
@@ -16,7 +16,7 @@ settings.load_profile(active_profile())
 def pytest_report_header(config):
     lines = [
         f"relpos hypothesis profile: {active_profile()} (HYPOTHESIS_PROFILE=dev|ci|thorough)"
-        f", RELPOS_SEED={RUN_SEED}"
+        f", RELPOS_SEED={run_seed()}"
     ]
     for b in backends():
         ok, why = b.available()

@@ -58,3 +58,40 @@ def test_check_with_nothing_selected_is_an_error(capsys):
     assert (
         main(["check", "--encoding", "xl", "--property", "zero_tables", "--dtype", "float16"]) == 2
     )
+
+
+def _seeded_run(tmp_path, capsys, name, *seed):
+    report = tmp_path / f"{name}.json"
+    args = ["check", "--encoding", "t5", "--backend", "torch", "--variant", "fast"]
+    args += ["--property", "oracle", "--dtype", "float32", "--budget", "dev"]
+    code = main([*args, *seed, "--json", str(report)])
+    first = capsys.readouterr().out.splitlines()[0]
+    return code, first, json.loads(report.read_text())
+
+
+def test_a_run_says_its_seed_first_and_replays_from_it(tmp_path, capsys):
+    code, first, fresh = _seeded_run(tmp_path, capsys, "fresh")
+    assert code == 0
+    seed = fresh["seed"]
+    assert first == f"seed {seed} (replay this run with --seed {seed})"
+    _, again_first, again = _seeded_run(tmp_path, capsys, "again", "--seed", str(seed))
+    assert again_first == first and again["seed"] == seed
+    # the same draws: the same coverage, example for example
+    assert again["results"][0]["coverage"] == fresh["results"][0]["coverage"]
+    _, _, other = _seeded_run(tmp_path, capsys, "other", "--seed", str((seed + 1) % 2**32))
+    assert other["seed"] == (seed + 1) % 2**32
+
+
+def test_a_derandomized_budget_says_it_has_no_seed(capsys):
+    args = ["check", "--encoding", "t5", "--backend", "torch", "--variant", "fast"]
+    code = main([*args, "--property", "oracle", "--dtype", "float64", "--budget", "ci"])
+    assert code == 0
+    assert capsys.readouterr().out.startswith("budget ci is derandomized")
+
+
+@pytest.mark.parametrize("bad", ["-1", "4294967296", "x"])
+def test_a_bad_seed_is_refused_with_the_range(bad, capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["check", "--seed", bad])
+    assert caught.value.code == 2
+    assert "must be an integer in [0, 2**32)" in capsys.readouterr().err
