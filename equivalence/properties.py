@@ -162,6 +162,12 @@ def check_oracle(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]:
     ]
 
 
+def _index_cases(encoding: str, restrict: Restriction | None) -> list[tuple[str, Draw]]:
+    from relpos.equivalence.index_tables import index_cases
+
+    return index_cases(encoding, restrict)
+
+
 def golden_cases(encoding: str, restrict: Restriction | None = None) -> list[tuple[str, Draw]]:
     """Every golden case of the spec and its long-position case (queries after 768 memory
     positions), as draws with the case's own inputs (dyadic values from its seed), less those
@@ -182,6 +188,27 @@ def golden_cases(encoding: str, restrict: Restriction | None = None) -> list[tup
         if restrict is None or restrict.admits(draw):
             found.append((case.name, draw))
     return found
+
+
+def check_index_tables(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]:
+    """The probe of :mod:`relpos.equivalence.index_tables`: each score is the row, bucket
+    or distance the implementation read, against the oracle's."""
+    from relpos.equivalence.index_tables import probe_arguments
+
+    args = probe_arguments(draw)
+    want = expected(impl.encoding, args)
+    got = _run(impl, args, dtype)
+    if got.scores is None:
+        raise Inapplicable("the implementation returns no scores")
+    return [
+        compare(
+            "scores (the rows read)",
+            got.scores,
+            want.scores,
+            want.bounds(dtype).scores,
+            who=_who(impl, dtype),
+        )
+    ]
 
 
 # -- 2. between backends -------------------------------------------------------------------
@@ -554,6 +581,14 @@ PROPERTIES: dict[str, Property] = {
             _strategy("oracle"),
             check_oracle,
             cases=golden_cases,
+        ),
+        Property(
+            "index_tables",
+            "the rows, buckets and distances read, for every option set on a long range",
+            EXACT_ONLY,
+            _strategy("oracle"),
+            check_index_tables,
+            cases=_index_cases,
         ),
         Property(
             "cross_backend",

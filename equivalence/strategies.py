@@ -21,7 +21,16 @@ from hypothesis.errors import InvalidArgument
 from relpos.equivalence.draws import MASK_KINDS, VALUE_KINDS, Draw
 from relpos.spec import ENCODINGS, get_encoding
 
-__all__ = ["SIZES", "Restriction", "dimensions", "draws", "mask_kinds", "value_kinds"]
+__all__ = [
+    "KLEN_MAX",
+    "REACH",
+    "SIZES",
+    "Restriction",
+    "dimensions",
+    "draws",
+    "mask_kinds",
+    "value_kinds",
+]
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,21 @@ SIZES: dict[str, dict[str, tuple[int, int]]] = {
 }
 
 
+#: Where one axis of a draw may grow, per size class: the other axes stay in the class's
+#: ranges (with bsz 1, and n_head <= 2 unless the heads grow), so an example costs about what
+#: one long sequence, one long memory, many heads or wide heads cost, never all at once.
+#: Memory is bounded so that klen stays <= KLEN_MAX.
+REACH: dict[str, dict[str, tuple[int, int]]] = {
+    "oracle": {"qlen": (13, 512), "mlen": (7, 1012), "n_head": (5, 16), "d_head": (9, 128)},
+    "cross": {"qlen": (129, 512), "mlen": (17, 1012), "n_head": (5, 16), "d_head": (17, 128)},
+}
+KLEN_MAX = 1024
+
+#: How often a draw grows an axis: the axis is drawn from (None,) * _SMALL_WEIGHT + the
+#: axes, so most draws stay small and every draw shrinks towards none grown.
+_SMALL_WEIGHT = 3
+
+
 def _check_encoding(encoding: str) -> None:
     if encoding not in ENCODINGS:
         raise InvalidArgument(
@@ -120,10 +144,53 @@ def dimensions(
         step = steps.get(name, 1)
         if -(-lo // step) > hi // step:
             raise InvalidArgument(f"{name}: no multiple of {step} in [{lo}, {hi}] ({size})")
-        ranges[name] = st.integers(-(-lo // step), hi // step).map(partial(mul, step))
+        ranges[name] = _multiples(lo, hi, step)
     for name, sizes in get_encoding(encoding).free_dims.items():
         ranges[name] = st.sampled_from(sizes)
-    return st.fixed_dictionaries(ranges)
+    small = st.fixed_dictionaries(ranges)
+    growth = {
+        name: (max(lo, floors.get(name, lo)), min(hi, ceilings.get(name, hi)))
+        for name, (lo, hi) in REACH.get(size, {}).items()
+    }
+    growth = {
+        name: (lo, hi)
+        for name, (lo, hi) in growth.items()
+        if -(-lo // steps.get(name, 1)) <= hi // steps.get(name, 1)
+    }
+    if not growth:
+        return small
+    return _grown(small, growth, steps, floors)
+
+
+def _multiples(lo: int, hi: int, step: int) -> st.SearchStrategy[int]:
+    return st.integers(-(-lo // step), hi // step).map(partial(mul, step))
+
+
+@st.composite
+def _grown(
+    draw: Any,
+    small: st.SearchStrategy[dict[str, int]],
+    growth: Mapping[str, tuple[int, int]],
+    steps: Mapping[str, int],
+    floors: Mapping[str, int],
+) -> dict[str, int]:
+    """A small draw, or one with a single axis grown (see :data:`REACH`)."""
+    dims = draw(small)
+    axis = draw(st.sampled_from((None,) * _SMALL_WEIGHT + tuple(growth)))
+    if axis is None:
+        return dims
+    lo, hi = growth[axis]
+    if axis == "mlen":
+        hi = min(hi, KLEN_MAX - dims["qlen"])
+    elif axis == "qlen":
+        hi = min(hi, KLEN_MAX - dims["mlen"])
+    if -(-lo // steps.get(axis, 1)) > hi // steps.get(axis, 1):
+        return dims
+    dims[axis] = draw(_multiples(lo, hi, steps.get(axis, 1)))
+    dims["bsz"] = max(1, floors.get("bsz", 1))
+    if axis != "n_head":
+        dims["n_head"] = max(min(dims["n_head"], 2), floors.get("n_head", 1))
+    return dims
 
 
 def mask_kinds(kinds: Sequence[str] = MASK_KINDS) -> st.SearchStrategy[str]:

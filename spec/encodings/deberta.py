@@ -303,11 +303,15 @@ class DeBERTa(Encoding):
     profiles = _PROFILES
 
     def option_values(self, dims: Mapping[str, int]) -> dict[str, list[Any]]:
-        del dims  # the candidates hold for every size
+        klen = dims["qlen"] + dims["mlen"]
+        if klen > 48:  # a long range: spans and log buckets well inside it
+            spans, positions = [2, 4, 3, 6, 8, klen // 4], [None, klen // 2, 2 * klen]
+        else:
+            spans, positions = [2, 4, 3, 6, 8], [None, 6, 9, 17]
         return {
             # every pair valid: max_position > span // 2 + 1 for every span here
-            "span": [2, 4, 3, 6, 8],
-            "max_position": [None, 6, 9, 17],
+            "span": spans,
+            "max_position": positions,
             "p2c_distance": ["r_ji", "r_ij"],
             "scale": [None, 0.5, 1.0, 0.125],
         }

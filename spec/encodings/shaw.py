@@ -457,6 +457,8 @@ class Shaw(Encoding):
             (-16, 16),
             (-5, 2),
         ]
+        if klen > 48:  # clips inside a long range: rows clipped on both sides, far apart
+            clips += [(-64, 64), (-(klen // 3), max(1, qlen // 3))]
         return {
             "clip": list(dict.fromkeys(clips)),
             "key_query": [False, True],

@@ -266,10 +266,16 @@ class T5(Encoding):
     profiles = _PROFILES
 
     def option_values(self, dims: Mapping[str, int]) -> dict[str, list[Any]]:
+        klen = dims["qlen"] + dims["mlen"]
+        if klen > 48:  # a long range: T5's own 32 buckets, a max_distance well inside it
+            buckets, distances = [8, 4, 6, 10, 32], [20, 128, max(17, klen // 3)]
+        else:
+            buckets, distances = [8, 4, 6, 10], [20, 6, 7, 9, 12, 128]
         return {
-            # every pair valid: at most 5 exact buckets, max_distance from 6
-            "num_buckets": [8, 4, 6, 10],
-            "max_distance": [20, 6, 7, 9, 12, 128],
+            # every pair valid: at most 5 exact buckets and max_distance from 6 (with 32
+            # buckets at most 16, and max_distance from 17)
+            "num_buckets": buckets,
+            "max_distance": distances,
             "bidirectional": [True, False],
             "scale": [None, 0.5, 1.0, 0.125],
         }

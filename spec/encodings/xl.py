@@ -417,7 +417,8 @@ class XL(Encoding):
         return {
             "d_model": [None],
             "attn_type": ["bi", "uni"],
-            "clamp_len": [None, 0, 1, 2, 3, 5, klen + 1],
+            # and, for long ranges, a clamp well inside them
+            "clamp_len": [None, 0, 1, 2, 3, 5, klen + 1, *([klen // 3] if klen > 48 else [])],
             "clamp_style": ["upper", "symmetric"],
             "scale": [None, 0.5, 1.0, 0.125],
         }

@@ -32,6 +32,17 @@ def _status(results):
     return {(r.property, r.dtype): r for r in results}
 
 
+def _passes_or_has_nan_rows(result):
+    """A pass, or only the float16 finding: fully masked rows that come out NaN."""
+    if result.status == "pass":
+        return
+    assert result.status == "fail", result.message
+    findings = [line for line in result.message.splitlines() if " of torch-" in line]
+    assert findings and all("fully masked row" in f and "[nan" in f for f in findings), (
+        result.message
+    )
+
+
 @pytest.mark.parametrize("which", list(XLNET_TARGETS))
 def test_xlnet_conforms_to_its_profile_up_to_a_float32_sinusoid(which):
     path, adapter = XLNET_TARGETS[which]
@@ -43,8 +54,10 @@ def test_xlnet_conforms_to_its_profile_up_to_a_float32_sinusoid(which):
             budget="ci",
         )
     )
-    for dtype in ("float32", "bfloat16", "float16"):
+    for dtype in ("float32", "bfloat16"):
         assert got["oracle", dtype].status == "pass", got["oracle", dtype].message
+    # float16: the finding of the test below, whenever a draw holds a fully masked row
+    _passes_or_has_nan_rows(got["oracle", "float16"])
     for prop in ("translation", "memory_rows", "masked_keys", "wide_range"):
         assert got[prop, "float64"].status == "pass", got[prop, "float64"].message
     # Finding: positions and frequencies are built in float32 even in a float64 model, so
@@ -87,8 +100,11 @@ def test_wav2vec2_bert_conforms_to_its_profile():
     findings = {key for key, r in got.items() if r.status not in ("pass", "skip")}
     # Finding: in float16 the additive mask finfo.min plus a negative score is -inf, so a
     # fully masked row is NaN rather than uniform.
-    assert findings == {("masked_rows", "float16")}, {k: got[k].message for k in findings}
+    assert findings - {("oracle", "float16")} == {("masked_rows", "float16")}, {
+        k: got[k].message for k in findings
+    }
     assert "out = [nan]" in got["masked_rows", "float16"].message
+    _passes_or_has_nan_rows(got["oracle", "float16"])
 
 
 def test_wav2vec2_bert_under_the_spec_profile_is_diagnosed():

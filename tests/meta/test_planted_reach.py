@@ -1,8 +1,9 @@
 """Bugs planted in the bundled implementations (one function patched at a time) that hide
 from small random draws: wrong only for head counts that are not powers of two, beyond
 max_distance, in DeBERTa's log buckets, from position 256 on, or for keys more than clamp_len
-ahead of their query. Each is caught by ``relpos check`` at its default budget (the golden
-property runs every golden case and the long-position case), not only by the test suite."""
+ahead of their query, or only under a wide clip. Each is caught by ``relpos check`` at its
+default budget (the golden property runs every golden case and the long-position case; the
+index_tables property probes every option set on a long range), not only by the test suite."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch
 
 from relpos.equivalence.cli import main
 from relpos.impls._integers import deberta_rows, t5_buckets
-from relpos.impls.torch import alibi, deberta, rope, t5, xl
+from relpos.impls.torch import alibi, deberta, rope, shaw, t5, xl
 
 
 def _naive_slopes(n_head: int, rule: str) -> list[float]:
@@ -51,6 +52,15 @@ def _bfloat16_positions(positions, r, base, dtype):
     return _ANGLES(positions.to(torch.bfloat16).to(positions.dtype), r, base, dtype)
 
 
+_CLIPPED = shaw.clipped_rows
+
+
+def _wide_clip_short(qlen, klen, clip, device):
+    """Clips of 32 or more lose their last row: wrong only for far keys under a wide clip."""
+    lo, hi = clip
+    return _CLIPPED(qlen, klen, (lo, hi - 1 if hi >= 32 else hi), device)
+
+
 _CLAMP = xl.clamp_distance
 
 
@@ -59,17 +69,27 @@ def _symmetric_upper(distance, clamp_len, style):
     return _CLAMP(distance, clamp_len, "symmetric")
 
 
-#: name -> (encoding, module, attribute, planted replacement)
-PLANTS: dict[str, tuple[str, object, str, Callable]] = {
-    "alibi_slopes_non_power_of_two": ("alibi", alibi, "slopes_for", _naive_slopes),
-    "t5_buckets_beyond_max_distance": ("t5", t5, "t5_buckets", _t5_far),
-    "deberta_log_buckets": ("deberta", deberta, "deberta_rows", _deberta_log),
-    "rope_positions_in_bfloat16": ("rope", rope, "_angles", _bfloat16_positions),
-    "xl_upper_clamp_as_symmetric": ("xl", xl, "clamp_distance", _symmetric_upper),
+#: name -> (encoding, module, attribute, planted replacement, the property that catches it)
+PLANTS: dict[str, tuple[str, object, str, Callable, str]] = {
+    "alibi_slopes_non_power_of_two": ("alibi", alibi, "slopes_for", _naive_slopes, "golden"),
+    "t5_buckets_beyond_max_distance": ("t5", t5, "t5_buckets", _t5_far, "golden"),
+    "deberta_log_buckets": ("deberta", deberta, "deberta_rows", _deberta_log, "golden"),
+    "rope_positions_in_bfloat16": ("rope", rope, "_angles", _bfloat16_positions, "golden"),
+    "xl_upper_clamp_as_symmetric": ("xl", xl, "clamp_distance", _symmetric_upper, "golden"),
+    "alibi_slopes_by_index": ("alibi", alibi, "slopes_for", _naive_slopes, "index_tables"),
+    "t5_buckets_by_index": ("t5", t5, "t5_buckets", _t5_far, "index_tables"),
+    "deberta_log_buckets_by_index": (
+        "deberta",
+        deberta,
+        "deberta_rows",
+        _deberta_log,
+        "index_tables",
+    ),
+    "shaw_wide_clip_by_index": ("shaw", shaw, "clipped_rows", _wide_clip_short, "index_tables"),
 }
 
 
-def _check(encoding: str, capsys) -> tuple[int, str]:
+def _check(encoding: str, capsys, prop: str = "golden") -> tuple[int, str]:
     code = main(
         [
             "check",
@@ -78,7 +98,7 @@ def _check(encoding: str, capsys) -> tuple[int, str]:
             "--backend",
             "torch",
             "--property",
-            "golden",
+            prop,
             "--dtype",
             "float64",
             "--budget",
@@ -90,17 +110,17 @@ def _check(encoding: str, capsys) -> tuple[int, str]:
 
 @pytest.mark.parametrize("plant", sorted(PLANTS))
 def test_planted_bug_is_caught_by_the_default_check(plant, monkeypatch, capsys):
-    encoding, module, attribute, replacement = PLANTS[plant]
+    encoding, module, attribute, replacement, prop = PLANTS[plant]
     monkeypatch.setattr(module, attribute, replacement)
-    code, out = _check(encoding, capsys)
+    code, out = _check(encoding, capsys, prop)
     assert code == 1, out
-    assert f"FAIL: torch-{encoding}-fast golden float64" in out
-    assert f"FAIL: torch-{encoding}-reference golden float64" in out
+    assert f"FAIL: torch-{encoding}-fast {prop} float64" in out
+    assert f"FAIL: torch-{encoding}-reference {prop} float64" in out
 
 
-@pytest.mark.parametrize("encoding", sorted({p[0] for p in PLANTS.values()}))
-def test_without_a_plant_the_check_passes(encoding, capsys):
-    code, out = _check(encoding, capsys)
+@pytest.mark.parametrize(("encoding", "prop"), sorted({(p[0], p[4]) for p in PLANTS.values()}))
+def test_without_a_plant_the_check_passes(encoding, prop, capsys):
+    code, out = _check(encoding, capsys, prop)
     assert code == 0, out
 
 

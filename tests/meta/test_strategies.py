@@ -7,7 +7,15 @@ from hypothesis import find, given, settings
 from hypothesis.errors import InvalidArgument
 
 from relpos.equivalence.draws import Draw
-from relpos.equivalence.strategies import SIZES, dimensions, draws, mask_kinds, value_kinds
+from relpos.equivalence.strategies import (
+    KLEN_MAX,
+    REACH,
+    SIZES,
+    dimensions,
+    draws,
+    mask_kinds,
+    value_kinds,
+)
 from relpos.spec import ENCODINGS, validate
 
 
@@ -49,11 +57,40 @@ def test_bad_arguments_are_rejected(make, message):
         make()
 
 
+def _largest(size, name):
+    return max(SIZES[size][name][1], REACH.get(size, {}).get(name, (0, 0))[1])
+
+
 @settings(max_examples=30, database=None)
 @given(dimensions("rope", multiple_of={"d_head": 2, "qlen": 3}))
 def test_multiple_of_draws_only_multiples(dims):
-    assert dims["d_head"] % 2 == 0 and 2 <= dims["d_head"] <= SIZES["oracle"]["d_head"][1]
+    assert dims["d_head"] % 2 == 0 and 2 <= dims["d_head"] <= _largest("oracle", "d_head")
     assert dims["qlen"] % 3 == 0
+
+
+@pytest.mark.parametrize("size", list(REACH))
+@pytest.mark.parametrize(
+    ("axis", "beyond"), [("qlen", 256), ("mlen", 512), ("n_head", 12), ("d_head", 64)]
+)
+def test_draws_reach_long_sequences_memories_many_and_wide_heads(size, axis, beyond):
+    found = find(
+        dimensions("t5", size),
+        lambda d: d[axis] > beyond,
+        settings=settings(max_examples=5000, database=None),
+    )
+    # one axis grown at a time, the others small; klen within bounds
+    small = {n for n, (_, hi) in SIZES[size].items() if found[n] > hi}
+    assert small == {axis}, found
+    assert found["qlen"] + found["mlen"] <= KLEN_MAX
+
+
+def test_grown_draws_keep_at_least_and_at_most():
+    found = find(
+        dimensions("shaw", at_least={"bsz": 2, "mlen": 1}, at_most={"mlen": 40}),
+        lambda d: d["qlen"] > 100,
+        settings=settings(max_examples=5000, database=None),
+    )
+    assert found["bsz"] >= 2 and 1 <= found["mlen"] <= 40
 
 
 @pytest.mark.parametrize("size", list(SIZES))
@@ -62,9 +99,9 @@ def test_draws_are_valid_in_every_dtype(encoding, size):
     @settings(max_examples=15, database=None)
     @given(draws(encoding, size))
     def valid(draw):
-        lo = SIZES[size]
-        for name, (smallest, largest) in lo.items():
-            assert smallest <= draw.dims[name] <= largest
+        for name, (smallest, _) in SIZES[size].items():
+            assert smallest <= draw.dims[name] <= _largest(size, name)
+        assert draw.klen <= KLEN_MAX
         for dtype in ("float64", "bfloat16"):
             validate(encoding, draw.arguments(dtype), check_dtypes=False)
 
