@@ -14,6 +14,7 @@ relpos --version                       the installed distribution's version
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -112,20 +113,35 @@ def _seed_value(text: str) -> int:
     return value
 
 
+def _workers(text: str) -> int:
+    if text == "auto":
+        return max(1, os.cpu_count() or 1)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"-n {text!r} must be a positive integer or 'auto'")
+    return value
+
+
 def _check(args: argparse.Namespace) -> int:
     from relpos.equivalence.profiles import active_profile
 
     budget = args.budget or active_profile()
     seed = _run_seed(args, budget)
     if args.target:
+        if args.workers != 1:
+            sys.stderr.write("relpos check: -n runs the bundled implementations only\n")
+            return 2
         return _check_target(args, budget, seed)
     for flag in ("adapter", "profile"):
         if getattr(args, flag):
             sys.stderr.write(f"relpos check: --{flag} needs --target\n")
             return 2
+    from relpos.equivalence.parallel import run_jobs
     from relpos.equivalence.properties import PROPERTIES
     from relpos.equivalence.report import matrix, to_json, write_json
-    from relpos.equivalence.runner import run_property
     from relpos.impls import registry
 
     chosen = [
@@ -146,11 +162,19 @@ def _check(args: argparse.Namespace) -> int:
     if not jobs:
         sys.stderr.write("relpos check: nothing selected\n")
         return 2
-    results = []
-    for n, (impl, prop, dtype) in enumerate(jobs, 1):
-        result = run_property(prop.name, impl, dtype, profile=budget)
-        results.append(result)
-        _progress(n, len(jobs), result, args.verbose)
+    done = {"n": 0}
+
+    def progress(result: Any) -> None:
+        done["n"] += 1
+        _progress(done["n"], len(jobs), result, args.verbose)
+
+    results = run_jobs(
+        [(impl, prop.name, dtype) for impl, prop, dtype in jobs],
+        budget=budget,
+        workers=args.workers,
+        seed=seed,
+        on_result=progress,
+    )
     sys.stdout.write(matrix(results))
     bad = [r for r in results if r.status in ("fail", "error")]
     for r in bad:
@@ -357,6 +381,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="draw from this seed (printed first by every run, and kept in the JSON): "
         "replays a whole run",
+    )
+    check.add_argument(
+        "-n",
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="spread the bundled implementations' checks over N processes ('auto': one per "
+        "core); default 1",
     )
     check.add_argument("--json", metavar="FILE", help="write the report as JSON")
     check.add_argument("--verbose", action="store_true", help="also list skipped checks")

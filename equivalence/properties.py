@@ -66,6 +66,8 @@ class Property:
     #: Fixed inputs checked one by one instead of drawn: (name, draw) pairs per encoding
     #: (``strategy`` is then unused).
     cases: Callable[[str, Restriction | None], list[tuple[str, Draw]]] | None = None
+    #: The encodings the property has something to check on (None: every encoding).
+    encodings: Callable[[], frozenset[str]] | None = None
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -166,6 +168,12 @@ def _index_cases(encoding: str, restrict: Restriction | None) -> list[tuple[str,
     from relpos.equivalence.index_tables import index_cases
 
     return index_cases(encoding, restrict)
+
+
+def _probed() -> frozenset[str]:
+    from relpos.equivalence.index_tables import PROBED
+
+    return frozenset(PROBED)
 
 
 def golden_cases(encoding: str, restrict: Restriction | None = None) -> list[tuple[str, Draw]]:
@@ -589,6 +597,7 @@ PROPERTIES: dict[str, Property] = {
             _strategy("oracle"),
             check_index_tables,
             cases=_index_cases,
+            encodings=_probed,
         ),
         Property(
             "cross_backend",
@@ -678,6 +687,8 @@ def applicable(prop: Property, impl: Implementation) -> tuple[bool, str]:
     """Whether ``prop`` applies to ``impl``, and if not, why (a skip reason)."""
     if prop.metamorphic and prop.name not in get_encoding(impl.encoding).metamorphic:
         return False, f"{impl.encoding} does not declare {prop.name}"
+    if prop.encodings is not None and impl.encoding not in prop.encodings():
+        return False, f"{impl.encoding} has nothing for {prop.name} to check"
     if prop.needs_memory and not getattr(impl, "memory", True):
         return False, f"{impl.id} takes no memory positions"
     if prop.needs_partner:

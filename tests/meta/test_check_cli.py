@@ -95,3 +95,30 @@ def test_a_bad_seed_is_refused_with_the_range(bad, capsys):
         main(["check", "--seed", bad])
     assert caught.value.code == 2
     assert "must be an integer in [0, 2**32)" in capsys.readouterr().err
+
+
+def test_workers_check_the_same_draws_as_one_process(tmp_path, capsys):
+    args = ["check", "--encoding", "t5", "--encoding", "alibi", "--backend", "torch"]
+    args += ["--property", "oracle", "--property", "batch", "--budget", "dev", "--seed", "7"]
+
+    def run(name, *workers):
+        report = tmp_path / f"{name}.json"
+        code = main([*args, *workers, "--json", str(report)])
+        capsys.readouterr()
+        return code, json.loads(report.read_text())
+
+    code_one, one = run("one")
+    code_two, two = run("two", "-n", "2")
+    assert code_one == code_two == 0
+    keys = ("encoding", "variant", "property", "dtype", "status", "examples", "coverage")
+    assert [{k: r[k] for k in keys} for r in two["results"]] == [
+        {k: r[k] for k in keys} for r in one["results"]
+    ]
+    assert two["seed"] == one["seed"] == 7
+
+
+@pytest.mark.parametrize("bad", ["0", "-2", "many"])
+def test_bad_workers_are_refused(bad, capsys):
+    with pytest.raises(SystemExit):
+        main(["check", "-n", bad])
+    assert "must be a positive integer or 'auto'" in capsys.readouterr().err
