@@ -10,15 +10,25 @@ from __future__ import annotations
 
 import abc
 import importlib
+import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any, final
 
 import numpy as np
 
-__all__ = ["DTYPES", "Backend", "Outputs", "backend", "backends", "release_compiled_code"]
+__all__ = [
+    "DTYPES",
+    "Backend",
+    "Outputs",
+    "backend",
+    "backends",
+    "jax_cache_dir",
+    "release_compiled_code",
+]
 
 #: The dtypes every implementation is checked in.
 DTYPES = ("float64", "float32", "bfloat16", "float16")
@@ -192,6 +202,16 @@ class TorchBackend(Backend):
 
 
 @final
+def jax_cache_dir() -> Path | None:
+    """Where JAX keeps compiled code between runs: RELPOS_JAX_CACHE if set (empty: nowhere),
+    else relpos/jax under XDG_CACHE_HOME (~/.cache)."""
+    chosen = os.environ.get("RELPOS_JAX_CACHE")
+    if chosen is not None:
+        return Path(chosen) if chosen else None
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "relpos" / "jax"
+
+
 class JaxBackend(Backend):
     """JAX with 64-bit types enabled (float64 is one of the dtypes under test)."""
 
@@ -207,6 +227,11 @@ class JaxBackend(Backend):
     def jax(self) -> Any:
         jax = importlib.import_module("jax")
         jax.config.update("jax_enable_x64", True)
+        directory = jax_cache_dir()
+        if directory is not None and jax.config.jax_compilation_cache_dir != str(directory):
+            # Compilations kept on disk: a later run (or process) reuses them.
+            jax.config.update("jax_compilation_cache_dir", str(directory))
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
         return jax
 
     def version(self) -> str:

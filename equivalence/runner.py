@@ -175,6 +175,7 @@ def run_property(
 def _run_cases(prop: Property, impl: Implementation, dtype: str, result: Result) -> None:
     """A property over fixed cases: every case is checked (none shrinks), and a failure
     names each failing case, the first in full."""
+    assert prop.cases is not None
     failed: list[tuple[str, PropertyFailure]] = []
     for name, draw in prop.cases(impl.encoding, getattr(impl, "restriction", None)):
         try:

@@ -218,8 +218,9 @@ def _softmax_balls(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
         weights[mask] = _EXP(logits[mask])
     total = weights.sum(axis=-1, keepdims=True)
     empty = ~mask.any(axis=-1, keepdims=True)
+    one: Any = _balls.arb(1)
     # One reciprocal per row; an empty row's weights are all zero already.
-    return weights * _RECIPROCAL(np.where(empty, _balls.arb(1), total))
+    return weights * _RECIPROCAL(np.where(empty, one, total))
 
 
 _RECIPROCAL = np.frompyfunc(lambda x: 1 / x, 1, 1)

@@ -277,7 +277,7 @@ def sinusoid(distance: int, width: int, mode: Mode = "exact") -> list[Any]:
     return [abs(e) + a for e, a in zip(entries, arguments, strict=True)]
 
 
-def sinusoid_balls(distances: Sequence[int], width: int) -> np.ndarray:
+def sinusoid_balls(distances: Sequence[int] | np.ndarray, width: int) -> np.ndarray:
     """R(D) of the given width for each distance, (len(distances), width) certified balls,
     from R_SIN and R_COS evaluated over the whole grid of distances and frequencies."""
     from relpos.spec._balls import number
