@@ -382,6 +382,8 @@ class RoPE(Encoding):
             case("mask_fully_masked_row", 13, mask="fully_masked_row"),
             case("mask_broadcast", 14, mask="broadcast", dims={"n_head": 3}),
             case("custom_scale", 15, options={"scale": 0.5}),
+            # frequencies over the rotary width, not d_head: they differ from rotary_dim 4
+            case("partial_4_of_8", 16, options={"rotary_dim": 4}, dims={"d_head": 8}),
         ]
 
 

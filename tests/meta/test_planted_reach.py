@@ -1,7 +1,8 @@
 """Bugs planted in the bundled implementations (one function patched at a time) that hide
 from small random draws: wrong only for head counts that are not powers of two, beyond
 max_distance, in DeBERTa's log buckets, from position 256 on, or for keys more than clamp_len
-ahead of their query, or only under a wide clip. Each is caught by ``relpos check`` at its
+ahead of their query, only under a wide clip, or only with a partial rotary width of 4 or
+more. Each is caught by ``relpos check`` at its
 default budget (the golden property runs every golden case and the long-position case; the
 index_tables property probes every option set on a long range), not only by the test suite."""
 
@@ -61,6 +62,21 @@ def _wide_clip_short(qlen, klen, clip, device):
     return _CLIPPED(qlen, klen, (lo, hi - 1 if hi >= 32 else hi), device)
 
 
+_ROTARY = rope._rotary
+_WIDTH: dict[str, int] = {}
+
+
+def _rotary_noting_d_head(problem):
+    _WIDTH["d_head"] = problem.dims["d_head"]
+    return _ROTARY(problem)
+
+
+def _angles_over_d_head(positions, r, base, dtype):
+    """theta_t = base^(-2t/d_head) for the first r/2 pairs: right only when r = d_head."""
+    d = _WIDTH.get("d_head", r)
+    return _ANGLES(positions, d - d % 2, base, dtype)[:, : r // 2]
+
+
 _CLAMP = xl.clamp_distance
 
 
@@ -86,6 +102,12 @@ PLANTS: dict[str, tuple[str, object, str, Callable, str]] = {
         "index_tables",
     ),
     "shaw_wide_clip_by_index": ("shaw", shaw, "clipped_rows", _wide_clip_short, "index_tables"),
+    "rope_frequencies_over_d_head": ("rope", rope, "_angles", _angles_over_d_head, "golden"),
+}
+
+#: Plants that need a second patch to see what the first one needs.
+ALSO: dict[str, tuple[object, str, Callable]] = {
+    "rope_frequencies_over_d_head": (rope, "_rotary", _rotary_noting_d_head),
 }
 
 
@@ -112,6 +134,8 @@ def _check(encoding: str, capsys, prop: str = "golden") -> tuple[int, str]:
 def test_planted_bug_is_caught_by_the_default_check(plant, monkeypatch, capsys):
     encoding, module, attribute, replacement, prop = PLANTS[plant]
     monkeypatch.setattr(module, attribute, replacement)
+    if plant in ALSO:
+        monkeypatch.setattr(*ALSO[plant])
     code, out = _check(encoding, capsys, prop)
     assert code == 1, out
     assert f"FAIL: torch-{encoding}-fast {prop} float64" in out
