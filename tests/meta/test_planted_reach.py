@@ -12,11 +12,15 @@ import math
 from collections.abc import Callable
 
 import pytest
-import torch
 
 from relpos.equivalence.cli import main
 from relpos.impls._integers import deberta_rows, t5_buckets
-from relpos.impls.torch import alibi, deberta, rope, shaw, t5, xl
+
+torch = pytest.importorskip("torch")
+alibi, deberta, rope, shaw, t5, xl = (
+    pytest.importorskip(f"relpos.impls.torch.{name}")
+    for name in ("alibi", "deberta", "rope", "shaw", "t5", "xl")
+)
 
 
 def _naive_slopes(n_head: int, rule: str) -> list[float]:
