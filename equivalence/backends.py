@@ -201,7 +201,6 @@ class TorchBackend(Backend):
         return self.to_numpy(sdpa(*t, attn_mask=attn_mask, scale=scale))
 
 
-@final
 def jax_cache_dir() -> Path | None:
     """Where JAX keeps compiled code between runs: RELPOS_JAX_CACHE if set (empty: nowhere),
     else relpos/jax under XDG_CACHE_HOME (~/.cache)."""
@@ -212,6 +211,7 @@ def jax_cache_dir() -> Path | None:
     return Path(base) / "relpos" / "jax"
 
 
+@final
 class JaxBackend(Backend):
     """JAX with 64-bit types enabled (float64 is one of the dtypes under test)."""
 
