@@ -22,6 +22,7 @@ import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
 __all__ = [
+    "ELEMENTWISE",
     "PRECISION",
     "arb",
     "compile_expression",
@@ -73,24 +74,24 @@ class _BallPrinter(PythonCodePrinter):
 
     def _print_Function(self, expr: sp.Function) -> str:
         name = type(expr).__name__
-        if name in _FUNCTIONS and len(expr.args) == 1:
+        if name in ELEMENTWISE and len(expr.args) == 1:
             return f"_{name}({self._print(expr.args[0])})"
         return super()._print_Function(expr)
 
 
-# Elementwise over object arrays of balls, and plain method calls on a single ball.
-_FUNCTIONS = {
+#: Elementwise over object arrays of balls, and plain method calls on a single ball.
+ELEMENTWISE = {
     name: np.frompyfunc(getattr(arb, name), 1, 1)
     for name in ("sin", "cos", "exp", "log", "sqrt", "rsqrt")
 }
-for _name in _FUNCTIONS:
+for _name in ELEMENTWISE:
     setattr(
         _BallPrinter,
         f"_print_{_name}",
         lambda self, expr: self._print_Function(expr),
     )
 
-_NAMESPACE = {"_rational": _rational, "arb": arb, **{f"_{n}": f for n, f in _FUNCTIONS.items()}}
+_NAMESPACE = {"_rational": _rational, "arb": arb, **{f"_{n}": f for n, f in ELEMENTWISE.items()}}
 
 
 def compile_expression(args: tuple[sp.Symbol, ...], expr: sp.Expr) -> Callable[..., Any]:

@@ -204,7 +204,7 @@ def evaluate(encoding: str | Encoding, /, *, method: str = "auto", **args: Any) 
     return Evaluation(problem, logits, scores, probs, out, mask)
 
 
-_EXP = np.frompyfunc(_balls.arb.exp, 1, 1)
+_EXP = _balls.ELEMENTWISE["exp"]
 
 
 def _softmax_balls(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -99,18 +99,14 @@ def _ball_rotations(positions: np.ndarray, r: int, base: Any) -> tuple[np.ndarra
     THETA with the exact base (a float base is a dyadic rational)."""
     from fractions import Fraction
 
-    from relpos.spec._balls import number
+    from relpos.spec._balls import ELEMENTWISE, number
 
     exact_base = sp.Rational(Fraction(base)) if isinstance(base, float) else sp.Integer(base)
     thetas = [number(THETA.subs({_base: exact_base, _t: t, _r: r})) for t in range(r // 2)]
     at = np.array([number(int(p)) for p in positions], dtype=object)
     angles = at[:, None] * np.array(thetas, dtype=object)[None, :]
-    cos, sin = _COSINE(angles), _SINE(angles)
+    cos, sin = ELEMENTWISE["cos"](angles), ELEMENTWISE["sin"](angles)
     return cos, sin, -sin
-
-
-_COSINE = np.frompyfunc(lambda a: a.cos(), 1, 1)
-_SINE = np.frompyfunc(lambda a: a.sin(), 1, 1)
 
 
 # -- conventions ---------------------------------------------------------------------------
