@@ -237,17 +237,21 @@ class JaxBackend(Backend):
     def version(self) -> str:
         return str(self.jax.__version__)
 
+    # Conversions happen in numpy (ml_dtypes carries bfloat16): a JAX astype is an operation
+    # of its own, compiled once per shape, and a run draws thousands of shapes.
     def tensor(self, value: np.ndarray, dtype: str) -> Any:
         jnp = self.jax.numpy
         if value.dtype.kind == "f":
-            return jnp.asarray(np.asarray(value, dtype=np.float64)).astype(getattr(jnp, dtype))
+            with np.errstate(over="ignore"):  # beyond the dtype's range: inf, as a cast gives
+                host = np.asarray(value, dtype=np.float64).astype(getattr(jnp, dtype))
+            return jnp.asarray(host)
         return jnp.asarray(value)
 
     def to_numpy(self, value: Any) -> np.ndarray:
-        jnp = self.jax.numpy
-        if jnp.issubdtype(value.dtype, jnp.floating):
-            return np.asarray(value.astype(jnp.float64))
-        return np.asarray(value)
+        host = np.asarray(value)
+        if self.jax.numpy.issubdtype(host.dtype, self.jax.numpy.floating):
+            return host.astype(np.float64)
+        return host
 
     def call(self, fn: Callable[..., Any], args: Mapping[str, Any], dtype: str) -> Outputs:
         self._compiled()

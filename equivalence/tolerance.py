@@ -205,14 +205,13 @@ def suggested(dtype: str, b: Bounds) -> dict[str, float]:
 def scaling(
     encoding: str, args: Mapping[str, object], evaluation: Any
 ) -> tuple[dict[str, np.ndarray], Bounds]:
-    """What the bounds of an oracle evaluation scale and add: the magnitudes (exact beside an
-    exact evaluation; float64 beside a ball one, since float64 is far more accurate than the
-    bounds' constants and exact magnitudes would cost what the ball path saves) and the
-    evaluation's own radius."""
+    """What the bounds of an oracle evaluation scale and add: the magnitudes, in float64 (sums
+    of n nonnegative terms, within n 2^-53 relative: far below the bounds' own constants;
+    exact magnitudes would cost two more exact evaluations per draw) and the evaluation's own
+    radius."""
     from relpos.spec import magnitudes
 
-    precision = "exact" if evaluation.method == "exact" else "float64"
-    mags = magnitudes(encoding, precision, **args)
+    mags = magnitudes(encoding, "float64", **args)
     radius = Bounds(*(evaluation.radius(name) for name in ("scores", "probs", "out")))
     return mags, radius
 

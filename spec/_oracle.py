@@ -67,7 +67,7 @@ class Evaluation:
         arr = getattr(self, name)
         if self.method == "ball":
             return _balls.midpoints(arr)
-        return np.vectorize(lambda x: float(_arith.value_of(x)), otypes=[np.float64])(arr)
+        return _to_float64(arr)
 
     def radius(self, name: str) -> np.ndarray:
         """How far the exact value may be from :meth:`as_float64`'s, per element: the ball's
@@ -263,8 +263,14 @@ def magnitudes(
         abs_logits = enc.logits(problem, abs_inputs, _scale(enc, problem, abs_mode), abs_mode)
         _, probs, _, _ = _run(enc, problem, value_mode)
         abs_out = (probs[..., None] * enc.values(problem, abs_inputs, abs_mode)).sum(axis=-2)
-    to_float = np.vectorize(lambda v: float(_arith.value_of(v)), otypes=[np.float64])
-    return {"scores": to_float(abs_logits), "out": to_float(abs_out)}
+    return {"scores": _to_float64(abs_logits), "out": _to_float64(abs_out)}
+
+
+def _to_float64(arr: np.ndarray) -> np.ndarray:
+    """An array of exact, mpf or dual values rounded to float64; a float array as it is."""
+    if arr.dtype != object:
+        return np.asarray(arr, dtype=np.float64)
+    return np.vectorize(lambda v: float(_arith.value_of(v)), otypes=[np.float64])(arr)
 
 
 def gradients(

@@ -94,6 +94,21 @@ def _angles(positions: np.ndarray, r: int, base: Any) -> list[list[Any]]:
     return [[int(p) * th for th in thetas] for p in positions]
 
 
+def _float_rotations(
+    positions: np.ndarray, r: int, base: Any, mode: Mode
+) -> tuple[np.ndarray, ...]:
+    """cos, sin and -sin of p theta_t in float64, over the whole grid (the float modes'
+    magnitudes; ``abs_float`` adds |p theta_t| to each, as the exact abs mode does)."""
+    b = mpmath.mpf(base) if isinstance(base, int) else mpmath.mpf(float(base))
+    thetas = np.array([float(b ** (-mpmath.mpf(2 * t) / r)) for t in range(r // 2)])
+    angles = np.asarray(positions, dtype=np.float64)[:, None] * thetas[None, :]
+    cos, sin = np.cos(angles), np.sin(angles)
+    if mode == "abs_float":
+        spread = np.abs(angles)
+        return np.abs(cos) + spread, np.abs(sin) + spread, np.abs(sin) + spread
+    return cos, sin, -sin
+
+
 def _ball_rotations(positions: np.ndarray, r: int, base: Any) -> tuple[np.ndarray, ...]:
     """cos, sin and -sin of p theta_t per position and pair, as certified balls: theta_t is
     THETA with the exact base (a float base is a dyadic rational)."""
@@ -312,6 +327,8 @@ class RoPE(Encoding):
             return x
         if mode == "ball":
             cos, sin, neg = _ball_rotations(positions, r, problem.options["base"])
+        elif mode in FLOAT_MODES:
+            cos, sin, neg = _float_rotations(positions, r, problem.options["base"], mode)
         else:
             angles = _angles(positions, r, problem.options["base"])
             abs_mode = mode in ("abs", "abs_float")

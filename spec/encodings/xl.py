@@ -46,7 +46,7 @@ import numpy as np
 import sympy as sp
 
 from relpos.spec import _conventions as cv
-from relpos.spec._arith import Mode, array, constant
+from relpos.spec._arith import FLOAT_MODES, Mode, array, constant
 from relpos.spec._balls import compile_expression, compile_matrix_expression
 from relpos.spec._encoding import Case, Encoding, Identity, Reference
 from relpos.spec._index import IndexFunction
@@ -96,6 +96,9 @@ CAUSAL: Final = sp.Le(cv.j, cv.mlen + cv.i)
 _SIN = sp.lambdify((_D, _k, d_model), R_SIN, "mpmath")
 _ARGUMENT = sp.lambdify((_D, _k, d_model), _D * FREQUENCY, "mpmath")
 _COS = sp.lambdify((_D, _k, d_model), R_COS, "mpmath")
+_FLOAT_SIN = sp.lambdify((_D, _k, d_model), R_SIN, "numpy")
+_FLOAT_ARGUMENT = sp.lambdify((_D, _k, d_model), _D * FREQUENCY, "numpy")
+_FLOAT_COS = sp.lambdify((_D, _k, d_model), R_COS, "numpy")
 _CLAMPED = {
     style: IndexFunction(expr, (cv.i, cv.j, cv.mlen, clamp_len)) for style, expr in CLAMPS.items()
 }
@@ -275,6 +278,26 @@ def sinusoid(distance: int, width: int, mode: Mode = "exact") -> list[Any]:
         return entries
     arguments = [abs(_ARGUMENT(dist, k, w)) for k in ks] * 2
     return [abs(e) + a for e, a in zip(entries, arguments, strict=True)]
+
+
+def sinusoid_float(distances: Sequence[int] | np.ndarray, width: int, mode: Mode) -> np.ndarray:
+    """R(D) of the given width for each distance in float64, (len(distances), width): the
+    float modes' magnitudes, over the whole grid at once (``abs_float`` as in
+    :func:`sinusoid`)."""
+    dist = np.asarray(distances, dtype=np.float64)[:, None]
+    ks = np.arange(width // 2, dtype=np.float64)[None, :]
+    grid = np.broadcast_shapes(dist.shape, ks.shape)
+    entries = np.concatenate(
+        [
+            np.broadcast_to(_FLOAT_SIN(dist, ks, float(width)), grid),
+            np.broadcast_to(_FLOAT_COS(dist, ks, float(width)), grid),
+        ],
+        axis=1,
+    )
+    if mode != "abs_float":
+        return entries
+    arguments = np.abs(np.broadcast_to(_FLOAT_ARGUMENT(dist, ks, float(width)), grid))
+    return np.abs(entries) + np.concatenate([arguments, arguments], axis=1)
 
 
 def sinusoid_balls(distances: Sequence[int] | np.ndarray, width: int) -> np.ndarray:
@@ -524,10 +547,14 @@ class XL(Encoding):
                 return {"w_r": np.stack([table(matrix(gh).transpose() * R) for gh in g[0]])}
 
             return rel, pullback
-        R = array(
-            [[constant(e, mode) for e in sinusoid(int(D), d["d_model"], mode)] for D in distances],
-            mode,
-        )  # (n_dist, d_model)
+        if mode in FLOAT_MODES:
+            R = sinusoid_float(distances, d["d_model"], mode)
+        else:
+            width = d["d_model"]
+            R = array(
+                [[constant(e, mode) for e in sinusoid(int(D), width, mode)] for D in distances],
+                mode,
+            )  # (n_dist, d_model)
         projected = _PROJECTION(
             {"d_head": d["d_head"], "d_model": d["d_model"]},
             np.moveaxis(R, -1, 0)[None, :, None, :],  # R_D: (1, dm, 1, n)
