@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import abc
 import importlib
-import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -204,11 +203,9 @@ class TorchBackend(Backend):
 def jax_cache_dir() -> Path | None:
     """Where JAX keeps compiled code between runs: RELPOS_JAX_CACHE if set (empty: nowhere),
     else relpos/jax under XDG_CACHE_HOME (~/.cache)."""
-    chosen = os.environ.get("RELPOS_JAX_CACHE")
-    if chosen is not None:
-        return Path(chosen) if chosen else None
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "relpos" / "jax"
+    from relpos.equivalence.profiles import cache_path
+
+    return cache_path("RELPOS_JAX_CACHE", "jax")
 
 
 @final

@@ -90,15 +90,12 @@ def _progress(n: int, total: int, result: Any, verbose: bool) -> None:
         )
 
 
-def _run_seed(args: argparse.Namespace, budget: str) -> int | None:
+def _run_seed(args: argparse.Namespace) -> int:
     """Set the run's seed from --seed and say it first: the whole run replays from it."""
-    from relpos.equivalence.profiles import load_profile, run_seed, set_run_seed
+    from relpos.equivalence.profiles import run_seed, set_run_seed
 
     if args.seed is not None:
         set_run_seed(args.seed)
-    if load_profile(budget).derandomize:
-        sys.stdout.write(f"budget {budget} is derandomized: its draws are fixed, not seeded\n")
-        return None
     sys.stdout.write(f"seed {run_seed()} (replay this run with --seed {run_seed()})\n")
     return run_seed()
 
@@ -129,7 +126,7 @@ def _check(args: argparse.Namespace) -> int:
     from relpos.equivalence.profiles import active_profile
 
     budget = args.budget or active_profile()
-    seed = _run_seed(args, budget)
+    seed = _run_seed(args)
     if args.target:
         if args.workers != 1:
             sys.stderr.write("relpos check: -n runs the bundled implementations only\n")

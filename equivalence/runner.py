@@ -19,7 +19,7 @@ from hypothesis.errors import Unsatisfiable, UnsatisfiedAssumption
 
 from relpos.equivalence.coverage import Coverage
 from relpos.equivalence.draws import Draw
-from relpos.equivalence.profiles import load_profile, run_seed
+from relpos.equivalence.profiles import KeyedDatabase, example_database, load_profile, run_seed
 from relpos.equivalence.properties import PROPERTIES, Finding, Inapplicable, Property, applicable
 from relpos.impls import Implementation, get
 
@@ -131,12 +131,16 @@ def run_property(
         return result
     state: dict[str, float] = {"examples": 0, "worst": 0.0}
 
-    if isinstance(profile, settings):
+    if isinstance(profile, settings):  # a caller's own settings, database included
         chosen = profile
     else:
         chosen = load_profile(profile) if profile else settings()
+        # failures are kept per check, and the next run replays them first
+        database = example_database()
+        if database is not None:
+            key = f"{prop_name}/{impl.id}/{dtype}"
+            chosen = settings(chosen, database=KeyedDatabase(database, key))
 
-    @settings(chosen)
     @given(draw=prop.strategy(impl.encoding, getattr(impl, "restriction", None)))
     def property_holds(draw: Draw) -> None:
         state["examples"] += 1
@@ -144,6 +148,8 @@ def run_property(
 
     if not chosen.derandomize:
         property_holds = seed(run_seed())(property_holds)
+    # The settings go on last: @seed drops the database from any settings already applied.
+    property_holds = settings(chosen)(property_holds)
 
     start = time.perf_counter()
     recording = _RECORDING.set(result.coverage)

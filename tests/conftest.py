@@ -3,6 +3,9 @@ derived from the registries (never a hand-kept list)."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 from hypothesis import settings
 
@@ -11,6 +14,14 @@ from relpos.equivalence.profiles import active_profile, run_seed
 from relpos.impls import registry
 
 settings.load_profile(active_profile())
+# pytest-xdist's workers inherit the environment: every worker draws from the seed the header
+# reports, and one RELPOS_SEED replays the whole session.
+os.environ.setdefault("RELPOS_SEED", str(run_seed()))
+# Failures the suite finds are kept beside the checkout (Hypothesis's own place), not in the
+# user's cache that relpos check replays.
+os.environ.setdefault(
+    "RELPOS_EXAMPLES", str(Path(__file__).resolve().parent.parent / ".hypothesis" / "relpos")
+)
 
 
 def pytest_report_header(config):

@@ -82,11 +82,16 @@ def test_a_run_says_its_seed_first_and_replays_from_it(tmp_path, capsys):
     assert other["seed"] == (seed + 1) % 2**32
 
 
-def test_a_derandomized_budget_says_it_has_no_seed(capsys):
+def test_the_ci_budget_draws_from_a_fresh_seed_and_says_it(tmp_path, capsys):
     args = ["check", "--encoding", "t5", "--backend", "torch", "--variant", "fast"]
-    code = main([*args, "--property", "oracle", "--dtype", "float64", "--budget", "ci"])
-    assert code == 0
-    assert capsys.readouterr().out.startswith("budget ci is derandomized")
+    args += ["--property", "oracle", "--dtype", "float64", "--budget", "ci"]
+    seeds = []
+    for name in ("one", "two"):
+        assert main([*args, "--json", str(tmp_path / f"{name}.json")]) == 0
+        first = capsys.readouterr().out.splitlines()[0]
+        seeds.append(json.loads((tmp_path / f"{name}.json").read_text())["seed"])
+        assert first == f"seed {seeds[-1]} (replay this run with --seed {seeds[-1]})"
+    assert all(isinstance(s, int) for s in seeds)
 
 
 @pytest.mark.parametrize("bad", ["-1", "4294967296", "x"])
