@@ -75,10 +75,18 @@ def _vectors_verify(args: argparse.Namespace) -> int:
 
 
 def _summary(results: list, budget: str) -> str:
-    counts = {s: sum(r.status == s for r in results) for s in ("pass", "fail", "error", "skip")}
+    from relpos.equivalence.runner import FAILED
+
+    statuses = ("pass", *FAILED, "skip")
+    counts = {s: sum(r.status == s for r in results) for s in statuses}
+    died = "".join(
+        f", {counts[s]} {'crashed' if s == 'crash' else 'timed out'}"
+        for s in ("crash", "timeout")
+        if counts[s]
+    )
     return (
         f"\n{counts['pass']} passed, {counts['fail']} failed, {counts['error']} "
-        f"errors, {counts['skip']} skipped (budget {budget})\n"
+        f"errors{died}, {counts['skip']} skipped (budget {budget})\n"
     )
 
 
@@ -98,6 +106,16 @@ def _run_seed(args: argparse.Namespace) -> int:
         set_run_seed(args.seed)
     sys.stdout.write(f"seed {run_seed()} (replay this run with --seed {run_seed()})\n")
     return run_seed()
+
+
+def _timeout_value(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"--timeout {text!r} must be a positive number of seconds")
+    return value
 
 
 def _seed_value(text: str) -> int:
@@ -126,6 +144,12 @@ def _check(args: argparse.Namespace) -> int:
     from relpos.equivalence.profiles import active_profile
 
     budget = args.budget or active_profile()
+    if args.timeout is not None and not args.target:
+        sys.stderr.write(
+            f"relpos check: --timeout {args.timeout:g} applies to --target only (the bundled "
+            "implementations run in this process)\n"
+        )
+        return 2
     seed = _run_seed(args)
     if args.target:
         if args.workers != 1:
@@ -173,7 +197,9 @@ def _check(args: argparse.Namespace) -> int:
         on_result=progress,
     )
     sys.stdout.write(matrix(results))
-    bad = [r for r in results if r.status in ("fail", "error")]
+    from relpos.equivalence.runner import FAILED
+
+    bad = [r for r in results if r.status in FAILED]
     for r in bad:
         sys.stdout.write(
             f"\n{r.status.upper()}: {r.implementation} {r.property} {r.dtype}\n{r.message}\n"
@@ -198,6 +224,10 @@ def _check_target(args: argparse.Namespace, budget: str, seed: int | None) -> in
         return 2
     if sys.path[0] != "":
         sys.path.insert(0, "")  # targets are importable from the working directory
+    if args.timeout is not None:
+        from relpos.equivalence.isolation import set_timeout
+
+        set_timeout(args.timeout)
     try:
         target = make_target(
             args.target,
@@ -227,7 +257,9 @@ def _check_target(args: argparse.Namespace, budget: str, seed: int | None) -> in
         sys.stderr.write(f"relpos check: nothing selected: {exc}\n")
         return 2
     sys.stdout.write(matrix(results))
-    bad = [r for r in results if r.status in ("fail", "error")]
+    from relpos.equivalence.runner import FAILED
+
+    bad = [r for r in results if r.status in FAILED]
     if bad:
         sys.stdout.write("\n" + failure_report(target, results) + "\n")
     if args.json:
@@ -371,6 +403,13 @@ def _parser() -> argparse.ArgumentParser:
         "--profile",
         metavar="NAME",
         help="the target's convention profile (relpos profiles lists them; default: the spec)",
+    )
+    check.add_argument(
+        "--timeout",
+        type=_timeout_value,
+        metavar="SECONDS",
+        help="how long one call of a --target may take before it is stopped and reported as a "
+        "timeout (default: RELPOS_TIMEOUT, else 60); a target runs in a worker process",
     )
     check.add_argument(
         "--seed",

@@ -44,14 +44,14 @@ class RelposItem(pytest.Item):
         self.add_marker(pytest.mark.relpos)
 
     def runtest(self) -> None:
-        from relpos.equivalence.runner import run_property
+        from relpos.equivalence.runner import FAILED, run_property
 
         result = run_property(self.prop, self.target, self.dtype, profile=self.budget)
         self.user_properties.append(("worst_ratio", result.worst_ratio))
         self.user_properties.append(("examples", result.examples))
         if result.status == "skip":
             pytest.skip(result.message)
-        if result.status in ("fail", "error"):
+        if result.status in FAILED:
             raise RelposFailure(result, self.target, self._diagnose_once())
 
     def _diagnose_once(self) -> str:

@@ -9,7 +9,7 @@ JSON schema (``relpos check --json FILE``)::
       "target", "adapter", "profile", "backend"     (a third-party target only)
       "results": [
         {"encoding", "backend", "variant", "property", "dtype",
-         "status": "pass" | "fail" | "error" | "skip",
+         "status": "pass" | "fail" | "error" | "crash" | "timeout" | "skip",
          "examples", "worst_ratio", "seconds",
          "message" (fail, error, skip), "repro" (fail, error),
          "target", "adapter", "profile" (a third-party target only)}
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from relpos.equivalence.coverage import Coverage, summary
-from relpos.equivalence.runner import Result
+from relpos.equivalence.runner import FAILED, Result
 
 __all__ = ["environment", "matrix", "to_json", "write_json"]
 
@@ -94,7 +94,7 @@ def to_json(
         }
         if r.status != "pass":
             row["message"] = r.message
-        if r.status in ("fail", "error"):
+        if r.status in FAILED:
             row["repro"] = r.repro
         row["coverage"] = r.coverage.to_json()
         row.update(r.extra)
@@ -128,10 +128,11 @@ def _cell(results: list[Result]) -> str:
         return "skip"
     examples = sum(r.examples for r in ran)
     worst = max(r.worst_ratio for r in ran)
-    if any(r.status == "error" for r in ran):
+    failed = {r.status for r in ran if r.status in FAILED}
+    if "error" in failed:
         status = "ERROR"
-    elif any(r.status == "fail" for r in ran):
-        status = "FAIL"
+    elif failed:
+        status = min(failed, key=FAILED.index).upper()
     else:
         status = "pass"
     shown = "inf" if math.isinf(worst) else f"{worst:.2g}"

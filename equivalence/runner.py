@@ -19,16 +19,18 @@ from hypothesis.errors import Unsatisfiable, UnsatisfiedAssumption
 
 from relpos.equivalence.coverage import Coverage
 from relpos.equivalence.draws import Draw
+from relpos.equivalence.isolation import TargetDied
 from relpos.equivalence.profiles import KeyedDatabase, example_database, load_profile, run_seed
 from relpos.equivalence.properties import PROPERTIES, Finding, Inapplicable, Property, applicable
 from relpos.impls import Implementation, get
 
-__all__ = ["Result", "reproduce", "run_property"]
+__all__ = ["FAILED", "Result", "reproduce", "run_property"]
 
 
 @dataclass
 class Result:
-    """One (implementation, property, dtype) outcome; ``status`` is pass, fail, error or skip."""
+    """One (implementation, property, dtype) outcome; ``status`` is pass, skip, or one of
+    :data:`FAILED` (fail, crash, timeout, error)."""
 
     encoding: str
     backend: str
@@ -71,8 +73,9 @@ _RECORDING: ContextVar[Coverage | None] = ContextVar("relpos_coverage", default=
 
 
 class PropertyFailure(AssertionError):
-    """A property failed on a draw; carries the repro. ``status`` is "fail" (a wrong value)
-    or "error" (the implementation raised)."""
+    """A property failed on a draw; carries the repro. ``status`` is "fail" (a wrong value),
+    "error" (the implementation raised), "timeout" or "crash" (a target's worker hung or
+    died)."""
 
     def __init__(self, message: str, repro: str, draw: Draw, status: str = "fail") -> None:
         super().__init__(f"{message}\nrepro:\n{repro}")
@@ -84,6 +87,14 @@ class PropertyFailure(AssertionError):
 def _check(prop: Property, impl: Implementation, draw: Draw, dtype: str) -> float:
     try:
         verdicts = prop.check(impl, draw, dtype)
+    except TargetDied as died:  # not shrunk (see TargetDied): reported on this draw
+        died.failure = PropertyFailure(
+            f"property {prop.name}: {died.message}",
+            repro_snippet(prop.name, impl, dtype, draw),
+            draw,
+            status=died.status,
+        )
+        raise
     except Inapplicable:
         reject()
     except Finding as exc:  # a wrong result caught before comparison (shape, dtype, rows)
@@ -165,9 +176,9 @@ def run_property(
     except Unsatisfiable:
         result.status = "skip"
         result.message = f"no drawn input could be checked on {impl.id}"
-    except (PropertyFailure, BaseExceptionGroup) as caught:
-        failures = _failures(caught)
-        result.status = "fail" if any(f.status == "fail" for f in failures) else "error"
+    except (PropertyFailure, BaseExceptionGroup, TargetDied) as caught:
+        failures = [caught.failure] if isinstance(caught, TargetDied) else _failures(caught)
+        result.status = _worst(failures)
         result.message = "\n\n".join(str(f) for f in failures)
         result.repro = failures[0].repro
         result.draw = failures[0].draw
@@ -191,6 +202,9 @@ def _run_cases(prop: Property, impl: Implementation, dtype: str, result: Result)
         except PropertyFailure as failure:
             failed.append((name, failure))
             continue
+        except TargetDied as died:
+            failed.append((name, died.failure))
+            continue
         result.examples += 1
         result.worst_ratio = max(result.worst_ratio, worst)
     if not result.examples and not failed:
@@ -199,10 +213,19 @@ def _run_cases(prop: Property, impl: Implementation, dtype: str, result: Result)
     elif failed:
         name, first = failed[0]
         names = ", ".join(n for n, _ in failed)
-        result.status = "fail" if any(f.status == "fail" for _, f in failed) else "error"
+        result.status = _worst([f for _, f in failed])
         result.message = f"{len(failed)} {prop.name} cases failed ({names}); case {name}:\n{first}"
         result.repro, result.draw = first.repro, first.draw
         result.examples += len(failed)
+
+
+#: The statuses of a check that did not hold, from the most telling: a wrong value, a target
+#: that crashed its worker, one that hung past the timeout, one that raised.
+FAILED = ("fail", "crash", "timeout", "error")
+
+
+def _worst(failures: list[PropertyFailure]) -> str:
+    return min((f.status for f in failures), key=FAILED.index)
 
 
 def _failures(caught: BaseException) -> list[PropertyFailure]:

@@ -39,9 +39,10 @@ from relpos.equivalence import tolerance
 from relpos.equivalence.backends import Outputs, backend
 from relpos.equivalence.compare import compare
 from relpos.equivalence.draws import Draw
+from relpos.equivalence.isolation import TargetDied, pool
 from relpos.equivalence.properties import PROPERTIES, Finding
 from relpos.equivalence.reference import expected
-from relpos.equivalence.runner import Result, run_property
+from relpos.equivalence.runner import FAILED, Result, run_property
 from relpos.equivalence.strategies import Restriction, draws
 from relpos.impls import BACKENDS, Implementation
 from relpos.spec import ArgumentError, Encoding, get_encoding, pair_values
@@ -176,6 +177,8 @@ class Target(Implementation):
     profile: Profile = field(default=None, repr=False)  # type: ignore[assignment]
     target_path: str = ""
     adapter_path: str = ""
+    #: Whether calls run in a worker process (the target and adapter import by their paths).
+    isolated: bool = False
 
     @property
     def spec(self) -> Encoding:
@@ -263,10 +266,20 @@ class Target(Implementation):
             return isinstance(value, importlib.import_module("torch").Tensor)
         return isinstance(value, importlib.import_module("jax").Array)
 
+    @property
+    def key(self) -> tuple[str, ...]:
+        """What a worker process needs to load this target again."""
+        return (self.target_path, self.encoding, self.adapter_path, self.backend)
+
     def outputs(self, args: Mapping[str, Any], dtype: str) -> Outputs:
-        """Run on spec-form ``args``: convert to the profile's conventions, call, check the
-        fully masked rows against the profile's convention and give them the spec's values."""
-        got = backend(self.backend).call(self.invoke, to_library(self.chain, args), dtype)
+        """Run on spec-form ``args``: convert to the profile's conventions, call (in the
+        backend's worker process when isolated), check the fully masked rows against the
+        profile's convention and give them the spec's values."""
+        lib = to_library(self.chain, args)
+        if self.isolated:
+            got = pool(self.backend).run(self.key, self.target_path, "outputs", lib, dtype)
+        else:
+            got = backend(self.backend).call(self.invoke, lib, dtype)
         return self._normalise_rows(args, got, dtype)
 
     def output_gradients(
@@ -287,7 +300,11 @@ class Target(Implementation):
             return self.invoke(q, k, v, **arguments)[0]
 
         lib = to_library(self.chain, args)
-        grads = backend(self.backend).gradients(out_only, lib, dtype, weights, kept)
+        if self.isolated:
+            who = self.target_path
+            grads = pool(self.backend).run(self.key, who, "gradients", lib, dtype, weights, kept)
+        else:
+            grads = backend(self.backend).gradients(out_only, lib, dtype, weights, kept)
         permuted = [name for name in kept if name in changed]
         if permuted:  # an orthogonal map's adjoint is its inverse: to_spec
             mapped = to_spec(self.chain, {**lib, **{n: grads[n] for n in permuted}})
@@ -370,9 +387,12 @@ def make_target(
     profile: str | None = None,
     adapter: Callable[..., Any] | str | None = None,
     backend: str | None = None,
+    isolate: bool = True,
 ) -> Target:
     """A :class:`Target` from a function (or 'package.module:function'), an encoding, a
-    profile name (default: the spec's own) and an optional adapter."""
+    profile name (default: the spec's own) and an optional adapter. With ``isolate`` (the
+    default) its calls run in a worker process (:mod:`relpos.equivalence.isolation`) when
+    the target and adapter import by their names; else in this process."""
     enc = get_encoding(encoding)
     chosen = enc.profile(profile or enc.name)
     target_path = fn if isinstance(fn, str) else _label(fn)
@@ -400,7 +420,18 @@ def make_target(
         profile=chosen,
         target_path=target_path,
         adapter_path=adapter_path,
+        isolated=isolate
+        and _importable(target_path, function)
+        and (adapt is None or _importable(adapter_path, adapt)),
     )
+
+
+def _importable(path: str, obj: Any) -> bool:
+    """Whether ``path`` imports as ``obj`` itself, so a worker process can load it by name."""
+    try:
+        return load_callable(path) is obj
+    except ArgumentError:
+        return False
 
 
 def reproduce_target(
@@ -607,7 +638,7 @@ def check_implementation(
     diagnosis otherwise."""
     target = make_target(fn, encoding=encoding, profile=profile, adapter=adapter, backend=backend)
     results = check_target(target, properties=properties, dtypes=dtypes, budget=budget)
-    bad = [r for r in results if r.status in ("fail", "error")]
+    bad = [r for r in results if r.status in FAILED]
     if bad:
         raise AssertionError(failure_report(target, results))
     return results
@@ -615,12 +646,18 @@ def check_implementation(
 
 def failure_report(target: Target, results: Sequence[Result]) -> str:
     """The failed and raised results of a target, with repros, and the diagnosis."""
-    bad = [r for r in results if r.status in ("fail", "error")]
+    bad = [r for r in results if r.status in FAILED]
     lines = [
         f"{target.target_path} does not conform to {target.encoding} under profile "
         f"{target.profile.name}: {len(bad)} of {len(results)} checks failed"
     ]
     for r in bad:
         lines += ["", f"{r.status.upper()}: {r.property} {r.dtype}", r.message]
-    lines += ["", str(diagnose(target))]
+    if any(r.status in ("timeout", "crash") for r in bad):
+        lines += ["", "no diagnosis: the target hung or crashed, and would again"]
+        return "\n".join(lines)
+    try:
+        lines += ["", str(diagnose(target))]
+    except TargetDied as died:
+        lines += ["", f"no diagnosis: {died.message}"]
     return "\n".join(lines)

@@ -1,0 +1,85 @@
+"""Hostile targets: a hang is a timeout finding, an abort or a segfault a crash finding, each
+with the draw and a repro, and the checker goes on with a fresh worker."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from relpos.equivalence import isolation
+from relpos.equivalence.cli import main
+from relpos.equivalence.targets import check_target, make_target
+
+pytest.importorskip("torch")
+
+HERE = "tests.targets.hostile"
+ONE = {"properties": ["oracle"], "dtypes": ["float64"], "budget": "dev"}
+
+
+@pytest.fixture
+def short_timeout():
+    before = isolation.timeout()
+    isolation.set_timeout(3)
+    yield
+    isolation.set_timeout(before)
+
+
+def _only(target_name):
+    target = make_target(f"{HERE}:{target_name}", encoding="shaw")
+    assert target.isolated
+    (result,) = check_target(target, **ONE)
+    return result
+
+
+def test_a_hanging_target_is_a_timeout_finding(short_timeout):
+    result = _only("hangs")
+    assert result.status == "timeout", result.message
+    assert f"{HERE}:hangs did not return within 3 s" in result.message
+    assert "reproduce_target(" in result.repro and result.draw is not None
+
+
+@pytest.mark.parametrize(("name", "signal"), [("aborts", "SIGABRT"), ("segfaults", "SIGSEGV")])
+def test_a_target_that_kills_its_worker_is_a_crash_finding(name, signal):
+    result = _only(name)
+    assert result.status == "crash", result.message
+    assert f"crashed its worker process (killed by signal {signal})" in result.message
+    assert "reproduce_target(" in result.repro
+    # the checker goes on: a correct target passes in the worker started after the crash
+    assert _only("correct").status == "pass"
+
+
+def test_a_target_without_an_importable_name_runs_here():
+    def local(q, k, v, **arguments):
+        raise AssertionError("unreachable")
+
+    assert not make_target(local, encoding="shaw").isolated
+    assert make_target(f"{HERE}:correct", encoding="shaw", isolate=False).isolated is False
+
+
+def test_the_command_line_reports_a_hang_and_writes_the_json(tmp_path, capsys):
+    report = tmp_path / "hang.json"
+    args = ["check", "--target", f"{HERE}:hangs", "--encoding", "shaw", "--property", "oracle"]
+    args += ["--dtype", "float64", "--budget", "dev", "--timeout", "2", "--json", str(report)]
+    before = isolation.timeout()
+    try:
+        assert main(args) == 1
+    finally:
+        isolation.set_timeout(before)
+    out = capsys.readouterr().out
+    assert "1 timed out" in out and "TIMEOUT: oracle float64" in out
+    (row,) = json.loads(report.read_text())["results"]
+    assert row["status"] == "timeout" and "reproduce_target(" in row["repro"]
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "x", "inf"])
+def test_a_bad_timeout_is_refused(bad, capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["check", "--target", f"{HERE}:correct", "--encoding", "shaw", "--timeout", bad])
+    assert caught.value.code == 2
+    assert "must be a positive number of seconds" in capsys.readouterr().err
+
+
+def test_a_timeout_without_a_target_is_refused(capsys):
+    assert main(["check", "--encoding", "shaw", "--timeout", "5"]) == 2
+    assert "--timeout 5 applies to --target only" in capsys.readouterr().err
