@@ -22,6 +22,7 @@ import numpy as np
 __all__ = [
     "DTYPES",
     "Backend",
+    "InputChanged",
     "Outputs",
     "backend",
     "backends",
@@ -44,6 +45,21 @@ class Outputs:
     out: np.ndarray
     probs: np.ndarray | None
     scores: np.ndarray | None
+
+
+class InputChanged(Exception):
+    """An implementation changed some of its input tensors in place: what the caller holds
+    is then no longer what it passed, and every later use of it would be wrong."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        super().__init__(
+            f"changed its input{'s' if len(names) > 1 else ''} {', '.join(names)} in place "
+            "(an implementation must leave its inputs as it got them)"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:  # raised in a worker process, reported here
+        return (InputChanged, (self.names,))
 
 
 class Backend(abc.ABC):
@@ -74,11 +90,29 @@ class Backend(abc.ABC):
             for name, v in args.items()
         }
 
+    #: Whether this backend's tensors can be changed in place (a JAX array cannot).
+    mutable = True
+
     def call(self, fn: Callable[..., Any], args: Mapping[str, Any], dtype: str) -> Outputs:
-        """Run ``fn`` on ``args`` in ``dtype``; return out, probs and scores."""
+        """Run ``fn`` on ``args`` in ``dtype``; return out, probs and scores. Every call gets
+        tensors of its own (never views of ``args``), and a call that changes one of them in
+        place is reported (:class:`InputChanged`)."""
         converted = self.convert(args, dtype)
-        positional = [converted.pop(name) for name in _POSITIONAL]
-        out, probs, scores = fn(*positional, with_weights=True, **converted)
+        before = (
+            {n: self.to_numpy(t) for n, t in converted.items() if isinstance(args[n], np.ndarray)}
+            if self.mutable
+            else {}
+        )
+        called = dict(converted)
+        positional = [called.pop(name) for name in _POSITIONAL]
+        out, probs, scores = fn(*positional, with_weights=True, **called)
+        changed = [
+            name
+            for name, was in before.items()
+            if not np.array_equal(self.to_numpy(converted[name]), was, equal_nan=True)
+        ]
+        if changed:
+            raise InputChanged(changed)
         return Outputs(
             self.to_numpy(out),
             None if probs is None else self.to_numpy(probs),
@@ -165,17 +199,19 @@ class TorchBackend(Backend):
 
     def tensor(self, value: np.ndarray, dtype: str) -> Any:
         torch = self.torch
+        # Copies, never views of ``value``: a target that writes into its inputs must not
+        # write into the checker's arrays.
         if value.dtype.kind == "f":
-            return torch.from_numpy(np.ascontiguousarray(value, dtype=np.float64)).to(
-                getattr(torch, dtype)
-            )
-        return torch.from_numpy(np.ascontiguousarray(value))
+            return torch.tensor(np.asarray(value, dtype=np.float64), dtype=getattr(torch, dtype))
+        return torch.tensor(np.asarray(value))
 
     def to_numpy(self, value: Any) -> np.ndarray:
+        # Always a copy: a float64 CPU tensor's numpy() shares its memory, and a target may
+        # write into what it returned (or was given) later.
         value = value.detach()
         if value.is_floating_point():
-            return value.to(self.torch.float64).cpu().numpy()
-        return value.cpu().numpy()
+            value = value.to(self.torch.float64)
+        return np.array(value.cpu().numpy(), copy=True)
 
     def gradients(self, fn, args, dtype, weights, wrt):
         torch = self.torch
@@ -213,6 +249,7 @@ class JaxBackend(Backend):
     """JAX with 64-bit types enabled (float64 is one of the dtypes under test)."""
 
     name = "jax"
+    mutable = False
 
     #: Calls between two looks at the process's memory mappings (:meth:`release`).
     CHECK_EVERY = 16

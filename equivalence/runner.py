@@ -17,6 +17,7 @@ from typing import Any
 from hypothesis import given, reject, seed, settings
 from hypothesis.errors import Unsatisfiable, UnsatisfiedAssumption
 
+from relpos.equivalence.backends import InputChanged
 from relpos.equivalence.coverage import Coverage
 from relpos.equivalence.draws import Draw
 from relpos.equivalence.isolation import TargetDied
@@ -97,7 +98,7 @@ def _check(prop: Property, impl: Implementation, draw: Draw, dtype: str) -> floa
         raise
     except Inapplicable:
         reject()
-    except Finding as exc:  # a wrong result caught before comparison (shape, dtype, rows)
+    except (Finding, InputChanged) as exc:  # caught before comparison (shape, rows, inputs)
         raise PropertyFailure(
             f"property {prop.name} failed for {impl.id} ({impl.encoding}) in {dtype}:\n{exc}",
             repro_snippet(prop.name, impl, dtype, draw),

@@ -26,3 +26,10 @@ def aborts(q, k, v, **arguments):
 
 def segfaults(q, k, v, **arguments):
     ctypes.string_at(0)
+
+
+def scales_q_in_place(q, k, v, **arguments):
+    """Right answer, but q is doubled afterwards: the caller's tensor is corrupted."""
+    out = shaw_reference(q, k, v, **arguments)
+    q.mul_(2)
+    return out

@@ -83,3 +83,42 @@ def test_a_bad_timeout_is_refused(bad, capsys):
 def test_a_timeout_without_a_target_is_refused(capsys):
     assert main(["check", "--encoding", "shaw", "--timeout", "5"]) == 2
     assert "--timeout 5 applies to --target only" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("isolate", [True, False])
+def test_a_target_that_changes_its_inputs_is_a_finding_naming_them(isolate):
+    target = make_target(f"{HERE}:scales_q_in_place", encoding="shaw", isolate=isolate)
+    for dtype in ("float64", "float32"):
+        (result,) = check_target(target, properties=["oracle"], dtypes=[dtype], budget="dev")
+        assert result.status == "fail", result.message
+        assert "changed its input q in place" in result.message
+
+
+def test_the_bundled_implementations_get_copies_of_the_inputs():
+    """A float64 tensor built from the checker's array must not share its memory."""
+    import numpy as np
+
+    from relpos.equivalence.backends import backend
+
+    array = np.ones((1, 1, 2, 2))
+    tensor = backend("torch").tensor(array, "float64")
+    tensor.mul_(3)
+    assert (array == 1).all()
+
+
+def test_relpos_check_catches_a_bundled_implementation_that_changes_its_inputs(monkeypatch, capsys):
+    import relpos.impls.torch.shaw as module
+
+    original = module.shaw_fast
+
+    def planted(q, k, v, **arguments):
+        result = original(q, k, v, **arguments)
+        k.add_(1)
+        return result
+
+    monkeypatch.setattr(module, "shaw_fast", planted)
+    args = ["check", "--encoding", "shaw", "--backend", "torch", "--property", "oracle"]
+    assert main([*args, "--dtype", "float64", "--budget", "dev"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL: torch-shaw-fast oracle float64" in out and "changed its input k" in out
+    assert "torch-shaw-reference oracle float64" not in out.split("FAIL:", 1)[1]
