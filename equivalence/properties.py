@@ -552,6 +552,76 @@ def check_masked_rows(impl: Implementation, draw: Draw, dtype: str) -> list[Verd
     return verdicts or [Verdict(True, 0.0, (), "")]
 
 
+# -- 6. calls do not depend on earlier calls --------------------------------------------------
+
+#: The calls of one repeatability example: the draw's inputs (A) and the same inputs with
+#: other values v (B). Five calls, so that a target wrong on every k-th call (k <= 5) meets the
+#: fault on an A call within a few examples whatever its count started at.
+_CALLS = ("A", "B", "A", "A", "A")
+
+
+def _other_values(v: np.ndarray, dtype: str) -> np.ndarray:
+    """v with every element changed and still in range: v + 1 + |v|/4 (a step above the
+    dtype's spacing), or v / 2 where |v| > 2^14 (exact, and no float16 overflow)."""
+    return np.where(np.abs(v) > 2.0**14, v / 2, representable(v + 1 + np.abs(v) / 4, dtype))
+
+
+def check_repeatability(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]:
+    """The same inputs give the same results, bit for bit on the CPU, on every call, whatever
+    was called in between (no state kept between calls); and new values give a new output
+    (no cache keyed on the shapes): out is linear in v, so other values of v change it
+    wherever a row sees a key."""
+    args = draw.arguments(dtype)
+    other = {**args, "v": _other_values(args["v"], dtype)}
+    first: Outputs | None = None
+    for n, which in enumerate(_CALLS, start=1):
+        got = _run(impl, args if which == "A" else other, dtype)
+        if which != "A":
+            changed = first is None or not np.array_equal(got.out, first.out) or not first.out.any()
+            if not changed:
+                return [
+                    Verdict(
+                        False,
+                        float("inf"),
+                        (),
+                        f"out of {_who(impl, dtype)} on call {n} (other values v, the same "
+                        "shapes) is call 1's out, bit for bit: a result kept from an earlier "
+                        "call (a cache keyed on the shapes?)",
+                    )
+                ]
+            continue
+        if first is None:
+            first = got
+            continue
+        for name in ("out", "probs", "scores"):
+            now, then = getattr(got, name), getattr(first, name)
+            if now is None or then is None:
+                continue
+            if now.shape != then.shape:
+                shown = f"has shape {now.shape}, but call 1 gave {then.shape}"
+                index: tuple[int, ...] = ()
+            else:
+                differs = ~((now == then) | (np.isnan(now) & np.isnan(then)))
+                if not differs.any():
+                    continue
+                index = tuple(int(i) for i in np.argwhere(differs)[0])
+                shown = (
+                    f"= {now[index]:.17g} at {list(index)}, but call 1 on the same inputs "
+                    f"gave {then[index]:.17g}"
+                )
+            return [
+                Verdict(
+                    False,
+                    float("inf"),
+                    index,
+                    f"{name} of {_who(impl, dtype)} on call {n} of {len(_CALLS)} (calls "
+                    f"{'-'.join(_CALLS)}, B other values of the same shapes) {shown}: a call "
+                    "must not depend on earlier ones",
+                )
+            ]
+    return [Verdict(True, 0.0, (), "")]
+
+
 # -- the table -----------------------------------------------------------------------------
 
 
@@ -671,6 +741,13 @@ PROPERTIES: dict[str, Property] = {
             _strategy("oracle"),
             check_wide_range,
             metamorphic=True,
+        ),
+        Property(
+            "repeatability",
+            "the same inputs give the same results on every call, bit for bit",
+            PRECISE,
+            _strategy("oracle"),
+            check_repeatability,
         ),
         Property(
             "masked_rows",

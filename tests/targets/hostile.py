@@ -33,3 +33,31 @@ def scales_q_in_place(q, k, v, **arguments):
     out = shaw_reference(q, k, v, **arguments)
     q.mul_(2)
     return out
+
+
+_calls = {"n": 0}
+
+
+def wrong_every_fourth_call(q, k, v, **arguments):
+    """Right three calls in four; the fourth returns out scaled by 1 + 2^-20."""
+    _calls["n"] += 1
+    result = shaw_reference(q, k, v, **arguments)
+    if _calls["n"] % 4:
+        return result
+    out, *rest = result if isinstance(result, tuple) else (result,)
+    out = out * (1 + 2.0**-20)
+    return (out, *rest) if rest else out
+
+
+_previous = {"q": None}
+
+
+def keeps_state(q, k, v, **arguments):
+    """Adds a trace of the previous call's q to out: state kept between calls."""
+    result = shaw_reference(q, k, v, **arguments)
+    previous, _previous["q"] = _previous["q"], q.detach().clone()
+    if previous is None:
+        return result
+    out, *rest = result if isinstance(result, tuple) else (result,)
+    out = out + 2.0**-30 * float(previous.flatten()[0])
+    return (out, *rest) if rest else out

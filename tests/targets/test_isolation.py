@@ -122,3 +122,40 @@ def test_relpos_check_catches_a_bundled_implementation_that_changes_its_inputs(m
     out = capsys.readouterr().out
     assert "FAIL: torch-shaw-fast oracle float64" in out and "changed its input k" in out
     assert "torch-shaw-reference oracle float64" not in out.split("FAIL:", 1)[1]
+
+
+@pytest.mark.parametrize("name", ["wrong_every_fourth_call", "keeps_state"])
+def test_a_target_whose_calls_depend_on_earlier_ones_fails_repeatability(name):
+    target = make_target(f"{HERE}:{name}", encoding="shaw")
+    (result,) = check_target(
+        target, properties=["repeatability"], dtypes=["float64"], budget="dev"
+    )
+    assert result.status == "fail", result.message
+    assert "a call must not depend on earlier ones" in result.message
+    (correct,) = check_target(
+        make_target(f"{HERE}:correct", encoding="shaw"),
+        properties=["repeatability"],
+        dtypes=["float64"],
+        budget="dev",
+    )
+    assert correct.status == "pass", correct.message
+
+
+def test_relpos_check_catches_a_bundled_implementation_with_a_stale_cache(monkeypatch, capsys):
+    """A cache keyed on the shapes only: the second call on new values of the same shapes
+    returns the first call's results."""
+    import relpos.impls.torch.t5 as module
+
+    original, cache = module.t5_fast, {}
+
+    def planted(q, k, v, **arguments):
+        key = (tuple(q.shape), tuple(k.shape), arguments.get("with_weights"))
+        if key not in cache:
+            cache[key] = original(q, k, v, **arguments)
+        return cache[key]
+
+    monkeypatch.setattr(module, "t5_fast", planted)
+    args = ["check", "--encoding", "t5", "--backend", "torch", "--variant", "fast"]
+    assert main([*args, "--property", "repeatability", "--budget", "dev"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL: torch-t5-fast repeatability float64" in out
