@@ -17,6 +17,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 __all__ = ["main"]
@@ -140,6 +141,33 @@ def _workers(text: str) -> int:
     return value
 
 
+def _nothing_checked(results: Sequence[Any]) -> int:
+    """0, or 2 when every check was skipped: a run that checked nothing is no verdict."""
+    if results and all(r.status == "skip" for r in results):
+        sys.stderr.write(
+            "relpos check: every selected check was skipped, so nothing was checked "
+            "(--verbose lists why)\n"
+        )
+        return 2
+    return 0
+
+
+def _unwritable(path: str | None) -> str:
+    """Why the report could not be written to ``path`` (empty if it could): checked before
+    any work, so that a long run does not end in a write error."""
+    if path is None:
+        return ""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        return "is a directory"
+    if not folder.is_dir():
+        return f"no directory {folder}"
+    if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        return "not writable"
+    return ""
+
+
 def _check(args: argparse.Namespace) -> int:
     from relpos.equivalence.profiles import active_profile
 
@@ -149,6 +177,10 @@ def _check(args: argparse.Namespace) -> int:
             f"relpos check: --timeout {args.timeout:g} applies to --target only (the bundled "
             "implementations run in this process)\n"
         )
+        return 2
+    unwritable = _unwritable(args.json)
+    if unwritable:
+        sys.stderr.write(f"relpos check: --json {args.json}: {unwritable}\n")
         return 2
     seed = _run_seed(args)
     if args.target:
@@ -208,7 +240,7 @@ def _check(args: argparse.Namespace) -> int:
         write_json(args.json, to_json(results, budget=budget, seed=seed))
         sys.stdout.write(f"\nreport written to {args.json}\n")
     sys.stdout.write(_summary(results, budget))
-    return 1 if bad else 0
+    return 1 if bad else _nothing_checked(results)
 
 
 def _check_target(args: argparse.Namespace, budget: str, seed: int | None) -> int:
@@ -272,7 +304,7 @@ def _check_target(args: argparse.Namespace, budget: str, seed: int | None) -> in
         write_json(args.json, to_json(results, budget=budget, extra=extra, seed=seed))
         sys.stdout.write(f"\nreport written to {args.json}\n")
     sys.stdout.write(_summary(results, budget))
-    return 1 if bad else 0
+    return 1 if bad else _nothing_checked(results)
 
 
 def _profiles(args: argparse.Namespace) -> int:

@@ -127,3 +127,23 @@ def test_bad_workers_are_refused(bad, capsys):
     with pytest.raises(SystemExit):
         main(["check", "-n", bad])
     assert "must be a positive integer or 'auto'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("where", "words"),
+    [("missing/report.json", "no directory"), (".", "is a directory")],
+)
+def test_an_unwritable_report_is_refused_before_any_work(where, words, tmp_path, capsys):
+    path = tmp_path / where
+    args = ["check", "--encoding", "t5", "--property", "oracle", "--json", str(path)]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert f"--json {path}: {words}" in captured.err
+    assert "seed" not in captured.out  # refused before the run began
+
+
+def test_a_run_that_checked_nothing_exits_2(capsys):
+    # xl declares no zero_tables: every selected check is skipped
+    args = ["check", "--encoding", "xl", "--property", "zero_tables", "--dtype", "float64"]
+    assert main(args) == 2
+    assert "every selected check was skipped" in capsys.readouterr().err

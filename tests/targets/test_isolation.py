@@ -127,9 +127,7 @@ def test_relpos_check_catches_a_bundled_implementation_that_changes_its_inputs(m
 @pytest.mark.parametrize("name", ["wrong_every_fourth_call", "keeps_state"])
 def test_a_target_whose_calls_depend_on_earlier_ones_fails_repeatability(name):
     target = make_target(f"{HERE}:{name}", encoding="shaw")
-    (result,) = check_target(
-        target, properties=["repeatability"], dtypes=["float64"], budget="dev"
-    )
+    (result,) = check_target(target, properties=["repeatability"], dtypes=["float64"], budget="dev")
     assert result.status == "fail", result.message
     assert "a call must not depend on earlier ones" in result.message
     (correct,) = check_target(
