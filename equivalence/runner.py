@@ -21,7 +21,13 @@ from relpos.equivalence.backends import InputChanged
 from relpos.equivalence.coverage import Coverage
 from relpos.equivalence.draws import Draw
 from relpos.equivalence.isolation import TargetDied
-from relpos.equivalence.profiles import KeyedDatabase, example_database, load_profile, run_seed
+from relpos.equivalence.profiles import (
+    KeyedDatabase,
+    active_profile,
+    example_database,
+    load_profile,
+    run_seed,
+)
 from relpos.equivalence.properties import PROPERTIES, Finding, Inapplicable, Property, applicable
 from relpos.impls import Implementation, get
 
@@ -131,7 +137,8 @@ def run_property(
     prop_name: str, impl: Implementation, dtype: str, *, profile: str | settings | None = None
 ) -> Result:
     """Run one property on one implementation in one dtype under a Hypothesis profile: a
-    profile name, a ``hypothesis.settings`` object, or the current profile by default."""
+    profile name, a ``hypothesis.settings`` object, or by default the active budget
+    (HYPOTHESIS_PROFILE, ci under CI, else dev)."""
     prop = PROPERTIES[prop_name]
     result = Result(impl.encoding, impl.backend, impl.variant, prop_name, dtype, "pass")
     ok, why = applicable(prop, impl)
@@ -146,7 +153,8 @@ def run_property(
     if isinstance(profile, settings):  # a caller's own settings, database included
         chosen = profile
     else:
-        chosen = load_profile(profile) if profile else settings()
+        # the project's budgets, never Hypothesis's defaults (100 examples, a 200 ms deadline)
+        chosen = load_profile(profile or active_profile())
         # failures are kept per check, and the next run replays them first
         database = example_database()
         if database is not None:

@@ -157,3 +157,15 @@ def test_relpos_check_catches_a_bundled_implementation_with_a_stale_cache(monkey
     assert main([*args, "--property", "repeatability", "--budget", "dev"]) == 1
     out = capsys.readouterr().out
     assert "FAIL: torch-t5-fast repeatability float64" in out
+
+
+def test_check_implementation_uses_the_project_budget(monkeypatch):
+    """Without ``budget`` the active budget applies (Hypothesis's defaults would draw 100
+    examples under a 200 ms deadline)."""
+    monkeypatch.setenv("HYPOTHESIS_PROFILE", "dev")
+    from relpos.equivalence import check_implementation
+
+    (result,) = check_implementation(
+        f"{HERE}:correct", encoding="shaw", properties=["oracle"], dtypes=["float64"]
+    )
+    assert result.status == "pass" and result.examples == 3
