@@ -105,6 +105,7 @@ def _run_seed(args: argparse.Namespace) -> int:
 
     if args.seed is not None:
         set_run_seed(args.seed)
+    run_seed()  # a malformed RELPOS_SEED is refused here, before anything is said
     sys.stdout.write(f"seed {run_seed()} (replay this run with --seed {run_seed()})\n")
     return run_seed()
 
@@ -171,7 +172,17 @@ def _unwritable(path: str | None) -> str:
 def _check(args: argparse.Namespace) -> int:
     from relpos.equivalence.profiles import active_profile
 
-    budget = args.budget or active_profile()
+    try:
+        budget = args.budget or active_profile()
+    except ValueError as exc:  # HYPOTHESIS_PROFILE
+        sys.stderr.write(f"relpos check: {exc}\n")
+        return 2
+    if args.variant and args.target:
+        sys.stderr.write(
+            f"relpos check: --variant {args.variant[0]} names a bundled implementation; a "
+            "--target is checked as it is\n"
+        )
+        return 2
     if args.timeout is not None and not args.target:
         sys.stderr.write(
             f"relpos check: --timeout {args.timeout:g} applies to --target only (the bundled "
@@ -182,16 +193,31 @@ def _check(args: argparse.Namespace) -> int:
     if unwritable:
         sys.stderr.write(f"relpos check: --json {args.json}: {unwritable}\n")
         return 2
-    seed = _run_seed(args)
+    if not args.target:
+        for flag in ("adapter", "profile"):
+            if getattr(args, flag):
+                sys.stderr.write(f"relpos check: --{flag} needs --target\n")
+                return 2
+        from relpos.impls import registry
+
+        known = sorted({i.variant for i in registry()})
+        unknown = [v for v in args.variant or () if v not in known]
+        if unknown:
+            sys.stderr.write(
+                f"relpos check: --variant {unknown[0]} is not a bundled variant: "
+                f"{', '.join(known)}\n"
+            )
+            return 2
+    try:
+        seed = _run_seed(args)
+    except ValueError as exc:  # RELPOS_SEED
+        sys.stderr.write(f"relpos check: {exc}\n")
+        return 2
     if args.target:
         if args.workers != 1:
             sys.stderr.write("relpos check: -n runs the bundled implementations only\n")
             return 2
         return _check_target(args, budget, seed)
-    for flag in ("adapter", "profile"):
-        if getattr(args, flag):
-            sys.stderr.write(f"relpos check: --{flag} needs --target\n")
-            return 2
     from relpos.equivalence.parallel import run_jobs
     from relpos.equivalence.properties import PROPERTIES
     from relpos.equivalence.report import matrix, to_json, write_json

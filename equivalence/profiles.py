@@ -54,13 +54,31 @@ for _name, _kwargs in PROFILES.items():
 #: One seed for every property in a process (unless the profile derandomizes): properties
 #: then draw the same inputs, share the oracle's cached evaluations and JAX's compiled shapes.
 #: RELPOS_SEED (or ``relpos check --seed``) reproduces a run.
-RUN_SEED = int(os.environ.get("RELPOS_SEED") or int.from_bytes(os.urandom(4), "little"))
+def _seed_from_environment() -> int | None:
+    """RELPOS_SEED as a seed, None when unset; a malformed value is refused when the seed is
+    first used (:func:`run_seed`), with the variable and what it allows, not at import."""
+    text = os.environ.get("RELPOS_SEED", "").strip()
+    if not text:
+        return int.from_bytes(os.urandom(4), "little")
+    try:
+        value = int(text)
+    except ValueError:
+        return None
+    return value if 0 <= value < 2**32 else None
+
+
+RUN_SEED = _seed_from_environment()
 _seed = {"run": RUN_SEED}
 
 
 def run_seed() -> int:
     """The seed of this run's draws (set by RELPOS_SEED, :func:`set_run_seed`, or fresh)."""
-    return _seed["run"]
+    value = _seed["run"]
+    if value is None:
+        raise ValueError(
+            f"RELPOS_SEED={os.environ.get('RELPOS_SEED')!r} must be an integer in [0, 2**32)"
+        )
+    return value
 
 
 def set_run_seed(value: int) -> None:
@@ -74,13 +92,15 @@ def active_profile() -> str:
     """HYPOTHESIS_PROFILE if set, else ci when CI is set, else dev."""
     name = os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
     if name not in PROFILES:
-        raise ValueError(f"HYPOTHESIS_PROFILE must be one of {', '.join(PROFILES)}, got {name!r}")
+        raise ValueError(
+            f"HYPOTHESIS_PROFILE={name!r} must be one of {', '.join(PROFILES)} (the budgets)"
+        )
     return name
 
 
 def load_profile(name: str) -> settings:
     if name not in PROFILES:
-        raise ValueError(f"`profile` must be one of {', '.join(PROFILES)}, got {name!r}")
+        raise ValueError(f"budget {name!r} must be one of {', '.join(PROFILES)}")
     return settings.get_profile(name)
 
 

@@ -458,6 +458,21 @@ def reproduce_target(
 TARGET_PROPERTIES = tuple(name for name, p in PROPERTIES.items() if not p.needs_partner)
 
 
+def _names(argument: str, given: Iterable[str] | None) -> list[str] | None:
+    """A list of names from ``given`` (None: every one); one string or an empty list is an
+    error, not every character or every name."""
+    if given is None:
+        return None
+    if isinstance(given, str):
+        raise ArgumentError(
+            argument, repr(given), f"must be a list of names, such as [{given!r}], not a string"
+        )
+    names = list(given)
+    if not names:
+        raise ArgumentError(argument, "[]", "must name at least one, or be None for every one")
+    return names
+
+
 def check_target(
     target: Target,
     *,
@@ -469,6 +484,7 @@ def check_target(
     """Run the properties on a target; each result's ``extra`` names the target and profile."""
     from relpos.equivalence.backends import DTYPES
 
+    properties, dtypes = _names("properties", properties), _names("dtypes", dtypes)
     unknown = [d for d in dtypes or () if d not in DTYPES]
     if unknown:
         raise ArgumentError("dtypes", repr(unknown), f"must be among {', '.join(DTYPES)}")

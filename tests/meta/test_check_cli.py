@@ -147,3 +147,29 @@ def test_a_run_that_checked_nothing_exits_2(capsys):
     args = ["check", "--encoding", "xl", "--property", "zero_tables", "--dtype", "float64"]
     assert main(args) == 2
     assert "every selected check was skipped" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "words"),
+    [
+        (["--variant", "quick"], {}, "--variant quick is not a bundled variant: fast, reference"),
+        (["--budget", "ci"], {"RELPOS_SEED": "x"}, "RELPOS_SEED='x' must be an integer in"),
+        ([], {"HYPOTHESIS_PROFILE": "bogus"}, "HYPOTHESIS_PROFILE='bogus' must be one of"),
+        (
+            ["--target", "tests.targets.hostile:correct", "--variant", "fast"],
+            {},
+            "--variant fast names a bundled implementation",
+        ),
+    ],
+)
+def test_a_slip_is_a_usage_error_naming_the_value(args, env, words, monkeypatch, capsys):
+    from relpos.equivalence import profiles
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    if "RELPOS_SEED" in env:
+        monkeypatch.setitem(profiles._seed, "run", profiles._seed_from_environment())
+    assert main(["check", "--encoding", "shaw", *args]) == 2
+    captured = capsys.readouterr()
+    assert words in captured.err and "Traceback" not in captured.err
+    assert "seed" not in captured.out  # refused before the run began

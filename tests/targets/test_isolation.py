@@ -169,3 +169,28 @@ def test_check_implementation_uses_the_project_budget(monkeypatch):
         f"{HERE}:correct", encoding="shaw", properties=["oracle"], dtypes=["float64"]
     )
     assert result.status == "pass" and result.examples == 3
+
+
+@pytest.mark.parametrize(
+    ("kw", "words"),
+    [
+        ({"properties": "oracle"}, "must be a list of names, such as ['oracle'], not a string"),
+        ({"properties": []}, "must name at least one"),
+        ({"dtypes": "float64"}, "must be a list of names"),
+    ],
+)
+def test_check_target_refuses_a_string_or_an_empty_list(kw, words):
+    from relpos.spec import ArgumentError
+
+    with pytest.raises(ArgumentError, match=words.replace("[", r"\[").replace("]", r"\]")):
+        check_target(make_target(f"{HERE}:correct", encoding="shaw"), **kw)
+
+
+def test_a_bad_budget_is_called_a_budget():
+    with pytest.raises(ValueError, match="budget 'bogus' must be one of dev, ci, thorough"):
+        check_target(
+            make_target(f"{HERE}:correct", encoding="shaw"),
+            properties=["oracle"],
+            dtypes=["float64"],
+            budget="bogus",
+        )
