@@ -50,10 +50,12 @@ def compare(
     nan = np.isnan(actual)
     if nan.any():
         index = tuple(int(i) for i in np.argwhere(nan)[0])
-        msg = (
-            f"{what} of {who} = nan at {list(index)}, but should be "
-            f"{expected[index]:.17g} ({against}); {int(nan.sum())} NaN in all"
+        should = (
+            f"{against} is nan there too, and NaN never passes"
+            if np.isnan(expected[index])
+            else f"should be {expected[index]:.17g} ({against})"
         )
+        msg = f"{what} of {who} = nan at {list(index)}, but {should}; {int(nan.sum())} NaN in all"
         return Verdict(False, float("inf"), index, _with_repro(msg, repro))
     inf_mismatch = np.isinf(actual) != np.isinf(expected)
     inf_mismatch |= np.isinf(actual) & np.isinf(expected) & (np.sign(actual) != np.sign(expected))

@@ -514,19 +514,25 @@ def check_masked_rows(impl: Implementation, draw: Draw, dtype: str) -> list[Verd
                     "no NaN (fully masked rows give zeros)",
                 )
             )
-    rows_ok = all(
-        (np.isneginf(array[dead]) if name == "scores" else array[dead] == 0).all()
+    wrong = [
+        (name, array)
         for name, array in present
-    )
-    if not rows_ok:
-        index = tuple(int(i) for i in np.argwhere(dead)[0])
+        if not (np.isneginf(array[dead]) if name == "scores" else array[dead] == 0).all()
+    ]
+    if wrong:
+        name, array = wrong[0]
+        should = "-inf" if name == "scores" else "0"
+        rows = np.argwhere(
+            dead & ~(np.isneginf(array) if name == "scores" else array == 0).all(axis=-1)
+        )
+        index = tuple(int(i) for i in rows[0])
         verdicts.append(
             Verdict(
                 False,
                 float("inf"),
                 index,
-                f"out of {who} = {np.asarray(got.out)[index].tolist()} at fully masked "
-                f"row {list(index)}, but should be 0 (probs 0, scores -inf)",
+                f"{name} of {who} = {np.asarray(array)[index].tolist()} at fully masked "
+                f"row {list(index)}, but should be {should} (out 0, probs 0, scores -inf)",
             )
         )
     # The loss on the fully masked rows only: every gradient must be exactly 0 (a NaN from a

@@ -51,3 +51,14 @@ def test_masked_scores_must_be_minus_inf():
 def test_shape_mismatch():
     v = compare("out", A[:1], A, A, who="x")
     assert not v.ok and v.message == "out of x has shape (1, 2), but should have (2, 2)"
+
+
+def test_nan_on_both_sides_is_not_said_to_be_what_it_should_be():
+    import numpy as np
+
+    from relpos.equivalence.compare import compare
+
+    verdict = compare("out", np.array([np.nan]), np.array([np.nan]), np.array([1.0]), who="x")
+    assert not verdict.ok
+    assert "but oracle is nan there too, and NaN never passes" in verdict.message
+    assert "should be nan" not in verdict.message

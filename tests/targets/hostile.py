@@ -61,3 +61,15 @@ def keeps_state(q, k, v, **arguments):
     out, *rest = result if isinstance(result, tuple) else (result,)
     out = out + 2.0**-30 * float(previous.flatten()[0])
     return (out, *rest) if rest else out
+
+
+def uniform_probs_on_dead_rows(q, k, v, *, with_weights=False, **arguments):
+    """out right (zeros on fully masked rows), but probs uniform there: probs is wrong."""
+    import torch
+
+    if not with_weights:
+        return shaw_reference(q, k, v, **arguments)
+    out, probs, scores = shaw_reference(q, k, v, with_weights=True, **arguments)
+    dead = torch.isneginf(scores).all(dim=-1, keepdim=True)
+    probs = torch.where(dead, torch.full_like(probs, 1 / probs.shape[-1]), probs)
+    return out, probs, scores

@@ -194,3 +194,11 @@ def test_a_bad_budget_is_called_a_budget():
             dtypes=["float64"],
             budget="bogus",
         )
+
+
+def test_a_masked_rows_finding_names_the_wrong_array():
+    target = make_target(f"{HERE}:uniform_probs_on_dead_rows", encoding="shaw")
+    (result,) = check_target(target, properties=["masked_rows"], dtypes=["float64"])
+    assert result.status == "fail", result.message
+    finding = next(line for line in result.message.splitlines() if "fully masked" in line)
+    assert finding.startswith("probs of ") and "but should be 0" in finding
