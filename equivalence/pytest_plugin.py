@@ -51,6 +51,8 @@ class RelposItem(pytest.Item):
         self.user_properties.append(("examples", result.examples))
         if result.status == "skip":
             pytest.skip(result.message)
+        if result.status in ("timeout", "crash"):  # diagnosing would hang or crash again
+            raise RelposFailure(result, self.target, "no diagnosis: the target hung or crashed")
         if result.status in FAILED:
             raise RelposFailure(result, self.target, self._diagnose_once())
 
@@ -58,10 +60,14 @@ class RelposItem(pytest.Item):
         state = self.config.stash.setdefault(_DIAGNOSED, [])
         if state:
             return "(diagnosis: see the first failing relpos item)"
+        from relpos.equivalence.isolation import TargetDied
         from relpos.equivalence.targets import diagnose
 
         state.append(True)
-        return str(diagnose(self.target))
+        try:
+            return str(diagnose(self.target))
+        except TargetDied as died:
+            return f"no diagnosis: {died.message}"
 
     def repr_failure(self, excinfo: Any, style: Any = None) -> str:
         if isinstance(excinfo.value, RelposFailure):

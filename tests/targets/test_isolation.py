@@ -4,6 +4,7 @@ with the draw and a repro, and the checker goes on with a fresh worker."""
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -202,3 +203,25 @@ def test_a_masked_rows_finding_names_the_wrong_array():
     assert result.status == "fail", result.message
     finding = next(line for line in result.message.splitlines() if "fully masked" in line)
     assert finding.startswith("probs of ") and "but should be 0" in finding
+
+
+def test_the_pytest_plugin_reports_a_hang_as_a_failed_item(tmp_path):
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "RELPOS_TIMEOUT": "2"}
+    args = ["-p", "no:cacheprovider", "--relpos-encoding", "shaw", "--relpos-budget", "dev"]
+    args += ["--relpos-target", f"{HERE}:hangs", "-k", "oracle-float64"]
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 1 and "1 failed" in run.stdout, run.stdout
+    assert "did not return within 2 s" in run.stdout
+    assert "no diagnosis: the target hung or crashed" in run.stdout
