@@ -16,7 +16,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from relpos.spec import validate
+from relpos.spec import ArgumentError, validate
 
 __all__ = ["CALLING_CONVENTION", "half_in_float32", "validated"]
 
@@ -62,16 +62,25 @@ def half_in_float32(
     is_half: Callable[[Any], bool],
     to_float32: Callable[[Any], Any],
     cast: Callable[[Any, Any], Any],
+    accepts: Callable[[Any], bool],
+    kind: str,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """A decorator (below :func:`validated`) that runs a variant's body in float32 when its
-    inputs are a half type: the logits, the softmax and the sums are float32, so a score that
-    float32 holds stays finite even where the half type would overflow, and the output is
-    rounded to the half type (the probabilities and scores stay float32). Other dtypes run
-    unchanged. The backend says what a half tensor is and how to convert one."""
+    """A decorator (below :func:`validated`) for a backend's variants. It first refuses a
+    tensor the backend cannot compute on (``accepts``; ``kind`` says what it takes), with the
+    spec's ArgumentError rather than an error from deep inside the framework. It then runs the
+    body in float32 when the inputs are a half type: the logits, the softmax and the sums are
+    float32, so a score that float32 holds stays finite even where the half type would
+    overflow, and the output is rounded to the half type (the probabilities and scores stay
+    float32). Other dtypes run unchanged. The backend says what a half tensor is and how to
+    convert one."""
 
     def decorate(body: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(body)
         def call(problem: Any, *args: Any, **kwargs: Any) -> Any:
+            for name, tensor in problem.tensors.items():
+                if tensor is not None and not accepts(tensor):
+                    kind_of = f"{type(tensor).__module__}.{type(tensor).__qualname__}"
+                    raise ArgumentError(name, f"{name} of type {kind_of}", f"must be {kind}")
             q = problem.tensors["q"]
             if not is_half(q):
                 return body(problem, *args, **kwargs)

@@ -13,6 +13,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from relpos.impls._validated import half_in_float32
 from relpos.spec import Problem
@@ -26,6 +27,8 @@ in_float32 = half_in_float32(
     lambda t: isinstance(t, jax.Array) and t.dtype in HALF,
     lambda t: t.astype(jnp.float32),
     lambda t, dtype: t.astype(dtype),
+    lambda t: isinstance(t, jax.Array | np.ndarray),
+    "a jax.Array or a numpy array (this is a JAX implementation)",
 )
 
 

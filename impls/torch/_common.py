@@ -34,6 +34,8 @@ in_float32 = half_in_float32(
     lambda t: isinstance(t, torch.Tensor) and t.dtype in HALF,
     lambda t: t.to(torch.float32),
     lambda t, dtype: t.to(dtype),
+    lambda t: isinstance(t, torch.Tensor),
+    "a torch.Tensor (this is a PyTorch implementation; torch.from_numpy converts an array)",
 )
 
 

@@ -85,3 +85,27 @@ def test_bad_input_raises_the_spec_error(impl, bad):
     with pytest.raises(ArgumentError) as info:
         impl.load()(*positional, **converted)
     assert str(info.value) == bad.message
+
+
+@pytest.mark.parametrize("impl", implementation_params())
+def test_an_array_of_another_framework_is_refused_with_what_is_taken(impl):
+    """A torch implementation given numpy arrays, or a JAX one given torch tensors, raises
+    the spec's ArgumentError naming the argument and what it takes, not a framework error
+    from deep inside the body."""
+    from relpos.spec import get_encoding
+    from relpos.spec._cases import case_inputs
+
+    enc = get_encoding(impl.encoding)
+    args = case_inputs(enc, next(iter(enc.cases())))
+    converted = backend(impl.backend).convert(args, "float64")
+    if impl.backend == "torch":
+        converted["q"], kind, taken = args["q"], "numpy.ndarray", "a torch.Tensor"
+    else:
+        torch = pytest.importorskip("torch")
+        converted["q"], kind = torch.from_numpy(args["q"]), "torch.Tensor"
+        taken = "a jax.Array or a numpy array"
+    positional = [converted.pop(n) for n in ("q", "k", "v")]
+    with pytest.raises(ArgumentError) as info:
+        impl.load()(*positional, **converted)
+    assert str(info.value).startswith(f"`q` must be {taken}")
+    assert str(info.value).endswith(f"got q of type {kind}")
