@@ -50,6 +50,9 @@ def validated(encoding: str) -> Callable[[Callable[..., Any]], Callable[..., Any
                 if name not in CALLING_CONVENTION
             }
             problem = validate(encoding, {**arguments, **unknown})
+            for name, value in problem.options.items():  # numpy scalars as Python numbers
+                if name in bound.arguments:
+                    bound.arguments[name] = value
             return body(problem, *bound.args, **bound.kwargs)
 
         call.__signature__ = public  # type: ignore[attr-defined]

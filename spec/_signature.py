@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
+
 __all__ = [
     "DIMENSIONS",
     "ArgumentError",
@@ -136,6 +138,17 @@ def _match(shape: tuple[int, ...], layout: tuple[str | int, ...], dims: dict[str
     return True
 
 
+def plain(value: Any) -> Any:
+    """An option value with numpy scalars as the Python numbers they equal (np.int64(2) is
+    2, np.float32(0.5) is 0.5, np.bool_(True) is True), in tuples and lists too; every other
+    value as it is. Options are checked, and computed with, as Python numbers."""
+    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
+        return value.item()
+    if isinstance(value, tuple | list) and any(isinstance(v, np.generic) for v in value):
+        return type(value)(plain(v) for v in value)
+    return value
+
+
 def check_int(value: Any, *, minimum: int | None = None) -> str | None:
     """The common option check for an integer, optionally bounded below."""
     ok = isinstance(value, int) and not isinstance(value, bool)
@@ -187,7 +200,7 @@ def validate_arguments(
             )
     opts: dict[str, Any] = {}
     for opt in options:
-        value = args.get(opt.name, opt.default)
+        value = plain(args.get(opt.name, opt.default))
         problem = opt.check(value)
         if problem is not None:
             raise ArgumentError(opt.name, f"{opt.name}={value!r}", problem)

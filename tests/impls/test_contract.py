@@ -109,3 +109,41 @@ def test_an_array_of_another_framework_is_refused_with_what_is_taken(impl):
         impl.load()(*positional, **converted)
     assert str(info.value).startswith(f"`q` must be {taken}")
     assert str(info.value).endswith(f"got q of type {kind}")
+
+
+def _as_numpy_scalars(args):
+    """Every int, float and bool option (and clip's pair) as the numpy scalar of that type."""
+    import numpy as np
+
+    def scalar(value):
+        if isinstance(value, bool):
+            return np.bool_(value)
+        if isinstance(value, int):
+            return np.int64(value)
+        if isinstance(value, float):
+            return np.float64(value)
+        if isinstance(value, tuple):
+            return tuple(scalar(v) for v in value)
+        return value
+
+    return {name: scalar(value) for name, value in args.items()}
+
+
+@pytest.mark.parametrize("impl", implementation_params())
+def test_numpy_scalar_options_are_the_numbers_they_equal(impl):
+    import numpy as np
+
+    from relpos.spec import evaluate, get_encoding
+    from relpos.spec._cases import case_inputs
+
+    enc = get_encoding(impl.encoding)
+    args = case_inputs(enc, next(iter(enc.cases())))
+    args = {**{o.name: o.default for o in enc.options}, **args}  # every option, explicitly
+    args["scale"] = args["scale"] or 0.25  # a float option in every encoding
+    numpy_args = _as_numpy_scalars(args)
+    assert any(isinstance(v, np.generic | tuple) for v in numpy_args.values())
+    b = backend(impl.backend)
+    plain, scalars = (b.call(impl.load(), a, "float64") for a in (args, numpy_args))
+    assert np.array_equal(plain.out, scalars.out) and np.array_equal(plain.probs, scalars.probs)
+    oracle = evaluate(impl.encoding, **numpy_args).as_float64("out")
+    assert np.array_equal(oracle, evaluate(impl.encoding, **args).as_float64("out"))
