@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from relpos.spec import ArgumentError, validate
+from relpos.spec._signature import nonfinite
 
 __all__ = ["CALLING_CONVENTION", "half_in_float32", "validated"]
 
@@ -67,10 +68,12 @@ def half_in_float32(
     cast: Callable[[Any, Any], Any],
     accepts: Callable[[Any], bool],
     kind: str,
+    first_nonfinite: Callable[[Any], tuple[tuple[int, ...], float] | None],
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """A decorator (below :func:`validated`) for a backend's variants. It first refuses a
     tensor the backend cannot compute on (``accepts``; ``kind`` says what it takes), with the
-    spec's ArgumentError rather than an error from deep inside the framework. It then runs the
+    spec's ArgumentError rather than an error from deep inside the framework, and a NaN or
+    infinite input element (``first_nonfinite`` finds one; the spec's text). It then runs the
     body in float32 when the inputs are a half type: the logits, the softmax and the sums are
     float32, so a score that float32 holds stays finite even where the half type would
     overflow, and the output is rounded to the half type (the probabilities and scores stay
@@ -81,9 +84,14 @@ def half_in_float32(
         @functools.wraps(body)
         def call(problem: Any, *args: Any, **kwargs: Any) -> Any:
             for name, tensor in problem.tensors.items():
-                if tensor is not None and not accepts(tensor):
+                if tensor is None:
+                    continue
+                if not accepts(tensor):
                     kind_of = f"{type(tensor).__module__}.{type(tensor).__qualname__}"
                     raise ArgumentError(name, f"{name} of type {kind_of}", f"must be {kind}")
+                found = first_nonfinite(tensor)
+                if found is not None:
+                    raise nonfinite(name, *found)
             q = problem.tensors["q"]
             if not is_half(q):
                 return body(problem, *args, **kwargs)

@@ -22,6 +22,8 @@ __all__ = [
     "Option",
     "Problem",
     "Tensor",
+    "first_nonfinite",
+    "nonfinite",
     "validate_arguments",
 ]
 
@@ -138,6 +140,22 @@ def _match(shape: tuple[int, ...], layout: tuple[str | int, ...], dims: dict[str
     return True
 
 
+def first_nonfinite(array: np.ndarray) -> tuple[tuple[int, ...], float] | None:
+    """The first NaN or infinite element of a float array (its index and value), or None."""
+    bad = ~np.isfinite(array)
+    if not bad.any():
+        return None
+    index = tuple(int(i) for i in np.argwhere(bad)[0])
+    return index, float(array[index])
+
+
+def nonfinite(name: str, index: tuple[int, ...], value: float) -> ArgumentError:
+    """The error for a NaN or infinite input element, the same text from the oracle and every
+    implementation: the spec defines attention on finite inputs only."""
+    where = ", ".join(map(str, index))
+    return ArgumentError(name, f"{name}[{where}] = {value}", "must be finite (no NaN or inf)")
+
+
 def plain(value: Any) -> Any:
     """An option value with numpy scalars as the Python numbers they equal (np.int64(2) is
     2, np.float32(0.5) is 0.5, np.bool_(True) is True), in tuples and lists too; every other
@@ -241,6 +259,10 @@ def validate_arguments(
                 if notes:
                     wanted += " (" + "; ".join(notes) + ")"
                 raise ArgumentError(t.name, f"{t.name}.shape={shape}", f"must have shape {wanted}")
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+            found = first_nonfinite(value)
+            if found is not None:
+                raise nonfinite(t.name, *found)
         given[t.name] = value
 
     if "klen" in dims and "qlen" in dims:

@@ -328,3 +328,45 @@ BAD_INPUTS: list[BadInput] = [
         "`p2c_distance` must be 'r_ji' (the paper) or 'r_ij' (its code), got p2c_distance='r_ki'",
     ),
 ]
+
+
+def _poisoned(name: str, value: float) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """``name`` with its last element replaced by ``value`` (NaN or an infinity)."""
+
+    def change(args: dict[str, Any]) -> dict[str, Any]:
+        array = np.array(args[name], dtype=np.float64)
+        array.flat[-1] = value
+        args[name] = array
+        return args
+
+    return change
+
+
+def _last_index(encoding: str, case: str, name: str) -> str:
+    enc = get_encoding(encoding)
+    shape = case_inputs(enc, next(c for c in enc.cases() if c.name == case))[name].shape
+    return ", ".join(str(n - 1) for n in shape)
+
+
+_FIRST_CASES = {
+    "shaw": "symmetric",
+    "xl": None,
+    "t5": None,
+    "alibi": None,
+    "rope": None,
+    "deberta": "both_terms",
+}
+
+for _encoding, _case in _FIRST_CASES.items():
+    _case = _case or next(iter(get_encoding(_encoding).cases())).name
+    for _name, _value in (("q", float("nan")), ("k", float("inf")), ("v", float("-inf"))):
+        BAD_INPUTS.append(
+            BadInput(
+                f"{_encoding}-{_name}-{_value}",
+                _encoding,
+                _case,
+                _poisoned(_name, _value),
+                f"`{_name}` must be finite (no NaN or inf), got "
+                f"{_name}[{_last_index(_encoding, _case, _name)}] = {_value}",
+            )
+        )

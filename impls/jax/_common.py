@@ -17,10 +17,20 @@ import numpy as np
 
 from relpos.impls._validated import half_in_float32
 from relpos.spec import Problem
+from relpos.spec._signature import first_nonfinite
 
 __all__ = ["accumulation_dtype", "default_scale", "in_float32", "masked_softmax", "sinusoid"]
 
 HALF = (jnp.float16, jnp.bfloat16)
+
+
+def _first_nonfinite(t: Any) -> tuple[tuple[int, ...], float] | None:
+    """The first NaN or infinite element (index, value) of a concrete float array; a traced
+    one (under jit, grad or vmap) has no values to look at."""
+    if isinstance(t, jax.core.Tracer) or not jnp.issubdtype(t.dtype, jnp.floating):
+        return None
+    return first_nonfinite(np.asarray(t, dtype=np.float64))
+
 
 #: Half-type inputs run in float32 and their output is rounded back (see half_in_float32).
 in_float32 = half_in_float32(
@@ -29,6 +39,7 @@ in_float32 = half_in_float32(
     lambda t, dtype: t.astype(dtype),
     lambda t: isinstance(t, jax.Array | np.ndarray),
     "a jax.Array or a numpy array (this is a JAX implementation)",
+    lambda t: _first_nonfinite(t),
 )
 
 

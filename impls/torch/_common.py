@@ -29,6 +29,18 @@ __all__ = [
 
 HALF = (torch.float16, torch.bfloat16)
 
+
+def _first_nonfinite(t: torch.Tensor) -> tuple[tuple[int, ...], float] | None:
+    """The first NaN or infinite element (index, value) of a float tensor with data."""
+    if not t.is_floating_point() or t.device.type == "meta":
+        return None
+    bad = ~torch.isfinite(t.detach())
+    if not bool(bad.any()):
+        return None
+    index = tuple(int(i) for i in bad.nonzero()[0])
+    return index, float(t.detach()[index])
+
+
 #: Half-type inputs run in float32 and their output is rounded back (see half_in_float32).
 in_float32 = half_in_float32(
     lambda t: isinstance(t, torch.Tensor) and t.dtype in HALF,
@@ -36,6 +48,7 @@ in_float32 = half_in_float32(
     lambda t, dtype: t.to(dtype),
     lambda t: isinstance(t, torch.Tensor),
     "a torch.Tensor (this is a PyTorch implementation; torch.from_numpy converts an array)",
+    lambda t: _first_nonfinite(t),
 )
 
 
