@@ -241,6 +241,13 @@ def validate_arguments(
                 "must be an array or tensor (with .shape and .dtype)",
             )
         shape = _shape(value)
+        if 0 in shape:
+            raise ArgumentError(
+                t.name,
+                f"{t.name}.shape={shape}",
+                "must have no empty dimension (attention is defined over at least one batch "
+                "element, head, query, key and feature)",
+            )
         if t.broadcast:
             _check_broadcast(t, shape, dims)
             layouts[t.name] = t.layouts[0]

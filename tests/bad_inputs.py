@@ -370,3 +370,22 @@ for _encoding, _case in _FIRST_CASES.items():
                 f"{_name}[{_last_index(_encoding, _case, _name)}] = {_value}",
             )
         )
+
+for _encoding, _case in _FIRST_CASES.items():
+    _case = _case or next(iter(get_encoding(_encoding).cases())).name
+    _shape = case_inputs(
+        get_encoding(_encoding), next(c for c in get_encoding(_encoding).cases() if c.name == _case)
+    )["q"].shape
+    for _axis, _what in ((0, "batch"), (2, "queries")):
+        _empty = list(_shape)
+        _empty[_axis] = 0
+        BAD_INPUTS.append(
+            BadInput(
+                f"{_encoding}-no-{_what}",
+                _encoding,
+                _case,
+                _with(q=lambda a, axis=_axis: np.take(a["q"], [], axis=axis)),
+                f"`q` must have no empty dimension (attention is defined over at least one batch "
+                f"element, head, query, key and feature), got q.shape={tuple(_empty)}",
+            )
+        )
