@@ -239,10 +239,15 @@ _PROFILES = (
         "Transformer-XL (kimiyoung/transformer-xl PyTorch)",
         "kimiyoung/transformer-xl pytorch/mem_transformer.py (44781ed)",
         {"clamp": "upper", "mask": "hide", "masked_rows": "nan"},
-        options={"scale": fixed(None), "attn_type": fixed("uni")},
+        options={"scale": fixed(None), "attn_type": fixed("uni"), "clamp_len": _no_zero_clamp},
         exclude=_NO_SEGMENT,
         notes=(
-            "masked scores are filled with -inf, so a fully masked row is NaN",
+            "masked scores are filled with -inf, so a fully masked row is NaN; this is the "
+            "original code: the Hugging Face TransfoXL port (transformers 4.x, deprecated) "
+            "fills finfo.min on a float32 copy, so its fully masked rows are uniform (check it "
+            "with masked_rows uniform, or with profile xlnet's mask conventions)",
+            "clamp_len 0 means no clamp in Transformer-XL (it clamps only when clamp_len > 0): "
+            "the spec's clamp_len=0 has no counterpart and is not drawn",
             "boolean mask, True = masked; no segment term; causal attention only (positions "
             "klen - 1 .. 0 hold no negative distance)",
         ),

@@ -213,3 +213,17 @@ def test_library_form_arguments_give_the_spec_attention(encoding, profile, data)
     if not any((encoding, axis, value) in RESCALING for axis, value in chosen.items()):
         # reversed, permuted, negated, extended or zeroed tables: the same numbers exactly
         np.testing.assert_array_equal(back.out, want.out)
+
+
+def test_no_profile_of_a_library_that_reads_clamp_len_0_as_no_clamp_draws_it():
+    """Transformer-XL and XLNet code clamp only when clamp_len > 0: the spec's clamp_len=0
+    (every distance clamped to 0) has no counterpart there."""
+    from relpos.equivalence.targets import restriction
+    from relpos.spec import get_encoding
+
+    enc = get_encoding("xl")
+    dims = {"bsz": 1, "n_head": 1, "qlen": 4, "mlen": 2, "d_head": 2, "klen": 6}
+    for name in ("transformer-xl", "xlnet"):
+        allowed = restriction(enc, enc.profile(name)).options["clamp_len"]
+        candidates = enc.option_values(dims)["clamp_len"]
+        assert 0 in candidates and 0 not in allowed(dims, candidates), name
