@@ -139,7 +139,9 @@ _POOLS: dict[str, WorkerPool] = {}
 
 def pool(backend: str) -> WorkerPool:
     """The worker for ``backend``'s targets (one per backend and checker process)."""
-    return _POOLS.setdefault(backend, WorkerPool())
+    if backend not in _POOLS:  # one each: a pool registers its own shutdown at exit
+        _POOLS[backend] = WorkerPool()
+    return _POOLS[backend]
 
 
 def shutdown() -> None:
