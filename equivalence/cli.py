@@ -301,11 +301,20 @@ def _check_target(args: argparse.Namespace, budget: str, seed: int | None) -> in
         f"checking {target.target_path} as {target.encoding} under profile "
         f"{target.profile.name} on {target.backend}\n"
     )
+    from relpos.equivalence.properties import PROPERTIES
+    from relpos.equivalence.targets import TARGET_PROPERTIES
+
     count = {"n": 0}
+    total = sum(
+        1
+        for name in args.property or TARGET_PROPERTIES
+        for dtype in PROPERTIES[name].dtypes
+        if not args.dtype or dtype in args.dtype
+    )
 
     def progress(result: Any) -> None:
         count["n"] += 1
-        _progress(count["n"], 0, result, args.verbose)
+        _progress(count["n"], total, result, args.verbose)
 
     try:
         results = check_target(

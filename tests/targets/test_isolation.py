@@ -67,8 +67,10 @@ def test_the_command_line_reports_a_hang_and_writes_the_json(tmp_path, capsys):
         assert main(args) == 1
     finally:
         isolation.set_timeout(before)
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert "1 timed out" in out and "TIMEOUT: oracle float64" in out
+    assert "[1/1] torch-shaw-hangs oracle float64: timeout" in captured.err
     (row,) = json.loads(report.read_text())["results"]
     assert row["status"] == "timeout" and "reproduce_target(" in row["repro"]
 
