@@ -47,7 +47,7 @@ from relpos.equivalence.strategies import Restriction, draws
 from relpos.impls import BACKENDS, Implementation
 from relpos.spec import ArgumentError, Encoding, get_encoding, pair_values
 from relpos.spec._oracle import full_mask
-from relpos.spec._profiles import Profile, Value, fixed
+from relpos.spec._profiles import Profile, Value
 
 __all__ = [
     "TARGET_PROPERTIES",
@@ -581,6 +581,19 @@ def _conforms(target: Target, examples: Sequence[Draw]) -> bool:
     return True
 
 
+def _default_scale(options: Mapping[str, Any]) -> dict[str, Any]:
+    """A profile's option narrowing with scale drawn as the default (None) wherever the
+    profile and its conventions leave that free; a convention that fixes the scale (such as
+    x-transformers' 1/sqrt(d_head)) keeps it, else that profile could never be recognised."""
+    own = options.get("scale")
+
+    def narrow(dims: Mapping[str, int], candidates: list[Any]) -> list[Any]:
+        left = candidates if own is None else own(dims, candidates)
+        return [None] if None in left else left[:1]
+
+    return {**options, "scale": narrow}
+
+
 def diagnose(target: Target, *, n: int = 4) -> Diagnosis:
     """Check ``target`` under every named profile of its encoding and every combination of
     the encoding's conventions, each on ``n`` small inputs drawn for it (plus one with a fully
@@ -592,7 +605,7 @@ def diagnose(target: Target, *, n: int = 4) -> Diagnosis:
     enc = target.spec
     layouts = {t.name: 0 for t in enc.tensors if len(t.layouts) > 1}
     candidates = [
-        replace(p, options={**p.options, "scale": fixed(None)}, layouts=layouts, memory=False)
+        replace(p, options=_default_scale(p.options), layouts=layouts, memory=False)
         for p in enc.all_profiles()
     ]
     for combo in itertools.product(*(a.values for a in enc.all_axes())):
@@ -602,7 +615,7 @@ def diagnose(target: Target, *, n: int = 4) -> Diagnosis:
                 target.profile,
                 name="",
                 conventions=chosen,
-                options={**target.profile.options, "scale": fixed(None)},
+                options=_default_scale(target.profile.options),
                 layouts=layouts,
                 memory=False,
             )

@@ -101,3 +101,25 @@ def llama_rope(q, k, v, *, base=10000, rotary_dim=None, mask=None, scale=None, *
     kr = rotate(k, cos, sin)
     logits = qr @ kr.transpose(-1, -2) * (d**-0.5 if scale is None else scale)
     return _finish(logits, v, mask, torch.finfo(q.dtype).min)
+
+
+def xt_relative_position_bias(
+    q, k, v, *, rel_bias, num_buckets, max_distance, bidirectional, mask=None, **_
+):
+    """x-transformers RelativePositionBias as its profile describes it: logits q.k / sqrt(d)
+    plus sqrt(d) times the learned bias, whatever scale is asked for (T5's buckets come from
+    the bundled reference, called with those factors)."""
+    from relpos.impls.torch.t5 import t5_reference
+
+    d = q.shape[-1]
+    return t5_reference(
+        q,
+        k,
+        v,
+        rel_bias=rel_bias * d**0.5,
+        num_buckets=num_buckets,
+        max_distance=max_distance,
+        bidirectional=bidirectional,
+        mask=mask,
+        scale=d**-0.5,
+    )

@@ -227,3 +227,12 @@ def test_a_permuting_convention_keeps_its_gradients_checked():
     )
     assert set(grads) == {"q", "k", "v"}
     assert "llama" in diagnose(make_target(f"{HERE}:llama_rope", encoding="rope")).profiles
+
+
+def test_a_profile_whose_convention_fixes_the_scale_is_recognised():
+    """x-transformers' T5 bias comes with scale 1/sqrt(d_head): diagnosis keeps that scale
+    for its candidates instead of drawing the default one."""
+    target = make_target(f"{HERE}:xt_relative_position_bias", encoding="t5")
+    d = diagnose(target)
+    assert "x-transformers" in d.profiles, d
+    assert d.differences.get("bias_scale") == "sqrt_d", d
