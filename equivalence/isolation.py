@@ -188,11 +188,7 @@ def _gradients(
     from relpos.equivalence.backends import backend
 
     target = _TARGETS[key]
-
-    def out_only(q: Any, k: Any, v: Any, **arguments: Any) -> Any:
-        return target.invoke(q, k, v, **arguments)[0]
-
-    return backend(target.backend).gradients(out_only, args, dtype, weights, wrt)
+    return backend(target.backend).gradients(target.out, args, dtype, weights, wrt)
 
 
 _TASKS: dict[str, Callable[..., Any]] = {"outputs": _outputs, "gradients": _gradients}

@@ -224,6 +224,10 @@ class Target(Implementation):
             result = self.fn(q, k, v, **arguments)
         return self._parse(result, q, k, v)
 
+    def out(self, q: Any, k: Any, v: Any, **arguments: Any) -> Any:
+        """The target's output alone (what gradients are taken of)."""
+        return self.invoke(q, k, v, **arguments)[0]
+
     def _parse(self, result: Any, q: Any, k: Any, v: Any) -> tuple[Any, Any, Any]:
         who = self.target_path + (f" through {self.adapter_path}" if self.adapter_path else "")
         if isinstance(result, tuple | list):
@@ -296,15 +300,12 @@ class Target(Implementation):
         opaque = {n for value in self.chain if not value.permutes for n in value.changes}
         kept = tuple(name for name in wrt if name not in opaque)
 
-        def out_only(q: Any, k: Any, v: Any, **arguments: Any) -> Any:
-            return self.invoke(q, k, v, **arguments)[0]
-
         lib = to_library(self.chain, args)
         if self.isolated:
             who = self.target_path
             grads = pool(self.backend).run(self.key, who, "gradients", lib, dtype, weights, kept)
         else:
-            grads = backend(self.backend).gradients(out_only, lib, dtype, weights, kept)
+            grads = backend(self.backend).gradients(self.out, lib, dtype, weights, kept)
         permuted = [name for name in kept if name in changed]
         if permuted:  # an orthogonal map's adjoint is its inverse: to_spec
             mapped = to_spec(self.chain, {**lib, **{n: grads[n] for n in permuted}})

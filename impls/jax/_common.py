@@ -39,7 +39,7 @@ in_float32 = half_in_float32(
     lambda t, dtype: t.astype(dtype),
     lambda t: isinstance(t, jax.Array | np.ndarray),
     "a jax.Array or a numpy array (this is a JAX implementation)",
-    lambda t: _first_nonfinite(t),
+    _first_nonfinite,
 )
 
 

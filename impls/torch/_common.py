@@ -48,7 +48,7 @@ in_float32 = half_in_float32(
     lambda t, dtype: t.to(dtype),
     lambda t: isinstance(t, torch.Tensor),
     "a torch.Tensor (this is a PyTorch implementation; torch.from_numpy converts an array)",
-    lambda t: _first_nonfinite(t),
+    _first_nonfinite,
 )
 
 
