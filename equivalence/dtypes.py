@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["representable"]
+__all__ = ["largest_finite", "representable"]
 
 
 def _bfloat16(x: np.ndarray) -> np.ndarray:
@@ -30,4 +30,17 @@ def representable(x: np.ndarray, dtype: str) -> np.ndarray:
         return x.astype(np.float16).astype(np.float64)
     if dtype == "bfloat16":
         return _bfloat16(x)
+    raise ValueError(f"`dtype` must be one of float64, float32, bfloat16, float16, got {dtype!r}")
+
+
+#: bfloat16 keeps float32's exponent and 8 significant bits: (2 - 2^-7) 2^127.
+_BFLOAT16_MAX = (2 - 2**-7) * 2.0**127
+
+
+def largest_finite(dtype: str) -> float:
+    """The largest finite value of ``dtype`` (float64, float32, bfloat16 or float16)."""
+    if dtype == "bfloat16":
+        return _BFLOAT16_MAX
+    if dtype in ("float64", "float32", "float16"):
+        return float(np.finfo(dtype).max)
     raise ValueError(f"`dtype` must be one of float64, float32, bfloat16, float16, got {dtype!r}")

@@ -18,7 +18,7 @@ encoding declares it (the metamorphic ones, ``Encoding.metamorphic``) or always 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -29,7 +29,13 @@ from relpos.equivalence.backends import DTYPES, Outputs, backend
 from relpos.equivalence.compare import Verdict, compare
 from relpos.equivalence.draws import MASK_KINDS, Draw
 from relpos.equivalence.dtypes import representable
-from relpos.equivalence.reference import approximate, expected, expected_gradients
+from relpos.equivalence.reference import (
+    Expected,
+    approximate,
+    expected,
+    expected_gradients,
+    overflow_note,
+)
 from relpos.equivalence.strategies import Restriction, draws
 from relpos.impls import Implementation, registry
 from relpos.spec import get_encoding
@@ -150,18 +156,37 @@ def _random_like(value: np.ndarray, rng: np.random.Generator, dtype: str) -> np.
 # -- 1. the oracle ------------------------------------------------------------------------
 
 
+def _explained(verdicts: list[Verdict], got: Outputs, want: Expected, dtype: str) -> list[Verdict]:
+    """Failures where ``got`` holds inf or NaN that the oracle does not, with the overflow
+    that explains them when there is one (the logits, or the logits before their scale,
+    beyond ``dtype``'s range)."""
+    note = overflow_note(want, dtype)
+    if not note:
+        return verdicts
+    spurious = False
+    for name in ("scores", "probs", "out"):
+        array = getattr(got, name)
+        if array is not None:
+            wanted = np.isfinite(getattr(want, name))
+            spurious |= bool((~np.isfinite(np.asarray(array, dtype=np.float64)) & wanted).any())
+    if not spurious:
+        return verdicts
+    return [v if v.ok else replace(v, message=f"{v.message}; {note}") for v in verdicts]
+
+
 def check_oracle(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]:
     args = draw.arguments(dtype)
     want = expected(impl.encoding, args)
     got = _run(impl, args, dtype)
     b = want.bounds(dtype)
-    return [
+    verdicts = [
         compare(
             name, getattr(got, name), getattr(want, name), getattr(b, name), who=_who(impl, dtype)
         )
         for name in ("scores", "probs", "out")
         if getattr(got, name) is not None
     ]
+    return _explained(verdicts, got, want, dtype)
 
 
 def _index_cases(encoding: str, restrict: Restriction | None) -> list[tuple[str, Draw]]:
@@ -493,7 +518,8 @@ def check_wide_range(impl: Implementation, draw: Draw, dtype: str) -> list[Verdi
 def check_masked_rows(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]:
     args = draw.arguments(dtype)
     got = _run(impl, args, dtype)
-    dead = ~expected(impl.encoding, args).mask.any(axis=-1)
+    want = expected(impl.encoding, args)
+    dead = ~want.mask.any(axis=-1)
     who = _who(impl, dtype)
     verdicts = []
     present = [
@@ -537,6 +563,7 @@ def check_masked_rows(impl: Implementation, draw: Draw, dtype: str) -> list[Verd
         )
     # The loss on the fully masked rows only: every gradient must be exactly 0 (a NaN from a
     # dead row's softmax would show here too, since NaN != 0).
+    verdicts = _explained(verdicts, got, want, dtype)
     if _masked_rows(impl) != "zeros":  # the profile's rows were checked by outputs()
         return verdicts or [Verdict(True, 0.0, (), "")]
     weights = np.zeros(got.out.shape)

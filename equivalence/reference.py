@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from relpos.equivalence import tolerance
+from relpos.equivalence.dtypes import largest_finite
 
 __all__ = [
     "Approximate",
@@ -21,6 +22,7 @@ __all__ = [
     "expected",
     "expected_gradients",
     "fingerprint",
+    "overflow_note",
 ]
 
 _CACHE: OrderedDict[bytes, Expected] = OrderedDict()
@@ -40,6 +42,9 @@ class Expected:
     magnitude_out: np.ndarray
     #: How far each expected value may be from the exact one (the oracle's radius).
     radius: tolerance.Bounds | None = None
+    #: The largest |logit| over every pair, masked ones included, and the scale it carries.
+    peak_logit: float = 0.0
+    scale: float = 1.0
     _bounds: dict[str, tolerance.Bounds] = field(default_factory=dict)
 
     def bounds(self, dtype: str) -> tolerance.Bounds:
@@ -88,11 +93,37 @@ def expected(encoding: str, args: Mapping[str, Any]) -> Expected:
         mags["scores"],
         mags["out"],
         radius=radius,
+        peak_logit=_peak(result.as_float64("logits")),
+        scale=result.scale,
     )
     _CACHE[key] = value
     if len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
     return value
+
+
+def _peak(values: np.ndarray) -> float:
+    finite = np.abs(values[np.isfinite(values)])
+    return float(finite.max()) if finite.size else 0.0
+
+
+def overflow_note(want: Expected, dtype: str) -> str:
+    """Why ``dtype`` code may give inf or NaN where the oracle is finite: the logits, or the
+    logits before their scale (a product scaled afterwards), pass ``dtype``'s largest finite
+    value. Empty when neither does."""
+    largest = largest_finite(dtype)
+    if want.peak_logit > largest:
+        return (
+            f"the logits reach {want.peak_logit:.3g}, beyond {dtype}'s largest finite {largest:.6g}"
+        )
+    unscaled = want.peak_logit / want.scale if want.scale else 0.0
+    if unscaled > largest:
+        return (
+            f"|logit| / scale reaches {unscaled:.3g} at scale {want.scale:.3g}, beyond "
+            f"{dtype}'s largest finite {largest:.6g}, so a product scaled only afterwards "
+            "overflows"
+        )
+    return ""
 
 
 @dataclass

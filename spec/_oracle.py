@@ -69,6 +69,14 @@ class Evaluation:
             return _balls.midpoints(arr)
         return _to_float64(arr)
 
+    @property
+    def scale(self) -> float:
+        """The scale the logits were computed with (the ``scale`` option, else the encoding's
+        default), as a float."""
+        enc = _encoding(self.problem.encoding)
+        given = self.problem.options.get("scale")
+        return float(given if given is not None else enc.default_scale(self.problem))
+
     def radius(self, name: str) -> np.ndarray:
         """How far the exact value may be from :meth:`as_float64`'s, per element: the ball's
         certified radius plus the rounding to float64 (half an ulp). The exact path reports

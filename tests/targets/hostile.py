@@ -73,3 +73,16 @@ def uniform_probs_on_dead_rows(q, k, v, *, with_weights=False, **arguments):
     dead = torch.isneginf(scores).all(dim=-1, keepdim=True)
     probs = torch.where(dead, torch.full_like(probs, 1 / probs.shape[-1]), probs)
     return out, probs, scores
+
+
+def scales_after_the_product(q, k, v, **arguments):
+    """The bundled reference, except that q k^T is first formed unscaled in the input dtype,
+    as code that scales afterwards does: where that product overflows (float16, large logits)
+    the row's out is NaN."""
+    import torch
+
+    result = shaw_reference(q, k, v, **arguments)
+    out, *rest = result if isinstance(result, tuple) else (result,)
+    overflowed = ~torch.isfinite(q @ k.transpose(-1, -2)).all(dim=-1, keepdim=True)
+    out = torch.where(overflowed, torch.full_like(out, float("nan")), out)
+    return (out, *rest) if rest else out
