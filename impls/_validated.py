@@ -19,7 +19,7 @@ from typing import Any
 from relpos.spec import ArgumentError, validate
 from relpos.spec._signature import nonfinite
 
-__all__ = ["CALLING_CONVENTION", "half_in_float32", "validated"]
+__all__ = ["CALLING_CONVENTION", "Framework", "guarded", "validated"]
 
 #: Parameters of the calling convention that are not arguments of any encoding.
 CALLING_CONVENTION = frozenset({"with_weights"})
@@ -62,50 +62,78 @@ def validated(encoding: str) -> Callable[[Callable[..., Any]], Callable[..., Any
     return decorate
 
 
-def half_in_float32(
-    is_half: Callable[[Any], bool],
-    to_float32: Callable[[Any], Any],
-    cast: Callable[[Any, Any], Any],
-    accepts: Callable[[Any], bool],
-    kind: str,
-    first_nonfinite: Callable[[Any], tuple[tuple[int, ...], float] | None],
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """A decorator (below :func:`validated`) for a backend's variants. It first refuses a
-    tensor the backend cannot compute on (``accepts``; ``kind`` says what it takes), with the
-    spec's ArgumentError rather than an error from deep inside the framework, and a NaN or
-    infinite input element (``first_nonfinite`` finds one; the spec's text). It then runs the
+@dataclasses.dataclass(frozen=True)
+class Framework:
+    """What :func:`guarded` needs to know of a backend's tensors."""
+
+    #: Whether a value is a tensor this backend computes on, and the words for what it takes.
+    accepts: Callable[[Any], bool]
+    kind: str
+    #: The first NaN or infinite element (index, value) of a tensor, or None.
+    first_nonfinite: Callable[[Any], tuple[tuple[int, ...], float] | None]
+    #: The device a tensor lives on, by name ("cpu", "cuda:0", "meta"); None where the
+    #: framework places it itself (it is then never a mismatch).
+    device: Callable[[Any], str | None]
+    #: Devices whose tensors hold no data (torch's "meta").
+    dataless: frozenset[str]
+    #: Whether a tensor is a half type, and how to convert one to float32 and back.
+    is_half: Callable[[Any], bool]
+    to_float32: Callable[[Any], Any]
+    cast: Callable[[Any, Any], Any]
+
+
+def guarded(framework: Framework) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A decorator (below :func:`validated`) for a backend's variants. It first refuses, with
+    the spec's ArgumentError rather than an error from deep inside the framework, a tensor the
+    backend cannot compute on, a tensor on a device that holds no data, a tensor on another
+    device than q's, and a NaN or infinite input element (the spec's text). It then runs the
     body in float32 when the inputs are a half type: the logits, the softmax and the sums are
     float32, so a score that float32 holds stays finite even where the half type would
     overflow, and the output is rounded to the half type (the probabilities and scores stay
-    float32). Other dtypes run unchanged. The backend says what a half tensor is and how to
-    convert one."""
+    float32). Other dtypes run unchanged."""
+    f = framework
 
     def decorate(body: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(body)
         def call(problem: Any, *args: Any, **kwargs: Any) -> Any:
+            home: str | None = None
+            first = ""
             for name, tensor in problem.tensors.items():
                 if tensor is None:
                     continue
-                if not accepts(tensor):
+                if not f.accepts(tensor):
                     kind_of = f"{type(tensor).__module__}.{type(tensor).__qualname__}"
-                    raise ArgumentError(name, f"{name} of type {kind_of}", f"must be {kind}")
-                found = first_nonfinite(tensor)
+                    raise ArgumentError(name, f"{name} of type {kind_of}", f"must be {f.kind}")
+                device = f.device(tensor)
+                if device in f.dataless:
+                    raise ArgumentError(
+                        name,
+                        f"{name} on device {device}",
+                        f"must hold data (a tensor on {device} has none)",
+                    )
+                if home is None:
+                    home, first = device, name
+                elif device is not None and device != home:
+                    raise ArgumentError(
+                        name, f"{name} on device {device}", f"must be on {first}'s device {home}"
+                    )
+                found = f.first_nonfinite(tensor)
                 if found is not None:
                     raise nonfinite(name, *found)
             q = problem.tensors["q"]
-            if not is_half(q):
+            if not f.is_half(q):
                 return body(problem, *args, **kwargs)
             half = q.dtype
 
             def up(t: Any) -> Any:
-                return to_float32(t) if is_half(t) else t
+                return f.to_float32(t) if f.is_half(t) else t
 
             tensors = {name: up(t) for name, t in problem.tensors.items()}
             problem = dataclasses.replace(problem, tensors=tensors)
             result = body(problem, *map(up, args), **{n: up(x) for n, x in kwargs.items()})
             if isinstance(result, tuple):
-                return (cast(result[0], half), *result[1:])
-            return cast(result, half)
+                return (f.cast(result[0], half), *result[1:])
+            return f.cast(result, half)
 
         return call
 

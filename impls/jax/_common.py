@@ -15,11 +15,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from relpos.impls._validated import half_in_float32
+from relpos.impls._validated import Framework, guarded
 from relpos.spec import Problem
 from relpos.spec._signature import first_nonfinite
 
-__all__ = ["accumulation_dtype", "default_scale", "in_float32", "masked_softmax", "sinusoid"]
+__all__ = ["accumulation_dtype", "default_scale", "guard", "masked_softmax", "sinusoid"]
 
 HALF = (jnp.float16, jnp.bfloat16)
 
@@ -32,14 +32,26 @@ def _first_nonfinite(t: Any) -> tuple[tuple[int, ...], float] | None:
     return first_nonfinite(np.asarray(t, dtype=np.float64))
 
 
-#: Half-type inputs run in float32 and their output is rounded back (see half_in_float32).
-in_float32 = half_in_float32(
-    lambda t: isinstance(t, jax.Array) and t.dtype in HALF,
-    lambda t: t.astype(jnp.float32),
-    lambda t, dtype: t.astype(dtype),
-    lambda t: isinstance(t, jax.Array | np.ndarray),
-    "a jax.Array or a numpy array (this is a JAX implementation)",
-    _first_nonfinite,
+def _device(t: Any) -> str | None:
+    """The devices of a concrete array; None for a numpy array (JAX moves it where it is
+    needed) and for a traced one (under jit, grad or vmap: placed by its computation)."""
+    if isinstance(t, np.ndarray | jax.core.Tracer):
+        return None
+    return ",".join(sorted(str(d) for d in t.devices()))
+
+
+#: The checks and the half-type policy of every JAX variant (see :func:`guarded`).
+guard = guarded(
+    Framework(
+        accepts=lambda t: isinstance(t, jax.Array | np.ndarray),
+        kind="a jax.Array or a numpy array (this is a JAX implementation)",
+        first_nonfinite=_first_nonfinite,
+        device=_device,
+        dataless=frozenset(),
+        is_half=lambda t: isinstance(t, jax.Array) and t.dtype in HALF,
+        to_float32=lambda t: t.astype(jnp.float32),
+        cast=lambda t, dtype: t.astype(dtype),
+    )
 )
 
 

@@ -16,7 +16,7 @@ from relpos.impls._validated import validated
 from relpos.impls.jax._common import (
     accumulation_dtype,
     default_scale,
-    in_float32,
+    guard,
     masked_softmax,
     with_masked_scores,
 )
@@ -95,7 +95,7 @@ def _call(core, problem, with_weights):
 
 
 @validated("alibi")
-@in_float32
+@guard
 def alibi_reference(
     problem,
     q,
@@ -115,7 +115,7 @@ def alibi_reference(
 
 
 @validated("alibi")
-@in_float32
+@guard
 def alibi_fast(
     problem,
     q,

@@ -19,7 +19,7 @@ from relpos.impls._integers import deberta_rows
 from relpos.impls._validated import validated
 from relpos.impls.jax._common import (
     accumulation_dtype,
-    in_float32,
+    guard,
     masked_softmax,
     with_masked_scores,
 )
@@ -107,7 +107,7 @@ def _call(core, problem, with_weights):
 
 
 @validated("deberta")
-@in_float32
+@guard
 def deberta_reference(
     problem,
     q,
@@ -128,7 +128,7 @@ def deberta_reference(
 
 
 @validated("deberta")
-@in_float32
+@guard
 def deberta_fast(
     problem,
     q,

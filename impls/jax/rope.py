@@ -16,7 +16,7 @@ from relpos.impls._validated import validated
 from relpos.impls.jax._common import (
     accumulation_dtype,
     default_scale,
-    in_float32,
+    guard,
     masked_softmax,
     with_masked_scores,
 )
@@ -96,7 +96,7 @@ def _call(core, problem, with_weights):
 
 
 @validated("rope")
-@in_float32
+@guard
 def rope_reference(
     problem, q, k, v, *, mask=None, base=10000, rotary_dim=None, scale=None, with_weights=False
 ):
@@ -105,7 +105,7 @@ def rope_reference(
 
 
 @validated("rope")
-@in_float32
+@guard
 def rope_fast(
     problem, q, k, v, *, mask=None, base=10000, rotary_dim=None, scale=None, with_weights=False
 ):

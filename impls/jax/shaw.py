@@ -16,7 +16,7 @@ from relpos.impls._validated import validated
 from relpos.impls.jax._common import (
     accumulation_dtype,
     default_scale,
-    in_float32,
+    guard,
     masked_softmax,
     with_masked_scores,
 )
@@ -132,7 +132,7 @@ def _call(core, problem, with_weights):
 
 
 @validated("shaw")
-@in_float32
+@guard
 def shaw_reference(
     problem,
     q,
@@ -152,7 +152,7 @@ def shaw_reference(
 
 
 @validated("shaw")
-@in_float32
+@guard
 def shaw_fast(
     problem,
     q,

@@ -18,7 +18,7 @@ from relpos.impls._integers import t5_buckets
 from relpos.impls._validated import validated
 from relpos.impls.jax._common import (
     accumulation_dtype,
-    in_float32,
+    guard,
     masked_softmax,
     with_masked_scores,
 )
@@ -80,7 +80,7 @@ def _call(core, problem, with_weights):
 
 
 @validated("t5")
-@in_float32
+@guard
 def t5_reference(
     problem,
     q,
@@ -100,7 +100,7 @@ def t5_reference(
 
 
 @validated("t5")
-@in_float32
+@guard
 def t5_fast(
     problem,
     q,

@@ -16,7 +16,7 @@ from relpos.impls._validated import validated
 from relpos.impls.jax._common import (
     accumulation_dtype,
     default_scale,
-    in_float32,
+    guard,
     masked_softmax,
     sinusoid,
     with_masked_scores,
@@ -157,7 +157,7 @@ def _call(core, problem, with_weights):
 
 
 @validated("xl")
-@in_float32
+@guard
 def xl_reference(
     problem,
     q,
@@ -184,7 +184,7 @@ def xl_reference(
 
 
 @validated("xl")
-@in_float32
+@guard
 def xl_fast(
     problem,
     q,

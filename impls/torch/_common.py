@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from relpos.impls._validated import half_in_float32
+from relpos.impls._validated import Framework, guarded
 from relpos.spec import Problem
 
 __all__ = [
@@ -19,7 +19,7 @@ __all__ = [
     "Blocks",
     "accumulation_dtype",
     "default_scale",
-    "in_float32",
+    "guard",
     "masked_softmax",
     "sinusoid",
     "tracks_grad",
@@ -32,7 +32,7 @@ HALF = (torch.float16, torch.bfloat16)
 
 def _first_nonfinite(t: torch.Tensor) -> tuple[tuple[int, ...], float] | None:
     """The first NaN or infinite element (index, value) of a float tensor with data."""
-    if not t.is_floating_point() or t.device.type == "meta":
+    if not t.is_floating_point():
         return None
     bad = ~torch.isfinite(t.detach())
     if not bool(bad.any()):
@@ -41,14 +41,20 @@ def _first_nonfinite(t: torch.Tensor) -> tuple[tuple[int, ...], float] | None:
     return index, float(t.detach()[index])
 
 
-#: Half-type inputs run in float32 and their output is rounded back (see half_in_float32).
-in_float32 = half_in_float32(
-    lambda t: isinstance(t, torch.Tensor) and t.dtype in HALF,
-    lambda t: t.to(torch.float32),
-    lambda t, dtype: t.to(dtype),
-    lambda t: isinstance(t, torch.Tensor),
-    "a torch.Tensor (this is a PyTorch implementation; torch.from_numpy converts an array)",
-    _first_nonfinite,
+#: The checks and the half-type policy of every torch variant (see :func:`guarded`).
+guard = guarded(
+    Framework(
+        accepts=lambda t: isinstance(t, torch.Tensor),
+        kind=(
+            "a torch.Tensor (this is a PyTorch implementation; torch.from_numpy converts an array)"
+        ),
+        first_nonfinite=_first_nonfinite,
+        device=lambda t: str(t.device),
+        dataless=frozenset({"meta"}),
+        is_half=lambda t: isinstance(t, torch.Tensor) and t.dtype in HALF,
+        to_float32=lambda t: t.to(torch.float32),
+        cast=lambda t, dtype: t.to(dtype),
+    )
 )
 
 

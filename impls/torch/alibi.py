@@ -14,7 +14,7 @@ from relpos.impls.torch._common import (
     Blocks,
     accumulation_dtype,
     default_scale,
-    in_float32,
+    guard,
     masked_softmax,
     tracks_grad,
     visible_pairs,
@@ -65,7 +65,7 @@ def _prepare(problem, q, k, mask, causal):
 
 
 @validated("alibi")
-@in_float32
+@guard
 def alibi_reference(
     problem: Problem,
     q: torch.Tensor,
@@ -96,7 +96,7 @@ def alibi_reference(
 
 
 @validated("alibi")
-@in_float32
+@guard
 def alibi_fast(
     problem: Problem,
     q: torch.Tensor,

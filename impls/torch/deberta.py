@@ -16,7 +16,7 @@ from relpos.impls._validated import validated
 from relpos.impls.torch._common import (
     Blocks,
     accumulation_dtype,
-    in_float32,
+    guard,
     masked_softmax,
     tracks_grad,
     whole_attention,
@@ -55,7 +55,7 @@ def _per_pair(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
 
 
 @validated("deberta")
-@in_float32
+@guard
 def deberta_reference(
     problem: Problem,
     q: torch.Tensor,
@@ -95,7 +95,7 @@ def _table_product(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
 
 
 @validated("deberta")
-@in_float32
+@guard
 def deberta_fast(
     problem: Problem,
     q: torch.Tensor,

@@ -15,7 +15,7 @@ from relpos.impls.torch._common import (
     Blocks,
     accumulation_dtype,
     default_scale,
-    in_float32,
+    guard,
     masked_softmax,
     tracks_grad,
     whole_attention,
@@ -54,7 +54,7 @@ def _rotation_matrices(angles: torch.Tensor, d_head: int, r: int) -> torch.Tenso
 
 
 @validated("rope")
-@in_float32
+@guard
 def rope_reference(
     problem: Problem,
     q: torch.Tensor,
@@ -94,7 +94,7 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, r: int) -> to
 
 
 @validated("rope")
-@in_float32
+@guard
 def rope_fast(
     problem: Problem,
     q: torch.Tensor,

@@ -14,7 +14,7 @@ from relpos.impls.torch._common import (
     Blocks,
     accumulation_dtype,
     default_scale,
-    in_float32,
+    guard,
     masked_softmax,
     tracks_grad,
 )
@@ -41,7 +41,7 @@ def _rows_per_pair(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
 
 
 @validated("shaw")
-@in_float32
+@guard
 def shaw_reference(
     problem: Problem,
     q: torch.Tensor,
@@ -80,7 +80,7 @@ def shaw_reference(
 
 
 @validated("shaw")
-@in_float32
+@guard
 def shaw_fast(
     problem: Problem,
     q: torch.Tensor,

@@ -14,7 +14,7 @@ from relpos.impls._validated import validated
 from relpos.impls.torch._common import (
     Blocks,
     accumulation_dtype,
-    in_float32,
+    guard,
     masked_softmax,
     tracks_grad,
     whole_attention,
@@ -41,7 +41,7 @@ def _scale(problem) -> float:
 
 
 @validated("t5")
-@in_float32
+@guard
 def t5_reference(
     problem: Problem,
     q: torch.Tensor,
@@ -71,7 +71,7 @@ def t5_reference(
 
 
 @validated("t5")
-@in_float32
+@guard
 def t5_fast(
     problem: Problem,
     q: torch.Tensor,

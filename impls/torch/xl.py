@@ -15,7 +15,7 @@ from relpos.impls.torch._common import (
     Blocks,
     accumulation_dtype,
     default_scale,
-    in_float32,
+    guard,
     masked_softmax,
     sinusoid,
     tracks_grad,
@@ -67,7 +67,7 @@ def _segment_term(q, r_s_bias, seg_embed, seg_ids, mlen):
 
 
 @validated("xl")
-@in_float32
+@guard
 def xl_reference(
     problem: Problem,
     q: torch.Tensor,
@@ -116,7 +116,7 @@ def xl_reference(
 
 
 @validated("xl")
-@in_float32
+@guard
 def xl_fast(
     problem: Problem,
     q: torch.Tensor,

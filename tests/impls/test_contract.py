@@ -147,3 +147,60 @@ def test_numpy_scalar_options_are_the_numbers_they_equal(impl):
     assert np.array_equal(plain.out, scalars.out) and np.array_equal(plain.probs, scalars.probs)
     oracle = evaluate(impl.encoding, **numpy_args).as_float64("out")
     assert np.array_equal(oracle, evaluate(impl.encoding, **args).as_float64("out"))
+
+
+@pytest.mark.parametrize("impl", implementation_params(backend="torch"))
+@pytest.mark.parametrize("which", ["q", "k"])
+def test_a_tensor_without_data_is_refused(impl, which):
+    """A meta tensor holds no data: torch's fast paths would otherwise return uninitialised
+    memory. Every torch implementation names the argument and its device."""
+    from relpos.spec import get_encoding
+    from relpos.spec._cases import case_inputs
+
+    enc = get_encoding(impl.encoding)
+    converted = backend("torch").convert(case_inputs(enc, next(iter(enc.cases()))), "float64")
+    converted[which] = converted[which].to("meta")
+    positional = [converted.pop(n) for n in ("q", "k", "v")]
+    with pytest.raises(ArgumentError) as info:
+        impl.load()(*positional, **converted)
+    assert str(info.value) == (
+        f"`{which}` must hold data (a tensor on meta has none), got {which} on device meta"
+    )
+
+
+class _Placed:
+    """A stand-in tensor that says which device it is on."""
+
+    dtype = "float32"
+
+    def __init__(self, device):
+        self.device = device
+
+
+def test_a_tensor_on_another_device_than_the_first_is_refused():
+    """The device rule on its own (one CPU has one device): every tensor on the device of the
+    first placed one, and a device that the framework places itself never a mismatch."""
+    from relpos.impls._validated import Framework, guarded
+    from relpos.spec import Problem
+
+    framework = Framework(
+        accepts=lambda t: isinstance(t, _Placed),
+        kind="placed",
+        first_nonfinite=lambda t: None,
+        device=lambda t: t.device,
+        dataless=frozenset({"meta"}),
+        is_half=lambda t: False,
+        to_float32=lambda t: t,
+        cast=lambda t, dtype: t,
+    )
+    body = guarded(framework)(lambda problem: "ran")
+
+    def problem(**devices):
+        tensors = {name: _Placed(device) for name, device in devices.items()}
+        return Problem("shaw", {}, {}, tensors)
+
+    assert body(problem(q="cuda:0", k="cuda:0", v="cuda:0")) == "ran"
+    assert body(problem(q="cuda:0", k=None, v="cuda:0")) == "ran"
+    with pytest.raises(ArgumentError) as info:
+        body(problem(q="cuda:0", k="cuda:0", v="cpu"))
+    assert str(info.value) == "`v` must be on q's device cuda:0, got v on device cpu"
