@@ -8,6 +8,7 @@ the dtype, the worst error and where it is, the allowed bound, and a repro snipp
 from __future__ import annotations
 
 import builtins
+import re
 import time
 import traceback
 from contextvars import ContextVar
@@ -111,10 +112,9 @@ def _check(prop: Property, impl: Implementation, draw: Draw, dtype: str) -> floa
             draw,
         ) from exc
     except Exception as exc:  # raised inside the implementation (or its call): a finding
-        where = traceback.extract_tb(exc.__traceback__)[-1]
         raise PropertyFailure(
             f"property {prop.name}: {impl.id} raised {type(exc).__name__}: {exc}\n"
-            f"  at {where.filename}:{where.lineno} in {where.name}",
+            f"  at {_raised_at(exc)}",
             repro_snippet(prop.name, impl, dtype, draw),
             draw,
             status="error",
@@ -131,6 +131,22 @@ def _check(prop: Property, impl: Implementation, draw: Draw, dtype: str) -> floa
     if coverage is not None:
         coverage.add(draw)
     return max((v.worst_ratio for v in verdicts), default=0.0)
+
+
+#: A frame of a formatted traceback: file, line, function.
+_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
+
+
+def _raised_at(exc: BaseException) -> str:
+    """Where ``exc`` was raised: its innermost frame, in the worker process when it was raised
+    there (the worker pool keeps that traceback as text beside the exception)."""
+    remote = getattr(exc, "traceback", None)
+    frames = _FRAME.findall(remote) if isinstance(remote, str) else []
+    if frames:
+        filename, line, name = frames[-1]
+        return f"{filename}:{line} in {name}"
+    where = traceback.extract_tb(exc.__traceback__)[-1]
+    return f"{where.filename}:{where.lineno} in {where.name}"
 
 
 def run_property(
@@ -156,10 +172,12 @@ def run_property(
         # the project's budgets, never Hypothesis's defaults (100 examples, a 200 ms deadline)
         chosen = load_profile(profile or active_profile())
         # failures are kept per check, and the next run replays them first
+        # (none at all when RELPOS_EXAMPLES is empty: never Hypothesis's default directory,
+        # where every check, one test function, would share one key)
         database = example_database()
-        if database is not None:
-            key = f"{prop_name}/{impl.id}/{dtype}"
-            chosen = settings(chosen, database=KeyedDatabase(database, key))
+        key = f"{prop_name}/{impl.id}/{dtype}"
+        kept = None if database is None else KeyedDatabase(database, key)
+        chosen = settings(chosen, database=kept)
 
     @given(draw=prop.strategy(impl.encoding, getattr(impl, "restriction", None)))
     def property_holds(draw: Draw) -> None:
