@@ -73,7 +73,10 @@ class TargetDied(BaseException):
 def _describe_exit(code: int | None) -> str:
     if code is not None and code < 0:
         try:
-            return f"killed by signal {signal.Signals(-code).name}"
+            name = signal.Signals(-code).name
+            if name == "SIGKILL":  # nothing in the worker sends it: the system did
+                return "killed by signal SIGKILL, as the out-of-memory killer does"
+            return f"killed by signal {name}"
         except ValueError:
             return f"killed by signal {-code}"
     return f"exit code {code}"

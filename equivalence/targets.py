@@ -523,9 +523,16 @@ class Diagnosis:
     matches: list[dict[str, str]]
     profiles: list[str]
     differences: dict[str, str]
+    #: What the target raised, when it raised under every combination tried.
+    raised: str | None = None
 
     def __str__(self) -> str:
         head = f"diagnosis ({self.examples} small inputs per combination, {DIAGNOSIS_DTYPE})"
+        if self.raised:
+            return (
+                f"{head}: the target raised under every combination of the {self.encoding} "
+                f"conventions ({self.raised}), so no convention explains its failures"
+            )
         if not self.matches:
             return (
                 f"{head}: conforms to no combination of the {self.encoding} conventions the "
@@ -566,20 +573,22 @@ def _sample(strategy: Any, n: int) -> list[Draw]:
 DIAGNOSIS_DTYPE = "float32"
 
 
-def _conforms(target: Target, examples: Sequence[Draw]) -> bool:
+def _conforms(target: Target, examples: Sequence[Draw]) -> tuple[bool, str | None]:
     """Whether ``target`` (under its profile) agrees with the oracle on every example in
     :data:`DIAGNOSIS_DTYPE`: outputs within the bound, fully masked rows as its profile
-    says."""
+    says; and, when it does not because it raised, what it raised."""
     for draw in examples:
         args = draw.arguments(DIAGNOSIS_DTYPE)
         try:
             got = target.outputs(args, DIAGNOSIS_DTYPE)
-        except Exception:  # raising on its own convention's inputs: not this convention
-            return False
+        except Finding:  # a wrong masked row: an answer, not this convention's
+            return False, None
+        except Exception as exc:  # raising on its own convention's inputs: not this one
+            return False, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         want = expected(target.encoding, args)
         if not compare("out", got.out, want.out, want.bounds(DIAGNOSIS_DTYPE).out, who="").ok:
-            return False
-    return True
+            return False, None
+    return True, None
 
 
 def _default_scale(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -622,6 +631,7 @@ def diagnose(target: Target, *, n: int = 4) -> Diagnosis:
             )
         )
     samples: dict[Any, list[Draw]] = {}
+    raised: list[str | None] = []  # per combination tried: what it raised, if it did
     matches: list[dict[str, str]] = []
     named: list[str] = []
     for candidate in candidates:
@@ -635,7 +645,9 @@ def diagnose(target: Target, *, n: int = 4) -> Diagnosis:
             samples[key] = _sample(draws(enc.name, "tiny", restrict=r), n) + _sample(
                 draws(enc.name, "tiny", masks=("fully_masked_row",), restrict=r), 1
             )
-        if _conforms(trial, samples[key]):
+        ok, error = _conforms(trial, samples[key])
+        raised.append(error)
+        if ok:
             if candidate.name:
                 named.append(candidate.name)
             if chosen not in matches:
@@ -649,7 +661,8 @@ def diagnose(target: Target, *, n: int = 4) -> Diagnosis:
             key=lambda m: (m not in profiles, sum(m[a] != asked[a] for a in m)),
         )
         differences = {a: v for a, v in best.items() if v != asked[a]}
-    return Diagnosis(enc.name, target.profile.name, n + 1, matches, named, differences)
+    always = raised[0] if raised and all(raised) else None
+    return Diagnosis(enc.name, target.profile.name, n + 1, matches, named, differences, always)
 
 
 def check_implementation(

@@ -86,3 +86,19 @@ def scales_after_the_product(q, k, v, **arguments):
     overflowed = ~torch.isfinite(q @ k.transpose(-1, -2)).all(dim=-1, keepdim=True)
     out = torch.where(overflowed, torch.full_like(out, float("nan")), out)
     return (out, *rest) if rest else out
+
+
+def allocates_a_petabyte(q, k, v, **arguments):
+    """Asks for more memory than any machine has: the framework refuses it."""
+    import torch
+
+    torch.empty(2**50, dtype=torch.uint8)
+    return shaw_reference(q, k, v, **arguments)
+
+
+def killed_for_memory(q, k, v, **arguments):
+    """Killed with SIGKILL, as the out-of-memory killer kills a process that took too much
+    (without taking this machine's memory to get there)."""
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -10,7 +10,7 @@ import pytest
 
 from relpos.equivalence import isolation
 from relpos.equivalence.cli import main
-from relpos.equivalence.targets import check_target, make_target
+from relpos.equivalence.targets import check_target, diagnose, make_target
 
 pytest.importorskip("torch")
 
@@ -47,6 +47,26 @@ def test_a_target_that_kills_its_worker_is_a_crash_finding(name, signal):
     assert f"crashed its worker process (killed by signal {signal})" in result.message
     assert "reproduce_target(" in result.repro
     # the checker goes on: a correct target passes in the worker started after the crash
+    assert _only("correct").status == "pass"
+
+
+def test_a_huge_allocation_is_a_finding_and_the_checker_goes_on():
+    result = _only("allocates_a_petabyte")
+    assert result.status == "error", result.message
+    assert "allocate" in result.message and "reproduce_target(" in result.repro
+    # where it was raised: in the target, in the worker process, not where the result arrived
+    assert "hostile.py" in result.message and "in allocates_a_petabyte" in result.message
+    assert _only("correct").status == "pass"
+    # a target that raises on every input is not explained by any convention
+    said = str(diagnose(make_target(f"{HERE}:allocates_a_petabyte", encoding="shaw")))
+    assert "the target raised under every combination of the shaw conventions" in said, said
+    assert "RuntimeError" in said
+
+
+def test_a_worker_killed_for_memory_is_a_crash_finding_that_says_so():
+    result = _only("killed_for_memory")
+    assert result.status == "crash", result.message
+    assert "killed by signal SIGKILL, as the out-of-memory killer does" in result.message
     assert _only("correct").status == "pass"
 
 
