@@ -26,6 +26,9 @@ class Verdict:
     worst_ratio: float
     index: tuple[int, ...]
     message: str
+    #: What went wrong, for telling failures apart: "nan", "inf", "shape" or "bound" ("" when
+    #: it passed, or for a verdict not made by :func:`compare`).
+    kind: str = ""
 
 
 def compare(
@@ -46,7 +49,7 @@ def compare(
     expected = np.asarray(expected, dtype=np.float64)
     if actual.shape != expected.shape:
         msg = f"{what} of {who} has shape {actual.shape}, but should have {expected.shape}"
-        return Verdict(False, float("inf"), (), _with_repro(msg, repro))
+        return Verdict(False, float("inf"), (), _with_repro(msg, repro), "shape")
     nan = np.isnan(actual)
     if nan.any():
         index = tuple(int(i) for i in np.argwhere(nan)[0])
@@ -56,7 +59,7 @@ def compare(
             else f"should be {expected[index]:.17g} ({against})"
         )
         msg = f"{what} of {who} = nan at {list(index)}, but {should}; {int(nan.sum())} NaN in all"
-        return Verdict(False, float("inf"), index, _with_repro(msg, repro))
+        return Verdict(False, float("inf"), index, _with_repro(msg, repro), "nan")
     inf_mismatch = np.isinf(actual) != np.isinf(expected)
     inf_mismatch |= np.isinf(actual) & np.isinf(expected) & (np.sign(actual) != np.sign(expected))
     if inf_mismatch.any():
@@ -65,7 +68,7 @@ def compare(
             f"{what} of {who} = {actual[index]:.17g} at {list(index)}, but should be "
             f"{expected[index]:.17g} ({against})"
         )
-        return Verdict(False, float("inf"), index, _with_repro(msg, repro))
+        return Verdict(False, float("inf"), index, _with_repro(msg, repro), "inf")
     finite = np.isfinite(expected)
     error = np.where(finite, np.abs(actual - np.where(finite, expected, 0.0)), 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -83,7 +86,7 @@ def compare(
         f"{expected[index]:.17g} ({against}) within {bound[index]:.3g}: error "
         f"{error[index]:.3g} is {worst:.4g}x the bound"
     )
-    return Verdict(False, worst, index, _with_repro(msg, repro))
+    return Verdict(False, worst, index, _with_repro(msg, repro), "bound")
 
 
 def _with_repro(message: str, repro: str) -> str:

@@ -19,6 +19,7 @@ from hypothesis import given, reject, seed, settings
 from hypothesis.errors import Unsatisfiable, UnsatisfiedAssumption
 
 from relpos.equivalence.backends import InputChanged
+from relpos.equivalence.compare import Verdict
 from relpos.equivalence.coverage import Coverage
 from relpos.equivalence.draws import Draw
 from relpos.equivalence.isolation import TargetDied
@@ -92,6 +93,20 @@ class PropertyFailure(AssertionError):
         self.status = status
 
 
+_KINDS: dict[frozenset[tuple[str, str]], type[PropertyFailure]] = {}
+
+
+def _distinct(failed: list[Verdict]) -> type[PropertyFailure]:
+    """The failure type for these verdicts: one per set of (what was wrong, how), such as
+    out with NaN or probs beyond the bound. Hypothesis tells bugs apart by the type and place
+    of what they raise, so each kind is shrunk and reported on its own instead of the first
+    found hiding the others."""
+    signature = frozenset((v.message.split(" of ", 1)[0], v.kind) for v in failed)
+    if signature not in _KINDS:
+        _KINDS[signature] = type("PropertyFailure", (PropertyFailure,), {})
+    return _KINDS[signature]
+
+
 def _check(prop: Property, impl: Implementation, draw: Draw, dtype: str) -> float:
     try:
         verdicts = prop.check(impl, draw, dtype)
@@ -122,7 +137,7 @@ def _check(prop: Property, impl: Implementation, draw: Draw, dtype: str) -> floa
     failed = [v for v in verdicts if not v.ok]
     if failed:
         header = f"property {prop.name} failed for {impl.id} ({impl.encoding}) in {dtype}:"
-        raise PropertyFailure(
+        raise _distinct(failed)(
             "\n".join([header, *(v.message for v in failed)]),
             repro_snippet(prop.name, impl, dtype, draw),
             draw,
@@ -206,7 +221,11 @@ def run_property(
     except (PropertyFailure, BaseExceptionGroup, TargetDied) as caught:
         failures = [caught.failure] if isinstance(caught, TargetDied) else _failures(caught)
         result.status = _worst(failures)
-        result.message = "\n\n".join(str(f) for f in failures)
+        shown = failures[:_SHOWN]
+        more = len(failures) - len(shown)
+        result.message = "\n\n".join(str(f) for f in shown)
+        if more:
+            result.message += f"\n\n... and {more} more distinct failures of {prop_name}"
         result.repro = failures[0].repro
         result.draw = failures[0].draw
     finally:
@@ -245,6 +264,9 @@ def _run_cases(prop: Property, impl: Implementation, dtype: str, result: Result)
         result.repro, result.draw = first.repro, first.draw
         result.examples += len(failed)
 
+
+#: How many distinct failures of one check its message spells out.
+_SHOWN = 4
 
 #: The statuses of a check that did not hold, from the most telling: a wrong value, a target
 #: that crashed its worker, one that hung past the timeout, one that raised.

@@ -102,3 +102,13 @@ def killed_for_memory(q, k, v, **arguments):
     import signal
 
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def nan_on_one_query_else_off(q, k, v, **arguments):
+    """Two bugs at once: NaN out for a single query, out 1% too large otherwise."""
+    import torch
+
+    result = shaw_reference(q, k, v, **arguments)
+    out, *rest = result if isinstance(result, tuple) else (result,)
+    out = torch.full_like(out, float("nan")) if q.shape[2] == 1 else out * 1.01
+    return (out, *rest) if rest else out
