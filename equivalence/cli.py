@@ -194,7 +194,7 @@ def _check(args: argparse.Namespace) -> int:
         sys.stderr.write(f"relpos check: --json {args.json}: {unwritable}\n")
         return 2
     if not args.target:
-        for flag in ("adapter", "profile"):
+        for flag in ("adapter", "profile", "allow", "exclude"):
             if getattr(args, flag):
                 sys.stderr.write(f"relpos check: --{flag} needs --target\n")
                 return 2
@@ -293,13 +293,15 @@ def _check_target(args: argparse.Namespace, budget: str, seed: int | None) -> in
             profile=args.profile,
             adapter=args.adapter,
             backend=args.backend[0] if args.backend else None,
+            allow=args.allow,
+            exclude=args.exclude,
         )
     except ArgumentError as exc:
         sys.stderr.write(f"relpos check: {exc}\n")
         return 2
     sys.stderr.write(
         f"checking {target.target_path} as {target.encoding} under profile "
-        f"{target.profile.name} on {target.backend}\n"
+        f"{target.profile.label} on {target.backend}\n"
     )
     from relpos.equivalence.properties import PROPERTIES
     from relpos.equivalence.targets import TARGET_PROPERTIES
@@ -334,6 +336,7 @@ def _check_target(args: argparse.Namespace, budget: str, seed: int | None) -> in
             "target": target.target_path,
             "adapter": target.adapter_path or None,
             "profile": target.profile.name,
+            "adjustments": list(target.profile.adjustments),
             "backend": target.backend,
         }
         write_json(args.json, to_json(results, budget=budget, extra=extra, seed=seed))
@@ -471,6 +474,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="the target's convention profile (relpos profiles lists them; default: the spec)",
     )
+    for kind, what in (("allow", "draw these values too"), ("exclude", "never draw them")):
+        check.add_argument(
+            f"--{kind}",
+            action="append",
+            default=[],
+            metavar="NAME[=VALUES]",
+            help=f"adjust the --target's profile: {what} (an option NAME=V1,V2; memory; or an "
+            "optional tensor); repeatable",
+        )
     check.add_argument(
         "--timeout",
         type=_timeout_value,

@@ -5,7 +5,8 @@ Installed with the package (entry point ``pytest11``: ``relpos``); inert unless
 
     pytest --relpos-target mypkg.attention:relative_attention --relpos-encoding shaw \
            [--relpos-profile hf-bert-relative-key] [--relpos-adapter mypkg.adapt:call] \
-           [--relpos-backend torch] [--relpos-budget ci] [--junitxml report.xml]
+           [--relpos-backend torch] [--relpos-budget ci] [--junitxml report.xml] \
+           [--relpos-allow NAME[=VALUES]] [--relpos-exclude NAME[=VALUES]]
 
 adds one test item per (property, dtype), named ``relpos[<property>-<dtype>]``, next to the
 suite's own tests. A failing item's report is the checker's (the worst error, the bound, the
@@ -33,6 +34,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("relpos", "relpos-conformance: check a third-party target")
     for name, metavar, help_text in _OPTIONS:
         group.addoption(f"--relpos-{name}", dest=f"relpos_{name}", metavar=metavar, help=help_text)
+    for kind, what in (("allow", "draw these values too"), ("exclude", "never draw them")):
+        group.addoption(
+            f"--relpos-{kind}",
+            dest=f"relpos_{kind}",
+            action="append",
+            default=[],
+            metavar="NAME[=VALUES]",
+            help=f"adjust the profile: {what} (an option NAME=V1,V2; memory; or an optional "
+            "tensor); repeatable",
+        )
 
 
 class RelposItem(pytest.Item):
@@ -84,7 +95,7 @@ _DIAGNOSED = pytest.StashKey[list]()
 class RelposFailure(AssertionError):
     def __init__(self, result: Any, target: Any, diagnosis: str) -> None:
         super().__init__(
-            f"{target.target_path} under profile {target.profile.name}: {result.property} "
+            f"{target.target_path} under profile {target.profile.label}: {result.property} "
             f"{result.dtype} {result.status}\n{result.message}\n\n{diagnosis}"
         )
 
@@ -110,6 +121,8 @@ def pytest_collection_modifyitems(
             profile=config.getoption("relpos_profile"),
             adapter=config.getoption("relpos_adapter"),
             backend=config.getoption("relpos_backend"),
+            allow=config.getoption("relpos_allow"),
+            exclude=config.getoption("relpos_exclude"),
         )
     except ArgumentError as exc:
         raise pytest.UsageError(f"relpos: {exc}") from exc

@@ -15,6 +15,7 @@ from functools import partial
 from operator import mul
 from typing import Any
 
+from hypothesis import reject
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
@@ -237,7 +238,9 @@ def draws(
     chosen = {}
     for name, candidates in enc.option_values(dims).items():
         if name in r.options:
-            candidates = r.options[name](dims, candidates) or candidates[:1]
+            candidates = r.options[name](dims, candidates)
+            if not candidates:  # nothing the library accepts at these dimensions
+                reject()
         chosen[name] = fixed[name] if name in fixed else draw(st.sampled_from(candidates))
     groups = enc.optional_groups or tuple(
         (t.name,) for t in enc.tensors if not t.required and t.name != "mask"

@@ -36,6 +36,7 @@ import numpy as np
 from hypothesis import Phase, given, settings
 
 from relpos.equivalence import tolerance
+from relpos.equivalence.adjustments import adjust
 from relpos.equivalence.backends import Outputs, backend
 from relpos.equivalence.compare import compare
 from relpos.equivalence.draws import Draw
@@ -323,7 +324,7 @@ class Target(Implementation):
         if problem:
             raise Finding(
                 f"fully masked row {list(index)} of {self.id} in {dtype}: {problem} "
-                f"(profile {self.profile.name}: masked rows {convention})"
+                f"(profile {self.profile.label}: masked rows {convention})"
             )
         out = np.where(dead[..., None], 0.0, got.out)
         probs = None if got.probs is None else np.where(dead[..., None], 0.0, got.probs)
@@ -389,13 +390,18 @@ def make_target(
     adapter: Callable[..., Any] | str | None = None,
     backend: str | None = None,
     isolate: bool = True,
+    allow: Sequence[str] = (),
+    exclude: Sequence[str] = (),
 ) -> Target:
     """A :class:`Target` from a function (or 'package.module:function'), an encoding, a
     profile name (default: the spec's own) and an optional adapter. With ``isolate`` (the
     default) its calls run in a worker process (:mod:`relpos.equivalence.isolation`) when
-    the target and adapter import by their names; else in this process."""
+    the target and adapter import by their names; else in this process. ``allow`` and
+    ``exclude`` adjust the profile for this target (:mod:`relpos.equivalence.adjustments`)."""
     enc = get_encoding(encoding)
     chosen = enc.profile(profile or enc.name)
+    if allow or exclude:
+        chosen = adjust(enc, chosen, allow, exclude)
     target_path = fn if isinstance(fn, str) else _label(fn)
     function = load_callable(fn, "target") if isinstance(fn, str) else fn
     adapter_path = "" if adapter is None else (adapter if isinstance(adapter, str) else "")
@@ -662,7 +668,7 @@ def diagnose(target: Target, *, n: int = 4) -> Diagnosis:
         )
         differences = {a: v for a, v in best.items() if v != asked[a]}
     always = raised[0] if raised and all(raised) else None
-    return Diagnosis(enc.name, target.profile.name, n + 1, matches, named, differences, always)
+    return Diagnosis(enc.name, target.profile.label, n + 1, matches, named, differences, always)
 
 
 def check_implementation(
@@ -692,7 +698,7 @@ def failure_report(target: Target, results: Sequence[Result]) -> str:
     bad = [r for r in results if r.status in FAILED]
     lines = [
         f"{target.target_path} does not conform to {target.encoding} under profile "
-        f"{target.profile.name}: {len(bad)} of {len(results)} checks failed"
+        f"{target.profile.label}: {len(bad)} of {len(results)} checks failed"
     ]
     for r in bad:
         lines += ["", f"{r.status.upper()}: {r.property} {r.dtype}", r.message]

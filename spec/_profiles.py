@@ -168,6 +168,14 @@ class Profile:
     #: Dimensions the library needs to be multiples of a number (``{"d_head": 2}``).
     multiple_of: Mapping[str, int] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    #: Changes a user made to the named profile for one run (``allow clamp_len=0``), shown
+    #: wherever the profile is named.
+    adjustments: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """The name, with the run's adjustments if any: ``xlnet (allow clamp_len=0)``."""
+        return f"{self.name} ({'; '.join(self.adjustments)})" if self.adjustments else self.name
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "conventions", MappingProxyType(dict(self.conventions)))

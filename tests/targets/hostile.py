@@ -112,3 +112,11 @@ def nan_on_one_query_else_off(q, k, v, **arguments):
     out, *rest = result if isinstance(result, tuple) else (result,)
     out = torch.full_like(out, float("nan")) if q.shape[2] == 1 else out * 1.01
     return (out, *rest) if rest else out
+
+
+def clamp_zero_is_no_clamp(q, k, v, *, clamp_len=None, **arguments):
+    """Transformer-XL code's reading of clamp_len 0: no clamp at all (the spec clamps every
+    distance to 0)."""
+    from relpos.impls.torch.xl import xl_reference
+
+    return xl_reference(q, k, v, clamp_len=None if clamp_len == 0 else clamp_len, **arguments)
