@@ -556,6 +556,27 @@ class Diagnosis:
         return f"{head}: conforms to {self.encoding} with {said}{named}{also}"
 
 
+def diagnosis_samples(encoding: str, restrict: Restriction, n: int) -> list[Draw]:
+    """The inputs diagnosis tries a combination on: ``n`` tiny ones, one with three heads or
+    more (and memory, where ``restrict`` allows it), and one with a fully masked row
+    that tells the masked-row conventions apart (two keys or more and normal values, so
+    zeros, uniform weights and NaN give three different outputs)."""
+    masked = draws(
+        encoding,
+        "tiny",
+        masks=("fully_masked_row",),
+        values=("normal",),
+        at_least={"qlen": 2},
+        restrict=restrict,
+    )
+    wide = {"n_head": 3} if restrict.at_most.get("mlen") == 0 else {"n_head": 3, "mlen": 1}
+    return [
+        *_sample(draws(encoding, "tiny", restrict=restrict), n),
+        *_sample(draws(encoding, "oracle", at_least=wide, restrict=restrict), 1),
+        *_sample(masked, 1),
+    ]
+
+
 def _sample(strategy: Any, n: int) -> list[Draw]:
     found: list[Draw] = []
 
@@ -612,17 +633,18 @@ def _default_scale(options: Mapping[str, Any]) -> dict[str, Any]:
 
 def diagnose(target: Target, *, n: int = 4) -> Diagnosis:
     """Check ``target`` under every named profile of its encoding and every combination of
-    the encoding's conventions, each on ``n`` small inputs drawn for it (plus one with a fully
-    masked row); report what it satisfies and the named profiles among them.
+    the encoding's conventions, each on ``n`` small inputs drawn for it, one with three heads
+    or more, and one with a fully masked row whose conventions differ (two keys or more,
+    normal values: zeros, uniform weights and NaN all give different outputs); report what
+    it satisfies and the named profiles among them.
 
-    The inputs carry no memory, tables shared by heads and the default scale, which every
-    library accepts; a combination keeps the restrictions of the profile asked for, a named
-    profile its own."""
+    The inputs carry tables shared by heads and the default scale, which every library
+    accepts, and memory where the profile allows it; a combination keeps the restrictions of
+    the profile asked for, a named profile its own."""
     enc = target.spec
     layouts = {t.name: 0 for t in enc.tensors if len(t.layouts) > 1}
     candidates = [
-        replace(p, options=_default_scale(p.options), layouts=layouts, memory=False)
-        for p in enc.all_profiles()
+        replace(p, options=_default_scale(p.options), layouts=layouts) for p in enc.all_profiles()
     ]
     for combo in itertools.product(*(a.values for a in enc.all_axes())):
         chosen = {a.name: v.name for a, v in zip(enc.all_axes(), combo, strict=True)}
@@ -633,7 +655,6 @@ def diagnose(target: Target, *, n: int = 4) -> Diagnosis:
                 conventions=chosen,
                 options=_default_scale(target.profile.options),
                 layouts=layouts,
-                memory=False,
             )
         )
     samples: dict[Any, list[Draw]] = {}
@@ -648,9 +669,7 @@ def diagnose(target: Target, *, n: int = 4) -> Diagnosis:
         r = trial.restriction
         key = (candidate.name, tuple(sorted((k, v) for k, v in chosen.items() if k != "mask")))
         if key not in samples:
-            samples[key] = _sample(draws(enc.name, "tiny", restrict=r), n) + _sample(
-                draws(enc.name, "tiny", masks=("fully_masked_row",), restrict=r), 1
-            )
+            samples[key] = diagnosis_samples(enc.name, r, n)
         ok, error = _conforms(trial, samples[key])
         raised.append(error)
         if ok:
@@ -668,7 +687,7 @@ def diagnose(target: Target, *, n: int = 4) -> Diagnosis:
         )
         differences = {a: v for a, v in best.items() if v != asked[a]}
     always = raised[0] if raised and all(raised) else None
-    return Diagnosis(enc.name, target.profile.label, n + 1, matches, named, differences, always)
+    return Diagnosis(enc.name, target.profile.label, n + 2, matches, named, differences, always)
 
 
 def check_implementation(

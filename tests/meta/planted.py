@@ -10,7 +10,7 @@ from typing import Any
 
 from relpos.impls import Implementation
 
-SHAW_BUGS = ("sign", "off_by_one", "no_scale", "nan_rows", "relative_error")
+SHAW_BUGS = ("sign", "off_by_one", "no_scale", "nan_rows", "relative_error", "no_memory_offset")
 XL_BUGS = ("float32_sinusoid", "swapped_biases", "no_scale")
 
 
@@ -54,6 +54,8 @@ def shaw(bug: str | None) -> Planted:
     ):
         qlen, klen, d = q.shape[2], k.shape[2], q.shape[3]
         distance = torch.arange(klen)[None, :] - (klen - qlen + torch.arange(qlen))[:, None]
+        if bug == "no_memory_offset":  # queries placed at 0..qlen-1, as if there were no memory
+            distance = torch.arange(klen)[None, :] - torch.arange(qlen)[:, None]
         if bug == "sign":
             distance = -distance
         rows = distance.clamp(*clip) - clip[0]

@@ -25,6 +25,7 @@ CAUGHT_BY = {
     "relative_error": "oracle",
     "float32_sinusoid": "oracle",
     "swapped_biases": "oracle",
+    "no_memory_offset": "memory_rows",
 }
 
 
