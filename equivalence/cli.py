@@ -183,10 +183,16 @@ def _check(args: argparse.Namespace) -> int:
             "--target is checked as it is\n"
         )
         return 2
-    if args.timeout is not None and not args.target:
+    if args.timeout is not None and not (args.target or args.isolate):
         sys.stderr.write(
-            f"relpos check: --timeout {args.timeout:g} applies to --target only (the bundled "
-            "implementations run in this process)\n"
+            f"relpos check: --timeout {args.timeout:g} applies to --target and --isolate only "
+            "(the bundled implementations run in this process otherwise)\n"
+        )
+        return 2
+    if args.isolate and args.target:
+        sys.stderr.write(
+            "relpos check: --isolate is for the bundled implementations; a "
+            "--target always runs in a worker process\n"
         )
         return 2
     unwritable = _unwritable(args.json)
@@ -230,6 +236,12 @@ def _check(args: argparse.Namespace) -> int:
         and (not args.backend or i.backend in args.backend)
         and (not args.variant or i.variant in args.variant)
     ]
+    if args.isolate:
+        from relpos.equivalence.isolation import Isolated, set_timeout
+
+        chosen = [Isolated.of(i) for i in chosen]
+        if args.timeout is not None:
+            set_timeout(args.timeout)
     props = [p for p in PROPERTIES.values() if not args.property or p.name in args.property]
     jobs = [
         (impl, prop, dtype)
@@ -489,6 +501,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long one call of a --target may take before it is stopped and reported as a "
         "timeout (default: RELPOS_TIMEOUT, else 60); a target runs in a worker process",
+    )
+    check.add_argument(
+        "--isolate",
+        action="store_true",
+        help="run the bundled implementations in worker processes, as a --target runs: a "
+        "hang or a crash is a finding (with --timeout)",
     )
     check.add_argument(
         "--seed",

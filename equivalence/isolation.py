@@ -21,13 +21,17 @@ import signal
 import sys
 from collections.abc import Callable, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from relpos.impls import Implementation
+
 __all__ = [
     "DEFAULT_TIMEOUT",
     "LOAD_TIMEOUT",
+    "Isolated",
     "TargetDied",
     "WorkerPool",
     "pool",
@@ -138,6 +142,37 @@ class WorkerPool:
 
 
 _POOLS: dict[str, WorkerPool] = {}
+
+
+@dataclass(frozen=True)
+class Isolated(Implementation):
+    """A bundled implementation whose calls run in its backend's worker process, like a
+    target's (``relpos check --isolate``): a hang or a crash in it is a finding, not the end
+    of the run. The results, the id and the repro are the implementation's own."""
+
+    @classmethod
+    def of(cls, impl: Implementation) -> Isolated:
+        return cls(impl.encoding, impl.backend, impl.variant, impl.function)
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return (f"{self.module}:{self.function}", self.encoding, "", self.backend)
+
+    def outputs(self, args: Mapping[str, Any], dtype: str) -> Any:
+        return pool(self.backend).run(self.key, self.id, "outputs", args, dtype)
+
+    def output_gradients(
+        self,
+        args: Mapping[str, Any],
+        dtype: str,
+        weights: np.ndarray,
+        wrt: tuple[str, ...],
+    ) -> dict[str, np.ndarray]:
+        return pool(self.backend).run(self.key, self.id, "gradients", args, dtype, weights, wrt)
+
+    def wrap(self, other: Implementation) -> Isolated:
+        """Another implementation (a cross-backend partner) run the same way."""
+        return Isolated.of(other)
 
 
 def pool(backend: str) -> WorkerPool:

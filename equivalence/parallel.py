@@ -57,6 +57,7 @@ def run_jobs(
                 [(jobs[n][0].id, jobs[n][1], jobs[n][2]) for n in members],
                 budget,
                 seed,
+                [bool(getattr(jobs[n][0], "wrap", None)) for n in members],
             ): members
             for members in groups.values()
         }
@@ -68,15 +69,21 @@ def run_jobs(
     return [found[n] for n in range(len(jobs))]
 
 
-def _run_group(jobs: list[tuple[str, str, str]], budget: str, seed: int | None) -> list[Result]:
-    """One group in a worker: the run's seed, then each job in order."""
+def _run_group(
+    jobs: list[tuple[str, str, str]], budget: str, seed: int | None, isolated: list[bool]
+) -> list[Result]:
+    """One group in a worker: the run's seed, then each job in order (an isolated one's
+    calls in a worker process of this process's own)."""
+    from relpos.equivalence.isolation import Isolated
     from relpos.equivalence.profiles import set_run_seed
     from relpos.impls import get
 
     if seed is not None:
         set_run_seed(seed)
     results = []
-    for impl_id, prop, dtype in jobs:
+    for (impl_id, prop, dtype), apart in zip(jobs, isolated, strict=True):
         backend, encoding, variant = impl_id.split("-", 2)
-        results.append(run_property(prop, get(encoding, backend, variant), dtype, profile=budget))
+        impl = get(encoding, backend, variant)
+        impl = Isolated.of(impl) if apart else impl
+        results.append(run_property(prop, impl, dtype, profile=budget))
     return results

@@ -119,12 +119,14 @@ def _round(args: Mapping[str, Any], dtype: str) -> dict[str, Any]:
 
 
 def partner(impl: Implementation) -> Implementation | None:
-    """The same encoding and variant on the other backend, if registered."""
+    """The same encoding and variant on the other backend, if registered (run the way
+    ``impl`` runs: in a worker process when it does)."""
+    wrap = getattr(impl, "wrap", None)
     for other in registry():
         if (other.encoding, other.variant) == (impl.encoding, impl.variant) and (
             other.backend != impl.backend
         ):
-            return other
+            return other if wrap is None else wrap(other)
     return None
 
 
@@ -312,8 +314,8 @@ def check_gradients_cross_backend(impl: Implementation, draw: Draw, dtype: str) 
     _, magnitude = expected_gradients(impl.encoding, args, w)
     bounds = _gradient_bounds(impl.encoding, args, dtype, magnitude)
     wrt = _wrt(impl.encoding, args)
-    mine = backend(impl.backend).gradients(impl.load(), args, dtype, w, wrt)
-    theirs = backend(other.backend).gradients(other.load(), args, dtype, w, wrt)
+    mine = _gradients(impl, args, dtype, w, wrt)
+    theirs = _gradients(other, args, dtype, w, wrt)
     return [
         compare(
             f"d/d{name}",

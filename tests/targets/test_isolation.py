@@ -103,9 +103,9 @@ def test_a_bad_timeout_is_refused(bad, capsys):
     assert "must be a positive number of seconds" in capsys.readouterr().err
 
 
-def test_a_timeout_without_a_target_is_refused(capsys):
+def test_a_timeout_without_a_target_or_isolation_is_refused(capsys):
     assert main(["check", "--encoding", "shaw", "--timeout", "5"]) == 2
-    assert "--timeout 5 applies to --target only" in capsys.readouterr().err
+    assert "--timeout 5 applies to --target and --isolate only" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("isolate", [True, False])
@@ -247,3 +247,21 @@ def test_the_pytest_plugin_reports_a_hang_as_a_failed_item(tmp_path):
     assert run.returncode == 1 and "1 failed" in run.stdout, run.stdout
     assert "did not return within 2 s" in run.stdout
     assert "no diagnosis: the target hung or crashed" in run.stdout
+
+
+def test_a_bundled_implementation_can_run_in_a_worker(capsys):
+    from relpos.equivalence.isolation import Isolated
+    from relpos.equivalence.properties import partner
+    from relpos.equivalence.runner import run_property
+    from relpos.impls import get
+
+    impl = Isolated.of(get("shaw", "torch", "reference"))
+    result = run_property("oracle", impl, "float64", profile="dev")
+    assert result.status == "pass" and result.implementation == "torch-shaw-reference"
+    assert impl.key in isolation.pool("torch")._loaded  # the worker did the calls
+    assert isinstance(partner(impl), Isolated)
+    argv = ["check", "--isolate", "--encoding", "shaw", "--backend", "torch"]
+    argv += ["--variant", "reference", "--property", "oracle", "--dtype", "float64"]
+    assert main([*argv, "--timeout", "30"]) == 0
+    assert main(["check", "--isolate", "--target", f"{HERE}:correct", "--encoding", "shaw"]) == 2
+    assert "--isolate is for the bundled implementations" in capsys.readouterr().err
