@@ -220,9 +220,6 @@ def _check(args: argparse.Namespace) -> int:
         sys.stderr.write(f"relpos check: {exc}\n")
         return 2
     if args.target:
-        if args.workers != 1:
-            sys.stderr.write("relpos check: -n runs the bundled implementations only\n")
-            return 2
         return _check_target(args, budget, seed)
     from relpos.equivalence.parallel import run_jobs
     from relpos.equivalence.properties import PROPERTIES
@@ -332,7 +329,12 @@ def _check_target(args: argparse.Namespace, budget: str, seed: int | None) -> in
 
     try:
         results = check_target(
-            target, properties=args.property, dtypes=args.dtype, budget=budget, on_result=progress
+            target,
+            properties=args.property,
+            dtypes=args.dtype,
+            budget=budget,
+            on_result=progress,
+            workers=args.workers,
         )
     except ArgumentError as exc:
         sys.stderr.write(f"relpos check: nothing selected: {exc}\n")
@@ -521,8 +523,7 @@ def _parser() -> argparse.ArgumentParser:
         type=_workers,
         default=1,
         metavar="N",
-        help="spread the bundled implementations' checks over N processes ('auto': one per "
-        "core); default 1",
+        help="spread the checks over N processes ('auto': one per core); default 1",
     )
     check.add_argument("--json", metavar="FILE", help="write the report as JSON")
     check.add_argument("--verbose", action="store_true", help="also list skipped checks")

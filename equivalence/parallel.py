@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
+from relpos.equivalence.isolation import shutdown, timeout
 from relpos.equivalence.runner import Result, run_property
 
 __all__ = ["run_jobs"]
@@ -23,19 +24,70 @@ Job = tuple[Any, str, str]  # (implementation, property name, dtype)
 
 
 def _group(job: Job) -> tuple[str, bool]:
-    impl, _, dtype = job
+    impl, prop, dtype = job
+    if getattr(impl, "target_path", ""):  # one target: its properties go apart
+        return prop, dtype == "float64"
     return impl.encoding, dtype == "float64"
+
+
+def _recipe(impl: Any) -> tuple[Any, ...]:
+    """What a worker process needs to build ``impl`` again: a target by its import paths,
+    profile and adjustments; a bundled implementation by its id (isolated or not)."""
+    if getattr(impl, "target_path", ""):
+        if not impl.isolated:
+            raise ValueError(
+                f"{impl.target_path} does not import by its name, so it cannot be checked "
+                "in other processes (-n)"
+            )
+        profile = impl.profile
+        named = profile.name
+        adjustments = [a.split(" ", 1) for a in profile.adjustments]
+        return (
+            "target",
+            impl.target_path,
+            impl.encoding,
+            named,
+            impl.adapter_path or None,
+            impl.backend,
+            tuple(text for kind, text in adjustments if kind == "allow"),
+            tuple(text for kind, text in adjustments if kind == "exclude"),
+        )
+    return ("isolated" if getattr(impl, "wrap", None) else "bundled", impl.id)
+
+
+def _rebuild(recipe: tuple[Any, ...]) -> Any:
+    kind, *rest = recipe
+    if kind == "target":
+        from relpos.equivalence.targets import make_target
+
+        path, encoding, profile, adapter, backend, allow, exclude = rest
+        return make_target(
+            path,
+            encoding=encoding,
+            profile=profile,
+            adapter=adapter,
+            backend=backend,
+            allow=allow,
+            exclude=exclude,
+        )
+    from relpos.equivalence.isolation import Isolated
+    from relpos.impls import get
+
+    backend, encoding, variant = rest[0].split("-", 2)
+    impl = get(encoding, backend, variant)
+    return Isolated.of(impl) if kind == "isolated" else impl
 
 
 def run_jobs(
     jobs: Sequence[Job],
     *,
-    budget: str,
+    budget: Any,
     workers: int = 1,
     seed: int | None = None,
     on_result: Callable[[Result], None] | None = None,
 ) -> list[Result]:
-    """Run every job under ``budget``; with ``workers`` > 1 in that many processes."""
+    """Run every job under ``budget`` (a budget's name, or settings when ``workers`` is 1);
+    with ``workers`` > 1 in that many processes."""
     if workers < 1:
         raise ValueError(f"workers={workers} must be at least 1")
     if workers == 1:
@@ -54,10 +106,10 @@ def run_jobs(
         futures = {
             pool.submit(
                 _run_group,
-                [(jobs[n][0].id, jobs[n][1], jobs[n][2]) for n in members],
+                [(_recipe(jobs[n][0]), jobs[n][1], jobs[n][2]) for n in members],
                 budget,
                 seed,
-                [bool(getattr(jobs[n][0], "wrap", None)) for n in members],
+                timeout(),
             ): members
             for members in groups.values()
         }
@@ -70,20 +122,25 @@ def run_jobs(
 
 
 def _run_group(
-    jobs: list[tuple[str, str, str]], budget: str, seed: int | None, isolated: list[bool]
+    jobs: list[tuple[tuple[Any, ...], str, str]], budget: Any, seed: int | None, limit: float
 ) -> list[Result]:
-    """One group in a worker: the run's seed, then each job in order (an isolated one's
-    calls in a worker process of this process's own)."""
-    from relpos.equivalence.isolation import Isolated
+    """One group in a worker: the run's seed and call timeout, then each job in order (a
+    target's or an isolated implementation's calls in a worker process of this one's own)."""
+    from relpos.equivalence.isolation import set_timeout
     from relpos.equivalence.profiles import set_run_seed
-    from relpos.impls import get
 
     if seed is not None:
         set_run_seed(seed)
+    set_timeout(limit)
+    built: dict[tuple[Any, ...], Any] = {}
     results = []
-    for (impl_id, prop, dtype), apart in zip(jobs, isolated, strict=True):
-        backend, encoding, variant = impl_id.split("-", 2)
-        impl = get(encoding, backend, variant)
-        impl = Isolated.of(impl) if apart else impl
-        results.append(run_property(prop, impl, dtype, profile=budget))
+    try:
+        for recipe, prop, dtype in jobs:
+            if recipe not in built:
+                built[recipe] = _rebuild(recipe)
+            results.append(run_property(prop, built[recipe], dtype, profile=budget))
+    finally:
+        # A process of this pool ends without running atexit, and would wait forever on
+        # the target workers it started: they are stopped here.
+        shutdown()
     return results

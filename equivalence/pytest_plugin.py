@@ -143,3 +143,20 @@ def pytest_collection_modifyitems(
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "relpos: a conformance check added by --relpos-target")
+    if config.getoption("relpos_target"):
+        import os
+
+        from relpos.equivalence.profiles import run_seed
+
+        # pytest-xdist's workers inherit the environment: every one draws from this seed,
+        # which the header reports, and RELPOS_SEED replays the run.
+        os.environ.setdefault("RELPOS_SEED", str(run_seed()))
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    if not config.getoption("relpos_target"):
+        return []
+    from relpos.equivalence.profiles import run_seed
+
+    seed = run_seed()
+    return [f"relpos: seed {seed} (RELPOS_SEED={seed} replays this run's draws)"]

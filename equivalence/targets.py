@@ -43,7 +43,7 @@ from relpos.equivalence.draws import Draw
 from relpos.equivalence.isolation import TargetDied, pool
 from relpos.equivalence.properties import PROPERTIES, Finding
 from relpos.equivalence.reference import expected
-from relpos.equivalence.runner import FAILED, Result, run_property
+from relpos.equivalence.runner import FAILED, Result
 from relpos.equivalence.strategies import Restriction, draws
 from relpos.impls import BACKENDS, Implementation
 from relpos.spec import ArgumentError, Encoding, get_encoding, pair_values
@@ -487,33 +487,42 @@ def check_target(
     dtypes: Iterable[str] | None = None,
     budget: str | settings | None = None,
     on_result: Callable[[Result], None] | None = None,
+    workers: int = 1,
 ) -> list[Result]:
-    """Run the properties on a target; each result's ``extra`` names the target and profile."""
+    """Run the properties on a target; each result's ``extra`` names the target and profile.
+    With ``workers`` > 1 the checks are spread over that many processes (every one drawing
+    from this run's seed), which needs a target that imports by its name."""
     from relpos.equivalence.backends import DTYPES
+    from relpos.equivalence.parallel import run_jobs
+    from relpos.equivalence.profiles import run_seed
 
     properties, dtypes = _names("properties", properties), _names("dtypes", dtypes)
     unknown = [d for d in dtypes or () if d not in DTYPES]
     if unknown:
         raise ArgumentError("dtypes", repr(unknown), f"must be among {', '.join(DTYPES)}")
-    results = []
+    jobs = []
     for name in properties or TARGET_PROPERTIES:
         if name not in PROPERTIES:
             raise ArgumentError("property", repr(name), f"must be one of {', '.join(PROPERTIES)}")
         for dtype in PROPERTIES[name].dtypes:
-            if dtypes is not None and dtype not in dtypes:
-                continue
-            result = run_property(name, target, dtype, profile=budget)
-            result.extra.update(
-                target=target.target_path, adapter=target.adapter_path, profile=target.profile.name
-            )
-            results.append(result)
-            if on_result is not None:
-                on_result(result)
-    if not results:
+            if dtypes is None or dtype in dtypes:
+                jobs.append((target, name, dtype))
+    if not jobs:
         raise ArgumentError(
             "dtypes", repr(list(dtypes or ())), "must include a dtype the chosen properties run in"
         )
-    return results
+    if workers > 1 and not isinstance(budget, str | None):
+        raise ArgumentError("budget", repr(budget), "must be a budget's name with workers > 1")
+
+    def named(result: Result) -> None:
+        result.extra.update(
+            target=target.target_path, adapter=target.adapter_path, profile=target.profile.name
+        )
+        if on_result is not None:
+            on_result(result)
+
+    seed = run_seed() if workers > 1 else None
+    return run_jobs(jobs, budget=budget, workers=workers, seed=seed, on_result=named)
 
 
 # -- diagnosis ----------------------------------------------------------------------------

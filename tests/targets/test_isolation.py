@@ -265,3 +265,17 @@ def test_a_bundled_implementation_can_run_in_a_worker(capsys):
     assert main([*argv, "--timeout", "30"]) == 0
     assert main(["check", "--isolate", "--target", f"{HERE}:correct", "--encoding", "shaw"]) == 2
     assert "--isolate is for the bundled implementations" in capsys.readouterr().err
+
+
+def test_a_target_checked_over_several_processes_reports_like_one(tmp_path):
+    """-n 2 with a target: each process rebuilds the target (adjustments included) and draws
+    from the run's seed; a hang is still a timeout finding, and every process ends."""
+    report = tmp_path / "report.json"
+    argv = ["check", "--target", f"{HERE}:hangs", "--encoding", "shaw", "--property", "oracle"]
+    argv += ["--dtype", "float64", "--dtype", "float32", "-n", "2", "--timeout", "3"]
+    assert main([*argv, "--exclude", "key_query=True", "--json", str(report)]) == 1
+    data = json.loads(report.read_text())
+    assert [r["status"] for r in data["results"]] == ["timeout", "timeout"], data
+    assert data["adjustments"] == ["exclude key_query=True"]
+    argv[2] = f"{HERE}:correct"
+    assert main(argv) == 0

@@ -236,3 +236,14 @@ def test_a_profile_whose_convention_fixes_the_scale_is_recognised():
     d = diagnose(target)
     assert "x-transformers" in d.profiles, d
     assert d.differences.get("bias_scale") == "sqrt_d", d
+
+
+def test_pytest_plugin_spreads_over_xdist_workers_on_one_reported_seed(tmp_path):
+    pytest.importorskip("xdist")
+    (tmp_path / "test_own.py").write_text("def test_own():\n    assert True\n")
+    target = "relpos.impls.torch.shaw:shaw_reference"
+    run = _pytest(tmp_path, "--relpos-target", target, "-n", "2", "-k", "oracle")
+    assert run.returncode == 0, run.stdout
+    assert "4 passed" in run.stdout, run.stdout
+    # the seed this suite runs under (conftest sets it) reaches the plugin and is reported
+    assert f"relpos: seed {os.environ['RELPOS_SEED']} " in run.stdout, run.stdout
