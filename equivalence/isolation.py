@@ -64,7 +64,8 @@ class TargetDied(BaseException):
     (``status="crash"``: an abort, a segfault, the kernel's out-of-memory killer).
 
     A BaseException, so that Hypothesis does not shrink it: each attempt would cost a timeout
-    or a fresh worker. The input reported is the first that hung or crashed."""
+    or a fresh worker. A hang is reported on the input that hung; a crash on the smallest
+    input a short search of the runner finds that still crashes."""
 
     def __init__(self, status: str, message: str) -> None:
         super().__init__(message)

@@ -12,7 +12,7 @@ import re
 import time
 import traceback
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hypothesis import given, reject, seed, settings
@@ -110,7 +110,7 @@ def _distinct(failed: list[Verdict]) -> type[PropertyFailure]:
 def _check(prop: Property, impl: Implementation, draw: Draw, dtype: str) -> float:
     try:
         verdicts = prop.check(impl, draw, dtype)
-    except TargetDied as died:  # not shrunk (see TargetDied): reported on this draw
+    except TargetDied as died:  # not shrunk by Hypothesis (see _smaller_crash)
         died.failure = PropertyFailure(
             f"property {prop.name}: {died.message}",
             repro_snippet(prop.name, impl, dtype, draw),
@@ -219,7 +219,13 @@ def run_property(
         result.status = "skip"
         result.message = f"no drawn input could be checked on {impl.id}"
     except (PropertyFailure, BaseExceptionGroup, TargetDied) as caught:
-        failures = [caught.failure] if isinstance(caught, TargetDied) else _failures(caught)
+        if isinstance(caught, TargetDied):
+            failure = caught.failure
+            if caught.status == "crash":
+                failure = _smaller_crash(prop, impl, dtype, failure)
+            failures = [failure]
+        else:
+            failures = _failures(caught)
         result.status = _worst(failures)
         shown = failures[:_SHOWN]
         more = len(failures) - len(shown)
@@ -233,6 +239,49 @@ def run_property(
     result.seconds = time.perf_counter() - start
     result.examples, result.worst_ratio = int(state["examples"]), state["worst"]
     return result
+
+
+#: How many smaller inputs that crash again a crash's search may meet (each costs a fresh
+#: worker), and how many it tries in all.
+CRASH_SHRINK_CRASHES = 12
+CRASH_SHRINK_TRIES = 48
+
+
+def _smaller_crash(
+    prop: Property, impl: Implementation, dtype: str, failure: PropertyFailure
+) -> PropertyFailure:
+    """The crash on the smallest input a short greedy search finds: each dimension in turn
+    set to its least, else halved, else one less, kept when the target crashes again (an input the
+    target's profile does not admit is not tried). Hypothesis does not shrink a crash, since
+    each attempt that crashes costs a fresh worker; this one meets at most
+    :data:`CRASH_SHRINK_CRASHES` of them."""
+    draw, tries, crashes = failure.draw, 0, 0
+    admits = getattr(getattr(impl, "restriction", None), "admits", lambda d: True)
+    floors = {"mlen": 0}
+    improved = True
+    while improved and tries < CRASH_SHRINK_TRIES and crashes < CRASH_SHRINK_CRASHES:
+        improved = False
+        for name, size in draw.dims.items():
+            least = floors.get(name, 1)
+            for smaller in dict.fromkeys((least, (size + least) // 2, size - 1)):
+                if smaller >= size or tries >= CRASH_SHRINK_TRIES:
+                    continue
+                candidate = replace(draw, dims={**draw.dims, name: smaller})
+                if not admits(candidate):
+                    continue
+                tries += 1
+                try:
+                    _check(prop, impl, candidate, dtype)
+                except TargetDied as died:
+                    crashes += 1
+                    if died.status == "crash":
+                        draw, failure, improved = candidate, died.failure, True
+                        break
+                except Exception:  # passes, fails otherwise, or is not a valid input
+                    pass
+            if improved:
+                break
+    return failure
 
 
 def _run_cases(prop: Property, impl: Implementation, dtype: str, result: Result) -> None:

@@ -7,9 +7,11 @@ import json
 import sys
 
 import pytest
+from hypothesis import settings
 
 from relpos.equivalence import isolation
 from relpos.equivalence.cli import main
+from relpos.equivalence.profiles import load_profile
 from relpos.equivalence.targets import check_target, diagnose, make_target
 
 pytest.importorskip("torch")
@@ -279,3 +281,14 @@ def test_a_target_checked_over_several_processes_reports_like_one(tmp_path):
     assert data["adjustments"] == ["exclude key_query=True"]
     argv[2] = f"{HERE}:correct"
     assert main(argv) == 0
+
+
+def test_a_crash_is_reported_on_a_smaller_input_that_still_crashes():
+    target = make_target(f"{HERE}:aborts_from_three_queries", encoding="shaw")
+    settings_ = settings(load_profile("dev"), max_examples=30, database=None)
+    (result,) = check_target(target, properties=["oracle"], dtypes=["float64"], budget=settings_)
+    assert result.status == "crash", result.message
+    dims = result.draw.dims
+    assert dims["qlen"] == 3, dims  # the least that crashes
+    assert dims["bsz"] == dims["n_head"] == dims["d_head"] == 1 and dims["mlen"] == 0, dims
+    assert "'qlen': 3" in result.repro
