@@ -48,26 +48,42 @@ def test_a_bad_adjustment_says_what_is_allowed(kind, text, message):
     assert str(info.value).startswith(message), str(info.value)
 
 
-def _drawn_clamps(profile):
-    seen = set()
+def _allowed_clamps(profile, dims):
+    """The clamp_len values a profile lets the strategies draw at ``dims``."""
+    candidates = XL.option_values(dims)["clamp_len"]
+    narrow = restriction(XL, profile).options.get("clamp_len")
+    return candidates if narrow is None else narrow(dims, candidates)
+
+
+DIMS = [
+    {"bsz": 1, "n_head": 1, "qlen": q, "mlen": m, "klen": q + m, "d_head": 2, "d_model": 4}
+    for q, m in ((1, 0), (4, 2), (12, 6))
+]
+
+
+@pytest.mark.parametrize("dims", DIMS, ids=lambda d: f"qlen{d['qlen']}-mlen{d['mlen']}")
+def test_allow_lets_a_value_the_profile_forbids_be_drawn_and_exclude_never(dims):
+    named = XL.profile("transformer-xl")
+    assert 0 in XL.option_values(dims)["clamp_len"]  # the spec draws it
+    assert 0 not in _allowed_clamps(named, dims)
+    allowed = adjust(XL, named, allow=["clamp_len=0"])
+    assert 0 in _allowed_clamps(allowed, dims)
+    assert set(_allowed_clamps(named, dims)) <= set(_allowed_clamps(allowed, dims))
+    assert allowed.label == "transformer-xl (allow clamp_len=0)"
+    excluded = adjust(XL, XL.profile("xl"), exclude=["clamp_len=0"])
+    assert 0 not in _allowed_clamps(excluded, dims)
+    assert adjust(XL, named, exclude=["memory"]).memory is False
+
+
+def test_an_excluded_value_is_never_drawn():
+    excluded = restriction(XL, adjust(XL, XL.profile("xl"), exclude=["clamp_len=0"]))
 
     @settings(max_examples=60, database=None, suppress_health_check=list(HealthCheck))
-    @given(draws("xl", "oracle", restrict=restriction(XL, profile)))
-    def collect(draw):
-        seen.add(draw.options["clamp_len"])
+    @given(draws("xl", "oracle", restrict=excluded))
+    def never_zero(draw):
+        assert draw.options["clamp_len"] != 0
 
-    collect()
-    return seen
-
-
-def test_allow_draws_a_value_the_profile_forbids_and_exclude_never_draws_it():
-    named = XL.profile("transformer-xl")
-    assert 0 not in _drawn_clamps(named)
-    allowed = adjust(XL, named, allow=["clamp_len=0"])
-    assert 0 in _drawn_clamps(allowed)
-    assert allowed.label == "transformer-xl (allow clamp_len=0)"
-    assert 0 not in _drawn_clamps(adjust(XL, XL.profile("xl"), exclude=["clamp_len=0"]))
-    assert adjust(XL, named, exclude=["memory"]).memory is False
+    never_zero()
 
 
 def test_exclude_steps_around_a_value_the_target_reads_otherwise(tmp_path, capsys):
