@@ -29,9 +29,18 @@ from relpos.spec import ArgumentError
 from relpos.spec._encoding import Encoding
 from relpos.spec._profiles import Candidates, Profile
 
-__all__ = ["adjust", "parse"]
+__all__ = ["KINDS", "adjust", "help_text", "parse"]
 
-KINDS = ("allow", "exclude")
+#: The two adjustments and what each does to the values it names.
+KINDS = {"allow": "draw these values too", "exclude": "never draw them"}
+
+
+def help_text(kind: str) -> str:
+    """The command-line help of ``--allow`` or ``--exclude`` (the CLI's and the plugin's)."""
+    return (
+        f"adjust the profile: {KINDS[kind]} (an option NAME=V1,V2; memory; or an optional "
+        "tensor); repeatable"
+    )
 
 
 def _literal(text: str) -> Any:
@@ -78,7 +87,7 @@ def adjust(
     narrowing: dict[str, Candidates] = dict(profile.options)
     memory, include, excluded = profile.memory, list(profile.include), list(profile.exclude)
     said: list[str] = []
-    for kind, texts in (("allow", allow), ("exclude", exclude)):
+    for kind, texts in zip(KINDS, (allow, exclude), strict=True):
         for text in texts:
             name, values = parse(kind, text)
             if name == "memory" or name in tensors:

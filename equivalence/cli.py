@@ -488,14 +488,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="the target's convention profile (relpos profiles lists them; default: the spec)",
     )
-    for kind, what in (("allow", "draw these values too"), ("exclude", "never draw them")):
+    from relpos.equivalence.adjustments import KINDS, help_text
+
+    for kind in KINDS:
         check.add_argument(
-            f"--{kind}",
-            action="append",
-            default=[],
-            metavar="NAME[=VALUES]",
-            help=f"adjust the --target's profile: {what} (an option NAME=V1,V2; memory; or an "
-            "optional tensor); repeatable",
+            f"--{kind}", action="append", default=[], metavar="NAME[=VALUES]", help=help_text(kind)
         )
     check.add_argument(
         "--timeout",

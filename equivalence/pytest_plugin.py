@@ -32,17 +32,18 @@ _OPTIONS = (
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("relpos", "relpos-conformance: check a third-party target")
-    for name, metavar, help_text in _OPTIONS:
-        group.addoption(f"--relpos-{name}", dest=f"relpos_{name}", metavar=metavar, help=help_text)
-    for kind, what in (("allow", "draw these values too"), ("exclude", "never draw them")):
+    for name, metavar, text in _OPTIONS:
+        group.addoption(f"--relpos-{name}", dest=f"relpos_{name}", metavar=metavar, help=text)
+    from relpos.equivalence.adjustments import KINDS, help_text
+
+    for kind in KINDS:
         group.addoption(
             f"--relpos-{kind}",
             dest=f"relpos_{kind}",
             action="append",
             default=[],
             metavar="NAME[=VALUES]",
-            help=f"adjust the profile: {what} (an option NAME=V1,V2; memory; or an optional "
-            "tensor); repeatable",
+            help=help_text(kind),
         )
 
 
