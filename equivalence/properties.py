@@ -286,16 +286,18 @@ def _dims(encoding: str, args: Mapping[str, Any]) -> Mapping[str, int]:
 
 
 def _gradient_bounds(
-    encoding: str, args: Mapping[str, Any], dtype: str, magnitude: Mapping[str, np.ndarray]
+    encoding: str, args: Mapping[str, Any], dtype: str, w: np.ndarray
 ) -> dict[str, np.ndarray]:
+    _, magnitude, underflow = expected_gradients(encoding, args, w)
     forward = expected(encoding, args).bounds(dtype)
-    return tolerance.gradient_bounds(dtype, magnitude, _dims(encoding, args), forward)
+    dims = _dims(encoding, args)
+    return tolerance.gradient_bounds(dtype, magnitude, dims, forward, underflow)
 
 
 def check_gradients(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]:
     args, w = draw.arguments(dtype), _weights(draw)
-    exact, magnitude = expected_gradients(impl.encoding, args, w)
-    bounds = _gradient_bounds(impl.encoding, args, dtype, magnitude)
+    exact = expected_gradients(impl.encoding, args, w)[0]
+    bounds = _gradient_bounds(impl.encoding, args, dtype, w)
     wrt = _wrt(impl.encoding, args)
     if _masked_rows(impl) != "zeros" and not expected(impl.encoding, args).mask.any(-1).all():
         raise Inapplicable("the profile defines no gradient through fully masked rows")
@@ -311,8 +313,7 @@ def check_gradients_cross_backend(impl: Implementation, draw: Draw, dtype: str) 
     other = partner(impl)
     assert other is not None
     args, w = draw.arguments(dtype), _weights(draw)
-    _, magnitude = expected_gradients(impl.encoding, args, w)
-    bounds = _gradient_bounds(impl.encoding, args, dtype, magnitude)
+    bounds = _gradient_bounds(impl.encoding, args, dtype, w)
     wrt = _wrt(impl.encoding, args)
     mine = _gradients(impl, args, dtype, w, wrt)
     theirs = _gradients(other, args, dtype, w, wrt)

@@ -153,20 +153,26 @@ def approximate(encoding: str, args: Mapping[str, Any]) -> Approximate:
     return Approximate(a["probs"], a["mask"], a["scores"], a["out"])
 
 
-_GRADIENTS: OrderedDict[bytes, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = OrderedDict()
+_Arrays = dict[str, np.ndarray]
+_GRADIENTS: OrderedDict[bytes, tuple[_Arrays, _Arrays, _Arrays]] = OrderedDict()
 
 
 def expected_gradients(
     encoding: str, args: Mapping[str, Any], weights: np.ndarray
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """The oracle's gradients of sum(weights * out) (float64) and their magnitudes, cached."""
-    from relpos.spec import gradient_magnitudes, gradients
+) -> tuple[_Arrays, _Arrays, _Arrays]:
+    """The oracle's gradients of sum(weights * out) (float64), their magnitudes and their
+    underflow sensitivities (:func:`relpos.spec.underflow_sensitivities`), cached."""
+    from relpos.spec import gradient_magnitudes, gradients, underflow_sensitivities
 
     key = fingerprint(encoding, {**args, "__weights": np.asarray(weights)})
     if key not in _GRADIENTS:
         to_float = np.vectorize(float, otypes=[np.float64])
         exact = {n: to_float(g) for n, g in gradients(encoding, weights, **args).items()}
-        _GRADIENTS[key] = (exact, gradient_magnitudes(encoding, weights, **args))
+        _GRADIENTS[key] = (
+            exact,
+            gradient_magnitudes(encoding, weights, **args),
+            underflow_sensitivities(encoding, weights, **args),
+        )
         if len(_GRADIENTS) > _CACHE_SIZE:
             _GRADIENTS.popitem(last=False)
     return _GRADIENTS[key]

@@ -55,8 +55,21 @@ dtype along a path::
 
 where E is the largest logit error bound of E1: as in E2, a logit error de moves every
 probability, and so every product through it, by a relative exp(2 de) - 1 (this term rules
-when logits are large, e.g. of order 1e3 in float64). An absolute SAFETY * N * tiny covers
-underflow (one backend may flush subnormal results to zero, another not).
+when logits are large, e.g. of order 1e3 in float64).
+
+Underflow. One backend flushes subnormal results to zero (XLA on CPU does), another not. A
+flushed intermediate is an absolute error of at most ``tiny_acc`` (the smallest normal of the
+accumulation dtype), which the rest of its path multiplies: a probability of 1e-39 in
+float32 becomes 0, and the bracket of the softmax backward, the other operand of the logit
+and the scale carry that error into the gradient. G cannot bound it, since every path
+through that probability carries its factor 1e-39. :func:`relpos.spec.underflow_sensitivities`
+gives S, the sum of those multipliers over every place a flush can happen, and the final
+results may flush or round to a subnormal of the dtype itself::
+
+    tol_g += SAFETY * (N * tiny + tiny_acc * S)                                    (E5)
+
+For inputs of order one, tiny_acc * S is about 1e-34 in float32: it matters only for a
+gradient that flows through probabilities below the smallest normal.
 
 Limits. With logits of order 1e3 a half type's logit error E reaches units, exp(2 E) - 1 is
 enormous, and the bounds on probabilities, outputs and gradients say only that nothing
@@ -102,19 +115,21 @@ MAX_EXPONENT = 600.0
 
 @dataclass(frozen=True)
 class DtypeModel:
-    """Unit roundoffs and the smallest normal of a dtype and its accumulation dtype."""
+    """Unit roundoffs and the smallest normals of a dtype and its accumulation dtype."""
 
     name: str
     u: float
     u_acc: float
     tiny: float
+    tiny_acc: float
 
 
+_TINY64, _TINY32 = float(np.finfo(np.float64).tiny), float(np.finfo(np.float32).tiny)
 DTYPES: dict[str, DtypeModel] = {
-    "float64": DtypeModel("float64", 2.0**-53, 2.0**-53, float(np.finfo(np.float64).tiny)),
-    "float32": DtypeModel("float32", 2.0**-24, 2.0**-24, float(np.finfo(np.float32).tiny)),
-    "bfloat16": DtypeModel("bfloat16", 2.0**-8, 2.0**-24, 2.0**-126),
-    "float16": DtypeModel("float16", 2.0**-11, 2.0**-24, 2.0**-14),
+    "float64": DtypeModel("float64", 2.0**-53, 2.0**-53, _TINY64, _TINY64),
+    "float32": DtypeModel("float32", 2.0**-24, 2.0**-24, _TINY32, _TINY32),
+    "bfloat16": DtypeModel("bfloat16", 2.0**-8, 2.0**-24, 2.0**-126, _TINY32),
+    "float16": DtypeModel("float16", 2.0**-11, 2.0**-24, 2.0**-14, _TINY32),
 }
 
 
@@ -177,9 +192,11 @@ def gradient_bounds(
     magnitudes: Mapping[str, np.ndarray],
     dims: Mapping[str, int],
     forward: Bounds,
+    underflow: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
-    """E4 for every input, from :func:`relpos.spec.gradient_magnitudes`, the problem's dims and the
-    forward bounds of the same input (for E, the largest logit error bound)."""
+    """E4 and E5 for every input, from :func:`relpos.spec.gradient_magnitudes`, the problem's
+    dims, the forward bounds of the same input (for E, the largest logit error bound) and
+    :func:`relpos.spec.underflow_sensitivities` (without them, E5 keeps only N * tiny)."""
     m = _model(dtype)
     core = ("bsz", "n_head", "qlen", "klen", "mlen", "d_head")
     extra = sum(v for k, v in dims.items() if k not in core)
@@ -187,10 +204,13 @@ def gradient_bounds(
     worst_logit = float(np.max(forward.scores, initial=0.0))
     growth = math.expm1(min(2 * worst_logit, MAX_EXPONENT))
     factor = SAFETY * (n * m.u_acc + C_ROUND_GRAD * m.u + growth)
-    return {
-        name: factor * np.asarray(g, dtype=np.float64) + SAFETY * n * m.tiny
-        for name, g in magnitudes.items()
-    }
+    out = {}
+    for name, g in magnitudes.items():
+        floor = n * m.tiny
+        if underflow is not None and name in underflow:
+            floor = floor + m.tiny_acc * np.asarray(underflow[name], dtype=np.float64)
+        out[name] = factor * np.asarray(g, dtype=np.float64) + SAFETY * floor
+    return out
 
 
 def suggested(dtype: str, b: Bounds) -> dict[str, float]:

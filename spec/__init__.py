@@ -21,6 +21,7 @@ from relpos.spec._oracle import (
     gradients,
     magnitudes,
     pair_values,
+    underflow_sensitivities,
 )
 from relpos.spec._signature import DIMENSIONS, ArgumentError, Problem
 from relpos.spec.encodings import ENCODINGS, all_encodings
@@ -47,6 +48,7 @@ __all__ = [
     "gradients",
     "magnitudes",
     "pair_values",
+    "underflow_sensitivities",
     "validate",
 ]
 

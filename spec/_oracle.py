@@ -43,6 +43,7 @@ __all__ = [
     "gradients",
     "magnitudes",
     "pair_values",
+    "underflow_sensitivities",
 ]
 
 
@@ -351,6 +352,65 @@ def gradient_magnitudes(
     grads = _gradients(encoding, np.abs(np.asarray(weights)), args, _arith.AbsDual)
     to_float = np.vectorize(lambda x: float(x), otypes=[np.float64])
     return {name: to_float(g) for name, g in grads.items()}
+
+
+def underflow_sensitivities(
+    encoding: str | Encoding, /, weights: Any, **args: Any
+) -> dict[str, np.ndarray]:
+    """For every float input x: how far the gradient of sum(weights * out) with respect to x
+    may move, per unit of absolute error, when a floating-point evaluation flushes to zero the
+    intermediates that fall below its smallest normal (float64 arrays; multiply by that
+    smallest normal).
+
+    A backend that flushes subnormals (XLA on CPU does) replaces a probability alpha_ij below
+    the smallest normal by 0, and so do the products of the backward pass through it. Each
+    such flush is an absolute error of at most one smallest normal in one intermediate, which
+    the rest of its path then multiplies; the gradient magnitudes of
+    :func:`gradient_magnitudes` cannot bound it, since they carry the tiny alpha_ij itself.
+    With dP_ij = weights_i . V_ij and D_ij = sum_d |weights_id| |V_ijd|, the softmax backward
+    dS_ij = alpha_ij (dP_ij - sum_k alpha_ik dP_ik) moves by at most 3 + D_ij + 2 sum_k D_ik
+    per unit flush in its row (alpha_ij itself, the product with the bracket, and the row sum
+    through every alpha_ik <= 1). That reaches x through the logits, and a flushed alpha_ij
+    or alpha_ij weights_i reaches x through the values; hence, over the visible pairs,
+
+        S_x = sum_ij (3 + D_ij + 2 sum_k D_ik) |d e_ij / d x|'
+              + sum_ijd (1 + |weights_id|) |d V_ijd / d x|
+
+    where |d . / d x| is the sum of absolute chain-rule products of
+    :class:`~spec._arith.AbsDual`, and ' marks logits formed with the scale raised to at least 1
+    (a backward pass may flush the upstream times the scale before multiplying by the other
+    operand).
+    """
+    enc = _encoding(encoding)
+    problem = enc.validate(args, check_dtypes=False)
+    _check_weights(problem, weights)
+    w = np.abs(np.asarray(weights, dtype=np.float64))
+    mask = full_mask(enc, problem)
+    with mpmath.workdps(DPS):
+        x = _inputs(enc, problem, "dual", _arith.AbsDual)
+        scale = _scale(enc, problem, "dual")
+        raised = scale if abs(scale) >= 1 else _arith.constant(1, "dual")
+        logits = enc.logits(problem, x, raised, "dual")
+        values = enc.values(problem, x, "dual")
+        v = _to_float64(values)  # (bsz, n_head, qlen, klen, d_head)
+        d_per_pair = np.where(mask, (w[:, :, :, None, :] * np.abs(v)).sum(axis=-1), 0.0)
+        row = d_per_pair.sum(axis=-1, keepdims=True)
+        through_logits = np.where(mask, 3 + d_per_pair + 2 * row, 0.0)
+        loss: Any = mpmath.mpf(0)
+        for index in zip(*np.nonzero(mask), strict=True):
+            loss = loss + logits[index] * mpmath.mpf(float(through_logits[index]))
+            b, h, i, _ = index
+            for n, value in enumerate(values[index]):
+                loss = loss + value * mpmath.mpf(1 + float(w[b, h, i, n]))
+        tangent = loss.tangent if isinstance(loss, _arith.Dual) else {}
+    out = {
+        name: np.zeros(np.shape(problem.tensors[name]))
+        for name in enc.float_inputs
+        if problem.tensors.get(name) is not None
+    }
+    for (name, n), dv in tangent.items():
+        out[name].reshape(-1)[n] = float(_arith.to_mpf(dv))
+    return out
 
 
 def _gradients(

@@ -1,5 +1,5 @@
 """The tolerance model: tight in float64, scaling with the unit roundoff, saturating instead
-of overflowing, and rejecting unknown dtypes."""
+of overflowing, covering flushed subnormals, and rejecting unknown dtypes."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from relpos.equivalence import tolerance
-from relpos.equivalence.reference import expected
-from relpos.spec import all_encodings, get_encoding
+from relpos.equivalence import properties, tolerance
+from relpos.equivalence.draws import Draw
+from relpos.equivalence.reference import expected, expected_gradients
+from relpos.spec import all_encodings, get_encoding, gradients
 from relpos.spec._cases import case_inputs
 
 CASES = [(e.name, c.name) for e in all_encodings() for c in e.cases()]
@@ -79,3 +80,74 @@ def test_unknown_dtype_is_rejected():
         ValueError, match="`dtype` must be one of float64, float32, bfloat16, float16, got 'float8'"
     ):
         tolerance.suggested("float8", None)  # type: ignore[arg-type]
+
+
+#: Drawn by CI's seed: head 1 gives its query 0 a key of probability 1.5e-39, below float32's
+#: smallest normal, and d/drel_k[1, 1, 0] flows through that probability alone.
+FLUSHED = Draw(
+    encoding="shaw",
+    dims={"bsz": 1, "n_head": 2, "qlen": 2, "mlen": 1, "d_head": 3},
+    options={"clip": (-2, 2), "key_query": True, "scale": 0.125},
+    include=("rel_v",),
+    layouts={"rel_k": 1, "rel_v": 0},
+    values="large",
+    seed=11303,
+)
+
+
+def _flushed_gradient_bounds(with_sensitivities: bool) -> tuple[dict, dict, dict]:
+    """The oracle's float32 gradients of FLUSHED, those of a backend that flushes every
+    probability below float32's smallest normal to zero (exactly: those pairs masked), and
+    the float32 bounds with or without E5's sensitivities."""
+    args, w = FLUSHED.arguments("float32"), properties._weights(FLUSHED)
+    exact, magnitude, underflow = expected_gradients("shaw", args, w)
+    want = expected("shaw", args)
+    keep = want.probs >= np.finfo(np.float32).tiny
+    assert not keep.all()  # the draw still reaches a flushed probability
+    flushed = {
+        n: np.vectorize(float)(g) for n, g in gradients("shaw", w, **{**args, "mask": keep}).items()
+    }
+    bounds = tolerance.gradient_bounds(
+        "float32",
+        magnitude,
+        properties._dims("shaw", args),
+        want.bounds("float32"),
+        underflow if with_sensitivities else None,
+    )
+    return exact, flushed, bounds
+
+
+def test_a_flushed_probability_stays_within_the_underflow_bound():
+    """E5: a backend that flushes subnormals (XLA on CPU) returns the gradient without the
+    flushed pairs, and that gradient is within the bound."""
+    exact, flushed, bounds = _flushed_gradient_bounds(with_sensitivities=True)
+    for name in exact:
+        assert (np.abs(flushed[name] - exact[name]) <= bounds[name]).all(), name
+
+
+def test_without_the_sensitivities_the_flush_exceeds_the_bound():
+    """Without S, E5's N * tiny alone does not cover the flush: the multipliers on the flushed
+    path (the softmax bracket, the query, the scale) are what the sensitivities add."""
+    exact, flushed, bounds = _flushed_gradient_bounds(with_sensitivities=False)
+    assert abs(flushed["rel_k"][1, 1, 0] - exact["rel_k"][1, 1, 0]) > bounds["rel_k"][1, 1, 0]
+
+
+def test_the_underflow_floor_is_far_below_any_normal_gradient():
+    """For inputs of order one the floor tiny_acc * S stays below 1e-30 in float32 and
+    float16: it cannot hide an error in a gradient of ordinary size."""
+    draw = dataclasses.replace(FLUSHED, values="normal")
+    args, w = draw.arguments("float32"), properties._weights(draw)
+    _, _, underflow = expected_gradients("shaw", args, w)
+    for dtype in ("float32", "float16"):
+        floor = tolerance.DTYPES[dtype].tiny_acc
+        assert max(float(s.max()) * floor for s in underflow.values()) < 1e-30
+
+
+@pytest.mark.parametrize("variant", ["reference", "fast"])
+def test_jax_gradients_through_a_flushed_probability_pass(variant):
+    """JAX on CPU flushes the probability of FLUSHED to zero; its gradients pass, as the
+    tolerance model says they must, where they failed before E5 had its sensitivities."""
+    pytest.importorskip("jax", reason="jax is not installed (pip install '.[jax]')")
+    from relpos.equivalence import reproduce
+
+    assert reproduce("gradients", f"jax-shaw-{variant}", "float32", FLUSHED) <= 1.0
