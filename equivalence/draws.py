@@ -8,17 +8,18 @@ a failure's repro is a copy-pasteable snippet.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from relpos.equivalence.dtypes import representable
+from relpos.equivalence.dtypes import largest_finite, representable
 from relpos.spec import get_encoding
 from relpos.spec._cases import build_arguments, make_mask
 
-__all__ = ["MASK_KINDS", "VALUE_KINDS", "Draw"]
+__all__ = ["LIMIT_FRACTION", "MASK_KINDS", "VALUE_KINDS", "Draw"]
 
 #: Mask kinds (spec golden kinds plus two more broadcast shapes).
 MASK_KINDS = (
@@ -32,9 +33,14 @@ MASK_KINDS = (
     "keys",
 )
 #: dyadic: multiples of 1/8 in [-2, 2] (exact in every dtype); normal: standard normal;
-#: large: normal times 40 (logits of order 1e3 to 1e4).
-VALUE_KINDS = ("dyadic", "normal", "large")
-_SCALE = {"dyadic": 1.0, "normal": 1.0, "large": 40.0}
+#: large: normal times 40 (logits of order 1e3 to 1e4); limit: normal times one factor for
+#: every float input, chosen so that the largest |logit| of the draw is a fraction in
+#: :data:`LIMIT_FRACTION` (from the seed) of float16's largest finite value. A dtype that
+#: holds those scores must give them finite, while the products before a scale below the
+#: fraction (1/sqrt(d_head) for d_head >= 4) pass float16's range.
+VALUE_KINDS = ("dyadic", "normal", "large", "limit")
+_SCALE = {"dyadic": 1.0, "normal": 1.0, "large": 40.0, "limit": 1.0}
+LIMIT_FRACTION = (0.55, 0.95)
 
 
 @dataclass(frozen=True)
@@ -59,16 +65,31 @@ class Draw:
     def arguments(self, dtype: str = "float64") -> dict[str, Any]:
         """Every argument as numpy arrays (floats exactly representable in ``dtype``)."""
         rng = np.random.default_rng(self.seed)
-        return build_arguments(
-            get_encoding(self.encoding),
+        enc = get_encoding(self.encoding)
+        args = build_arguments(
+            enc,
             self.dims,
             self.options,
             self.include,
             self.layouts,
             lambda dims: _mask(self.mask, dims, rng),
-            lambda shape: representable(self._floats(rng, shape), dtype),
+            lambda shape: self._floats(rng, shape),
             rng,
         )
+        floats = {t.name for t in enc.tensors if t.kind == "float" and t.name in args}
+        factor = 1.0
+        if self.values == "limit":
+            target = rng.uniform(*LIMIT_FRACTION) * largest_finite("float16")
+            key = repr(self)
+            if key not in _FACTORS:
+                _FACTORS[key] = _limit_factor(self.encoding, args, floats, target)
+                if len(_FACTORS) > 256:
+                    del _FACTORS[next(iter(_FACTORS))]
+            factor = _FACTORS[key]
+        return {
+            name: representable(factor * value, dtype) if name in floats else value
+            for name, value in args.items()
+        }
 
     def _floats(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
         if self.values == "dyadic":
@@ -90,6 +111,40 @@ class Draw:
             )
         )
         return f"Draw({fields})"
+
+
+#: The factor of each "limit" draw (by its repr), computed once.
+_FACTORS: dict[str, float] = {}
+
+
+def _limit_factor(encoding: str, args: Mapping[str, Any], floats: set[str], target: float) -> float:
+    """The factor c for every float input that brings the largest |logit| to about
+    ``target``, and never above 0.97 of float16's largest finite value (so rounding the
+    inputs keeps every score in range). The logits are polynomials in c (degree 2 for
+    q k^T, 1 for a bias table, 3 through a projection), so c follows a secant on log c."""
+    from relpos.spec import float_logits
+
+    def peak(c: float) -> float:
+        scaled = {n: c * v if n in floats else v for n, v in args.items()}
+        return float(np.abs(float_logits(encoding, **scaled)).max(initial=0.0))
+
+    c0, p0 = 1.0, peak(1.0)
+    if p0 == 0.0:
+        return 1.0  # no logit depends on the inputs
+    c1 = math.sqrt(target / p0)
+    p1 = peak(c1)
+    for _ in range(6):
+        if abs(math.log(p1 / target)) < 0.02 or p1 == p0:
+            break
+        degree = min(max(math.log(p1 / p0) / math.log(c1 / c0), 0.5), 4.0)
+        c0, p0 = c1, p1
+        c1 = c1 * (target / p1) ** (1 / degree)
+        p1 = peak(c1)
+    cap = 0.97 * largest_finite("float16")
+    while p1 > cap:
+        c1 *= 0.95
+        p1 = peak(c1)
+    return c1
 
 
 def _mask(kind: str, dims: Mapping[str, int], rng: np.random.Generator) -> np.ndarray | None:

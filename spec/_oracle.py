@@ -39,6 +39,7 @@ __all__ = [
     "Evaluation",
     "approximate",
     "evaluate",
+    "float_logits",
     "gradient_magnitudes",
     "gradients",
     "magnitudes",
@@ -449,6 +450,18 @@ def pair_values(encoding: str | Encoding, /, **args: Any) -> np.ndarray:
         values = enc.values(problem, _inputs(enc, problem, "float"), "float")
     shape = (d["bsz"], d["n_head"], d["qlen"], d["klen"], d["d_head"])
     return np.broadcast_to(np.asarray(values, dtype=np.float64), shape)
+
+
+def float_logits(encoding: str | Encoding, /, **args: Any) -> np.ndarray:
+    """The logits e[b, h, i, j] (masked pairs included) of the spec's formulas in float64
+    numpy arrays: for sizing inputs (how large the logits of a draw are), never an expected
+    value."""
+    enc = _encoding(encoding)
+    problem = enc.validate(args, check_dtypes=False)
+    with mpmath.workdps(DPS):
+        x = _inputs(enc, problem, "float")
+        logits = enc.logits(problem, x, _scale(enc, problem, "float"), "float")
+    return np.asarray(logits, dtype=np.float64)
 
 
 def approximate(encoding: str | Encoding, /, **args: Any) -> dict[str, np.ndarray]:
