@@ -668,6 +668,31 @@ def _strategy(size: str, **kw: Any) -> Callable[[str, Restriction | None], st.Se
     return strategy
 
 
+#: The head width from which the default scale 1/sqrt(d_head) (at most 0.354) lies below every
+#: fraction of :data:`~relpos.equivalence.draws.LIMIT_FRACTION` (as does a scale of 0.5).
+_WIDE_HEADS = 8
+
+
+def _at_the_half_limit(
+    encoding: str, restrict: Restriction | None = None
+) -> st.SearchStrategy[Draw]:
+    """Draws whose largest |logit| is 55% to 95% of float16's range ("limit" values), with
+    d_head >= 8 and a scale below 1 where the library allows one: the scores fit in float16,
+    and the products before the scale do not."""
+    r = restrict or Restriction()
+    prior = r.options.get("scale")
+
+    def below_one(dims: Mapping[str, int], candidates: list[Any]) -> list[Any]:
+        allowed = prior(dims, candidates) if prior is not None else list(candidates)
+        return [c for c in allowed if c is None or c < 1] or allowed
+
+    wide = min(_WIDE_HEADS, r.at_most.get("d_head", _WIDE_HEADS))
+    narrowed = replace(r, options={**r.options, "scale": below_one})
+    return draws(
+        encoding, "oracle", restrict=narrowed, values=("limit",), at_least={"d_head": wide}
+    )
+
+
 # Plain attention returns NaN for rows with no visible key; those rows are compared only in
 # masked_rows, so this property does not ask for them (random masks may still hide a row,
 # which the check leaves out).
@@ -686,6 +711,14 @@ PROPERTIES: dict[str, Property] = {
             "scores, probabilities and outputs agree with the oracle",
             DTYPES,
             _strategy("oracle"),
+            check_oracle,
+        ),
+        Property(
+            "half_range",
+            "scores that float16 holds come out finite and right, though the products before "
+            "their scale pass its range",
+            ("float16",),
+            _at_the_half_limit,
             check_oracle,
         ),
         Property(

@@ -42,20 +42,17 @@ def _first_nonfinite(t: torch.Tensor) -> tuple[tuple[int, ...], float] | None:
 
 
 #: The checks and the half-type policy of every torch variant (see :func:`guarded`).
-guard = guarded(
-    Framework(
-        accepts=lambda t: isinstance(t, torch.Tensor),
-        kind=(
-            "a torch.Tensor (this is a PyTorch implementation; torch.from_numpy converts an array)"
-        ),
-        first_nonfinite=_first_nonfinite,
-        device=lambda t: str(t.device),
-        dataless=frozenset({"meta"}),
-        is_half=lambda t: isinstance(t, torch.Tensor) and t.dtype in HALF,
-        to_float32=lambda t: t.to(torch.float32),
-        cast=lambda t, dtype: t.to(dtype),
-    )
+FRAMEWORK = Framework(
+    accepts=lambda t: isinstance(t, torch.Tensor),
+    kind=("a torch.Tensor (this is a PyTorch implementation; torch.from_numpy converts an array)"),
+    first_nonfinite=_first_nonfinite,
+    device=lambda t: str(t.device),
+    dataless=frozenset({"meta"}),
+    is_half=lambda t: isinstance(t, torch.Tensor) and t.dtype in HALF,
+    to_float32=lambda t: t.to(torch.float32),
+    cast=lambda t, dtype: t.to(dtype),
 )
+guard = guarded(FRAMEWORK)
 
 
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:

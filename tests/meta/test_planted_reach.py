@@ -162,3 +162,21 @@ def test_the_plants_differ_from_the_originals_only_where_they_say():
         _bfloat16_positions(near, 4, 10000, torch.float32)[:257],
         _ANGLES(near, 4, 10000, torch.float32),
     )
+
+
+@pytest.mark.parametrize("encoding", ["shaw", "xl", "deberta"])
+def test_a_half_type_product_before_its_scale_is_caught_by_the_default_check(
+    encoding, monkeypatch, capsys
+):
+    """The torch guard's float32 upcast switched off: the reference variants form q k^T in
+    float16 and scale afterwards (XLNet's bug). half_range draws logits at 55% to 95% of
+    float16's range with d_head >= 8 and a scale below 1, so those products pass the range
+    on every draw, and the finding says why."""
+    from relpos.impls.torch import _common
+
+    monkeypatch.setitem(_common.FRAMEWORK.__dict__, "is_half", lambda t: False)
+    code = main(["check", "--encoding", encoding, "--backend", "torch", "--property", "half_range"])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert f"FAIL: torch-{encoding}-reference half_range float16" in out
+    assert "so a product scaled only afterwards overflows" in out
