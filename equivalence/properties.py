@@ -36,7 +36,7 @@ from relpos.equivalence.reference import (
     expected_gradients,
     overflow_note,
 )
-from relpos.equivalence.strategies import Restriction, draws
+from relpos.equivalence.strategies import KLEN_MAX, Restriction, draws
 from relpos.impls import Implementation, registry
 from relpos.spec import get_encoding
 
@@ -83,9 +83,16 @@ def _who(impl: Implementation, dtype: str) -> str:
     return f"{impl.id} in {dtype}"
 
 
+#: The key lengths each implementation (by id) was called with in this process: the history
+#: property checks a call at a length no earlier call had, so that a table cached per
+#: length is built by the call it means to test.
+_LENGTHS: dict[str, set[int]] = {}
+
+
 def _run(impl: Implementation, args: Mapping[str, Any], dtype: str) -> Outputs:
     """Run an implementation; one that is not registered (a third-party target) supplies its
     own ``outputs`` (conventions converted, results checked)."""
+    _LENGTHS.setdefault(impl.id, set()).add(int(np.shape(args["k"])[2]))
     own = getattr(impl, "outputs", None)
     if own is not None:
         return own(args, dtype)
@@ -99,6 +106,7 @@ def _gradients(
     weights: np.ndarray,
     wrt: tuple[str, ...],
 ) -> dict[str, np.ndarray]:
+    _LENGTHS.setdefault(impl.id, set()).add(int(np.shape(args["k"])[2]))
     own = getattr(impl, "output_gradients", None)
     if own is not None:
         return own(args, dtype, weights, wrt)
@@ -658,6 +666,94 @@ def check_repeatability(impl: Implementation, draw: Draw, dtype: str) -> list[Ve
     return [Verdict(True, 0.0, (), "")]
 
 
+#: The dtype called first in the history "another dtype first": a table built in it and
+#: reused for the checked dtype shows as that dtype's error.
+_LOWER = {"float64": "float32", "float32": "bfloat16"}
+
+
+def _restriction(impl: Implementation) -> Restriction:
+    r = getattr(impl, "restriction", None)
+    return r if isinstance(r, Restriction) else Restriction()
+
+
+def _resized(draw: Draw, restrict: Restriction, axis: str, size: int) -> Draw | None:
+    """``draw`` with ``axis`` set to ``size`` (a multiple the library takes), or None where
+    the library does not take it or klen would pass KLEN_MAX."""
+    step = restrict.multiple_of.get(axis, 1)
+    size = -(-size // step) * step
+    dims = {**draw.dims, axis: size}
+    if (size < 1 and axis == "qlen") or dims["qlen"] + dims["mlen"] > KLEN_MAX:
+        return None
+    resized = replace(draw, dims=dims)
+    return resized if restrict.admits(resized) else None
+
+
+def _at_a_new_length(draw: Draw, impl: Implementation, restrict: Restriction) -> Draw:
+    """``draw`` with its memory (its queries where the library takes no memory) grown until
+    klen is one ``impl`` has not been called with in this process."""
+    seen = _LENGTHS.get(impl.id, set())
+    axis = "mlen" if restrict.at_most.get("mlen", 1) > 0 else "qlen"
+    size = draw.dims[axis]
+    while draw.dims["qlen"] + draw.dims["mlen"] + size - draw.dims[axis] in seen:
+        size += restrict.multiple_of.get(axis, 1)
+    return _resized(draw, restrict, axis, size) or draw
+
+
+def _against_oracle(impl: Implementation, draw: Draw, dtype: str, said: str) -> list[Verdict]:
+    """``draw`` in ``dtype`` against the oracle; each failure starts with ``said`` and where the
+    call was made."""
+    args = draw.arguments(dtype)
+    want = expected(impl.encoding, args)
+    got = _run(impl, args, dtype)
+    b = want.bounds(dtype)
+    where = f"qlen {draw.dims['qlen']}, klen {draw.klen}, a klen new to it"
+    verdicts = []
+    for name in ("scores", "probs", "out"):
+        if getattr(got, name) is None:
+            continue
+        v = compare(
+            name, getattr(got, name), getattr(want, name), getattr(b, name), who=_who(impl, dtype)
+        )
+        verdicts.append(v if v.ok else replace(v, message=f"{said} at {where}: {v.message}"))
+    return verdicts
+
+
+def check_history(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]:
+    """Results do not depend on earlier calls. The draw is checked against the oracle at a
+    key length new to ``impl`` in this process, first on its own, then (each time at another
+    new length) right after a call in a lower dtype of the same shapes, after a longer call and
+    after a shorter one. State kept between calls (a rotation table cached per length and
+    reused in another dtype, a table sized by the first call) shows as an error after a
+    history that the first call does not have. A first call that is already wrong fails here
+    as it does against the oracle, and says so (it may be wrong on its own, or through state
+    from earlier draws)."""
+    restrict = _restriction(impl)
+    alone = _against_oracle(
+        impl, _at_a_new_length(draw, impl, restrict), dtype, "before this draw's history,"
+    )
+    if not all(v.ok for v in alone):
+        return alone
+    verdicts: list[Verdict] = []
+    for history in ("dtype", "longer", "shorter"):
+        checked = _at_a_new_length(draw, impl, restrict)
+        qlen = checked.dims["qlen"]
+        if history == "dtype":
+            earlier: Draw | None = checked
+            earlier_dtype = _LOWER[dtype]
+            said = f"after a {earlier_dtype} call of the same shapes"
+        else:
+            size = 2 * qlen + 1 if history == "longer" else qlen // 2
+            earlier, earlier_dtype = _resized(checked, restrict, "qlen", size), dtype
+            if earlier is None:
+                continue
+            said = f"after a call with qlen {earlier.dims['qlen']}"
+        _run(impl, earlier.arguments(earlier_dtype), earlier_dtype)
+        verdicts += _against_oracle(impl, checked, dtype, f"{said}, then")
+        if not all(v.ok for v in verdicts):
+            break
+    return alone + verdicts
+
+
 # -- the table -----------------------------------------------------------------------------
 
 
@@ -817,6 +913,17 @@ PROPERTIES: dict[str, Property] = {
             PRECISE,
             _strategy("oracle"),
             check_repeatability,
+        ),
+        Property(
+            "history",
+            "results do not depend on earlier calls: another dtype, a longer or a shorter call "
+            "just before",
+            PRECISE,
+            # Two queries, so that a shorter call exists; two channels, so that a table has a
+            # pair to rotate; values of order one, whose bounds are tight enough to see a
+            # table rounded to another dtype (large logits saturate them).
+            _strategy("oracle", at_least={"qlen": 2, "d_head": 2}, values=("dyadic", "normal")),
+            check_history,
         ),
         Property(
             "masked_rows",

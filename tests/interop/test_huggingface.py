@@ -273,7 +273,8 @@ def test_deberta_v2_conforms_to_its_profile_below_float64():
     # in float16.
     # In float16 the c2p and p2c products overflow before their scale
     # (test_float16_products_before_the_scale_overflow), on "limit" values.
-    float64 = {"oracle", "golden", "gradients", "zero_tables"}
+    # history fails in float64 as the oracle does, before any history.
+    float64 = {"oracle", "golden", "gradients", "zero_tables", "history"}
     float16 = {("oracle", "float16"), ("half_range", "float16")}
     assert findings <= {(prop, "float64") for prop in float64} | float16
     assert {("oracle", "float64"), ("golden", "float64")} <= findings

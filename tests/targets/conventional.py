@@ -82,15 +82,17 @@ def bshd_relative_attention(query, key, value, *, distance_embedding, attention_
     return (torch.softmax(logits, dim=-1) @ v).transpose(1, 2)
 
 
-def llama_rope(q, k, v, *, base=10000, rotary_dim=None, mask=None, scale=None, **_):
-    """Rotary embedding as Llama-style code applies it: rotate_half on the pairs
-    (t, t + r/2), angles from float64 positions."""
-    qlen, klen, d = q.shape[2], k.shape[2], q.shape[3]
-    r = d - d % 2 if rotary_dim is None else rotary_dim
+def _llama_tables(klen, r, base, dtype):
+    """cos and sin for positions 0..klen-1 on the pairs (t, t + r/2), from float64 angles."""
     theta = float(base) ** (-torch.arange(0, r, 2, dtype=torch.float64) / r)
     angle = torch.arange(klen, dtype=torch.float64)[:, None] * theta[None]
-    cos = torch.cat([angle.cos(), angle.cos()], dim=-1).to(q.dtype)
-    sin = torch.cat([angle.sin(), angle.sin()], dim=-1).to(q.dtype)
+    cos = torch.cat([angle.cos(), angle.cos()], dim=-1).to(dtype)
+    sin = torch.cat([angle.sin(), angle.sin()], dim=-1).to(dtype)
+    return cos, sin
+
+
+def _llama_attend(q, k, v, cos, sin, r, mask, scale):
+    qlen, klen, d = q.shape[2], k.shape[2], q.shape[3]
 
     def rotate(x, c, s):
         head, rest = x[..., :r], x[..., r:]
@@ -101,6 +103,52 @@ def llama_rope(q, k, v, *, base=10000, rotary_dim=None, mask=None, scale=None, *
     kr = rotate(k, cos, sin)
     logits = qr @ kr.transpose(-1, -2) * (d**-0.5 if scale is None else scale)
     return _finish(logits, v, mask, torch.finfo(q.dtype).min)
+
+
+def _width(q, rotary_dim):
+    d = q.shape[3]
+    return d - d % 2 if rotary_dim is None else rotary_dim
+
+
+def llama_rope(q, k, v, *, base=10000, rotary_dim=None, mask=None, scale=None, **_):
+    """Rotary embedding as Llama-style code applies it: rotate_half on the pairs
+    (t, t + r/2), angles from float64 positions."""
+    r = _width(q, rotary_dim)
+    cos, sin = _llama_tables(k.shape[2], r, base, q.dtype)
+    return _llama_attend(q, k, v, cos, sin, r, mask, scale)
+
+
+_PER_LENGTH: dict = {}
+
+
+def rope_tables_cached_per_length(
+    q, k, v, *, base=10000, rotary_dim=None, mask=None, scale=None, **_
+):
+    """llama_rope with its tables cached per (length, width, base) but not per dtype: a
+    table first built in bfloat16 serves later float32 calls of that length, rounded."""
+    r = _width(q, rotary_dim)
+    key = (k.shape[2], r, base)
+    if key not in _PER_LENGTH:
+        _PER_LENGTH[key] = _llama_tables(k.shape[2], r, base, q.dtype)
+    cos, sin = (t.to(q.dtype) for t in _PER_LENGTH[key])
+    return _llama_attend(q, k, v, cos, sin, r, mask, scale)
+
+
+_FIRST: dict = {}
+
+
+def rope_tables_sized_by_the_first_call(
+    q, k, v, *, base=10000, rotary_dim=None, mask=None, scale=None, **_
+):
+    """llama_rope with one table per (width, base, dtype), as long as the first call needed
+    and never grown: a longer call reads its positions clamped to the last row."""
+    r, klen = _width(q, rotary_dim), k.shape[2]
+    key = (r, base, q.dtype)
+    if key not in _FIRST:
+        _FIRST[key] = _llama_tables(klen, r, base, q.dtype)
+    rows = torch.arange(klen).clamp(max=_FIRST[key][0].shape[0] - 1)
+    cos, sin = (t[rows] for t in _FIRST[key])
+    return _llama_attend(q, k, v, cos, sin, r, mask, scale)
 
 
 def xt_relative_position_bias(

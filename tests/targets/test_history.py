@@ -1,0 +1,59 @@
+"""The history property: a target that keeps state between calls (rotation tables cached per
+length but not per dtype, or sized by the first call and never grown) fails it, in the test suite
+and in ``relpos check``; the same code without the state passes."""
+
+from __future__ import annotations
+
+import pytest
+
+from relpos.equivalence.cli import main
+from relpos.equivalence.targets import check_target, make_target
+
+torch = pytest.importorskip("torch")
+
+HERE = "tests.targets.conventional"
+
+
+def _history(name):
+    target = make_target(f"{HERE}:{name}", encoding="rope", profile="llama")
+    return {r.dtype: r for r in check_target(target, properties=["history"], budget="ci")}
+
+
+def test_llama_style_rope_without_state_passes_history():
+    for dtype, result in _history("llama_rope").items():
+        assert result.status == "pass", (dtype, result.message)
+
+
+def test_tables_cached_per_length_fail_after_a_lower_dtype():
+    got = _history("rope_tables_cached_per_length")
+    for dtype, lower in (("float32", "bfloat16"), ("float64", "float32")):
+        assert got[dtype].status == "fail", got[dtype].message
+        assert f"after a {lower} call of the same shapes" in got[dtype].message
+
+
+def test_tables_sized_by_the_first_call_fail_after_a_shorter_call():
+    got = _history("rope_tables_sized_by_the_first_call")
+    for result in got.values():
+        assert result.status == "fail", result.message
+        # the table is as long as the first call of the run: a longer first call of a later
+        # draw fails before its own history
+        assert "a klen new to it" in result.message, result.message
+
+
+def test_relpos_check_finds_the_cache_per_length(capsys):
+    code = main(
+        [
+            "check",
+            "--target",
+            f"{HERE}:rope_tables_cached_per_length",
+            "--encoding",
+            "rope",
+            "--profile",
+            "llama",
+            "--property",
+            "history",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "after a bfloat16 call of the same shapes" in out
