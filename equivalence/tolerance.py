@@ -21,7 +21,11 @@ stored before it is added, the scaled logit): at most ``C_ROUND`` such roundings
     tol_e = ((n + 4) * u_acc + C_ROUND * u) * M                             (E1)
 
 For the sinusoid of Transformer-XL the oracle's magnitude of R(D)_k is |R(D)_k| + |D f_k|,
-since rounding the argument D f_k by one ulp moves the sine by up to |D f_k| u.
+since rounding the argument D f_k by one ulp moves the sine by up to |D f_k| u. RoPE rotates
+both q and k, so its magnitude is first order in the two angles' rounding: the logit of |q|
+and |k| rotated by |cos| and |sin|, plus what |p theta_t| adds on the query's side, plus what
+it adds on the key's (spreading both at once would grow with the square of the position,
+and at position 500 allowed 360 times more).
 
 Probabilities. A perturbation de of a row's logits moves alpha_ij by at most
 alpha_ij (exp(2 max_k |de_ik|) - 1) (the ratio of exponentials of two perturbed logits moves

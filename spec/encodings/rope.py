@@ -95,17 +95,18 @@ def _angles(positions: np.ndarray, r: int, base: Any) -> list[list[Any]]:
 
 
 def _float_rotations(
-    positions: np.ndarray, r: int, base: Any, mode: Mode
+    positions: np.ndarray, r: int, base: Any, mode: Mode, spread: bool = True
 ) -> tuple[np.ndarray, ...]:
     """cos, sin and -sin of p theta_t in float64, over the whole grid (the float modes'
-    magnitudes; ``abs_float`` adds |p theta_t| to each, as the exact abs mode does)."""
+    magnitudes; ``abs_float`` takes absolute values and, with ``spread``, adds |p theta_t| to
+    each, as the exact abs mode does)."""
     b = mpmath.mpf(base) if isinstance(base, int) else mpmath.mpf(float(base))
     thetas = np.array([float(b ** (-mpmath.mpf(2 * t) / r)) for t in range(r // 2)])
     angles = np.asarray(positions, dtype=np.float64)[:, None] * thetas[None, :]
     cos, sin = np.cos(angles), np.sin(angles)
     if mode == "abs_float":
-        spread = np.abs(angles)
-        return np.abs(cos) + spread, np.abs(sin) + spread, np.abs(sin) + spread
+        grown = np.abs(angles) if spread else 0.0
+        return np.abs(cos) + grown, np.abs(sin) + grown, np.abs(sin) + grown
     return cos, sin, -sin
 
 
@@ -318,23 +319,25 @@ class RoPE(Encoding):
         problem: Problem,
         mode: Mode,
         transpose: bool = False,
+        spread: bool = True,
     ) -> np.ndarray:
         """x (..., L, d_head) rotated at the given positions, in ``mode`` (``transpose``: by
         the transposed rotation, which carries gradients back). In abs mode each c and s is
-        |value| + |p theta_t|: rounding the angle by one ulp moves it that far."""
+        |value| + |p theta_t| (|value| without ``spread``): rounding the angle by one ulp
+        moves it that far."""
         r = rotation_dim(problem.dims["d_head"], problem.options["rotary_dim"])
         if r == 0:
             return x
         if mode == "ball":
             cos, sin, neg = _ball_rotations(positions, r, problem.options["base"])
         elif mode in FLOAT_MODES:
-            cos, sin, neg = _float_rotations(positions, r, problem.options["base"], mode)
+            cos, sin, neg = _float_rotations(positions, r, problem.options["base"], mode, spread)
         else:
             angles = _angles(positions, r, problem.options["base"])
             abs_mode = mode in ("abs", "abs_float")
 
             def const(value: Any, angle: Any) -> Any:
-                v = abs(value) + abs(angle) if abs_mode else value
+                v = abs(value) + (abs(angle) if spread else 0) if abs_mode else value
                 return constant(v, mode)
 
             cos = array([[const(mpmath.cos(a), a) for a in row] for row in angles], mode)
@@ -354,12 +357,43 @@ class RoPE(Encoding):
             {"no rotation" if r == 0 else "full rotary" if r == d - d % 2 else "partial rotary"}
         )
 
+    def logits(self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode) -> np.ndarray:
+        """As every encoding's, except the magnitudes (abs modes), which are first order in the
+        angles' rounding: the logit on |q| and |k| rotated by |cos| and |sin|, plus what
+        spreading the query's rotation by |p theta_t| adds, plus what spreading the key's
+        adds. Spreading both at once would count (1 + |p theta|)(1 + |p' theta|), a bound
+        that grows with the square of the position where the error grows with the position."""
+        if mode not in ("abs", "abs_float"):
+            return super().logits(problem, x, scale, mode)
+        d = problem.dims
+        pairs = (d["bsz"], d["n_head"], d["qlen"], d["klen"])
+
+        def on(spread: tuple[bool, bool]) -> np.ndarray:
+            formula, operands = self._operands(problem, x, scale, mode, spread)
+            return np.asarray(formula.on_pairs({"d_head": d["d_head"]}, pairs, *operands))
+
+        plain = on((False, False))
+        return on((True, False)) + on((False, True)) - plain
+
     def logit_operands(
         self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode
     ) -> tuple[PairFormula, tuple[Any, ...]]:
+        return self._operands(problem, x, scale, mode, (True, True))
+
+    def _operands(
+        self,
+        problem: Problem,
+        x: Mapping[str, Any],
+        scale: Any,
+        mode: Mode,
+        spread: tuple[bool, bool],
+    ) -> tuple[PairFormula, tuple[Any, ...]]:
         d = problem.dims
         at = {"q": d["mlen"] + np.arange(d["qlen"]), "k": np.arange(d["klen"])}
-        q, k = (self.rotate(x[name], at[name], problem, mode) for name in ("q", "k"))
+        q, k = (
+            self.rotate(x[name], at[name], problem, mode, spread=grown)
+            for name, grown in zip(("q", "k"), spread, strict=True)
+        )
 
         def back(name: str) -> Any:  # rotated rows carry gradients back by R^T
             return lambda g: {name: self.rotate(g, at[name], problem, mode, transpose=True)}
