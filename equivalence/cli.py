@@ -308,9 +308,10 @@ def _check_target(args: argparse.Namespace, budget: str, seed: int | None) -> in
     except ArgumentError as exc:
         sys.stderr.write(f"relpos check: {exc}\n")
         return 2
+    kept = "; its adapter keeps one module per configuration across calls" * target.stateful
     sys.stderr.write(
         f"checking {target.target_path} as {target.encoding} under profile "
-        f"{target.profile.label} on {target.backend}\n"
+        f"{target.profile.label} on {target.backend}{kept}\n"
     )
     from relpos.equivalence.properties import PROPERTIES
     from relpos.equivalence.targets import TARGET_PROPERTIES

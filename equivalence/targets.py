@@ -202,6 +202,14 @@ class Target(Implementation):
     def memory(self) -> bool:
         return self.profile.memory
 
+    @property
+    def stateful(self) -> bool:
+        """Whether the adapter keeps the library's modules between calls
+        (:func:`relpos.equivalence.adapters.stateful`)."""
+        from relpos.equivalence.adapters import is_stateful
+
+        return is_stateful(self.adapter)
+
     @cached_property
     def restriction(self) -> Restriction:
         return restriction(self.spec, self.profile)

@@ -40,6 +40,10 @@ library's caller computes it:
     then mlen .. klen - 1); rope_theta is the canonical base. The rotary module keeps the
     float32 inverse frequencies it is built with. The additive mask is (1 - mask) *
     finfo.min.
+``llama_attention_kept`` (target ``LlamaAttention``, profile llama; :func:`stateful`)
+    the same, with one module and one rotary module per configuration kept across calls and
+    moved to each call's dtype with ``.to()``, as one model moved between dtypes is: the
+    rotary module's inverse frequencies are a buffer, so they follow.
 ``deberta_v2_self_attention`` (target ``DisentangledSelfAttention``, profile hf-deberta-v2)
     the whole module with its own content and position projections (attention_head_size =
     the canonical d_head): the relative embeddings carry [pos_key | pos_query] per head and
@@ -55,9 +59,12 @@ from typing import Any
 
 import torch
 
+from relpos.equivalence.adapters import stateful
+
 __all__ = [
     "deberta_v2_self_attention",
     "llama_attention",
+    "llama_attention_kept",
     "t5_attention",
     "wav2vec2_bert_self_attention",
     "xlnet_rel_attn_core",
@@ -449,27 +456,12 @@ def t5_attention(
     return (out, weights, None) if with_weights else out
 
 
-def llama_attention(
-    target: Any,
-    q: Any,
-    k: Any,
-    v: Any,
-    *,
-    mask: Any = None,
-    base: float = 10000,
-    rotary_dim: int | None = None,
-    scale: float | None = None,
-    with_weights: bool = False,
-) -> Any:
-    """The whole ``LlamaAttention`` module (the target, a class) on canonical inputs, profile
-    llama (q and k arrive in the half layout)."""
+def _llama_modules(target: Any, n_head: int, d: int, base: float) -> tuple[Any, Any]:
+    """A ``LlamaAttention`` (the target, a class) and a ``LlamaRotaryEmbedding`` of one
+    configuration, in float32."""
     from transformers import LlamaConfig
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
-    _unused("scale", scale, None)
-    _unused("rotary_dim", rotary_dim, None)
-    bsz, n_head, qlen, d = q.shape
-    klen = k.shape[2]
     config = LlamaConfig(
         vocab_size=8,
         hidden_size=3 * n_head * d,
@@ -482,8 +474,12 @@ def llama_attention(
         attention_dropout=0.0,
     )
     config._attn_implementation = "eager"
-    module = target(config, layer_idx=0).eval().to(q.dtype)
-    rotary = LlamaRotaryEmbedding(config)
+    return target(config, layer_idx=0).eval(), LlamaRotaryEmbedding(config)
+
+
+def _llama_call(module: Any, rotary: Any, q: Any, k: Any, v: Any, mask: Any) -> tuple[Any, Any]:
+    bsz, n_head, qlen, d = q.shape
+    klen = k.shape[2]
     params = _selecting(n_head, d, q.dtype, "q_proj", "k_proj", "v_proj", "o_proj")
     states = _qkv_states(q, k, v)
     positions = torch.arange(klen)[None]
@@ -501,7 +497,57 @@ def llama_attention(
             "cache": cache,
         },
     )
-    out = _heads(out, n_head, d)
+    return _heads(out, n_head, d), weights
+
+
+def llama_attention(
+    target: Any,
+    q: Any,
+    k: Any,
+    v: Any,
+    *,
+    mask: Any = None,
+    base: float = 10000,
+    rotary_dim: int | None = None,
+    scale: float | None = None,
+    with_weights: bool = False,
+) -> Any:
+    """The whole ``LlamaAttention`` module (the target, a class) on canonical inputs, profile
+    llama (q and k arrive in the half layout)."""
+    _unused("scale", scale, None)
+    _unused("rotary_dim", rotary_dim, None)
+    module, rotary = _llama_modules(target, q.shape[1], q.shape[3], base)
+    out, weights = _llama_call(module.to(q.dtype), rotary, q, k, v, mask)
+    return (out, weights, None) if with_weights else out
+
+
+#: The modules of :func:`llama_attention_kept`, one pair per configuration.
+_KEPT: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+
+
+@stateful
+def llama_attention_kept(
+    target: Any,
+    q: Any,
+    k: Any,
+    v: Any,
+    *,
+    mask: Any = None,
+    base: float = 10000,
+    rotary_dim: int | None = None,
+    scale: float | None = None,
+    with_weights: bool = False,
+) -> Any:
+    """As :func:`llama_attention`, but with one ``LlamaAttention`` and one
+    ``LlamaRotaryEmbedding`` per configuration (n_head, d_head, base), kept across calls and
+    moved to each call's dtype with ``.to()``, as one model moved between dtypes is."""
+    _unused("scale", scale, None)
+    _unused("rotary_dim", rotary_dim, None)
+    key = (target, q.shape[1], q.shape[3], float(base))
+    if key not in _KEPT:
+        _KEPT[key] = _llama_modules(target, *key[1:])
+    module, rotary = _KEPT[key]
+    out, weights = _llama_call(module.to(q.dtype), rotary.to(q.dtype), q, k, v, mask)
     return (out, weights, None) if with_weights else out
 
 

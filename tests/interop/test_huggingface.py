@@ -281,3 +281,42 @@ def test_deberta_v2_conforms_to_its_profile_below_float64():
     for prop in ("oracle", "half_range"):
         _passes_or_has_float16_findings(got[prop, "float16"], (BEFORE_THE_SCALE,))
     assert got["masked_rows", "float16"].status == "pass"
+
+
+#: A long draw: the rotary frequencies rounded to bfloat16 move the angles at position 600 by
+#: far more than float32 rounding does.
+LONG_ROPE = Draw(
+    "rope",
+    {"bsz": 1, "n_head": 2, "qlen": 3, "mlen": 600, "d_head": 8},
+    {"base": 10000, "rotary_dim": None, "scale": None},
+    values="normal",
+    seed=1,
+)
+
+
+def test_a_llama_model_moved_to_bfloat16_keeps_bfloat16_frequencies():
+    # Finding: inv_freq is a buffer, so one LlamaAttention model (with its rotary module)
+    # moved to bfloat16 and back rotates its float32 calls by frequencies rounded to bfloat16.
+    # The adapter that builds a fresh module per call passes the same draw.
+    llama = "transformers.models.llama.modeling_llama:LlamaAttention"
+    fresh = reproduce_target(
+        llama,
+        "rope",
+        "llama",
+        "history",
+        "float32",
+        LONG_ROPE,
+        adapter=f"{ADAPTERS}:llama_attention",
+    )
+    assert fresh <= 1
+    assert make_target(llama, encoding="rope", adapter=f"{ADAPTERS}:llama_attention_kept").stateful
+    with pytest.raises(PropertyFailure, match="after a bfloat16 call of the same shapes"):
+        reproduce_target(
+            llama,
+            "rope",
+            "llama",
+            "history",
+            "float32",
+            LONG_ROPE,
+            adapter=f"{ADAPTERS}:llama_attention_kept",
+        )

@@ -57,3 +57,24 @@ def test_relpos_check_finds_the_cache_per_length(capsys):
     out = capsys.readouterr().out
     assert code == 1, out
     assert "after a bfloat16 call of the same shapes" in out
+
+
+def test_relpos_check_says_when_an_adapter_keeps_modules(capsys):
+    code = main(
+        [
+            "check",
+            "--target",
+            f"{HERE}:llama_rope",
+            "--adapter",
+            f"{HERE}:kept_passthrough",
+            "--encoding",
+            "rope",
+            "--profile",
+            "llama",
+            "--property",
+            "history",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.out
+    assert "its adapter keeps one module per configuration across calls" in captured.err
