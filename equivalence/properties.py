@@ -737,15 +737,14 @@ def check_history(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]
     for history in ("dtype", "longer", "shorter"):
         checked = _at_a_new_length(draw, impl, restrict)
         qlen = checked.dims["qlen"]
-        if history == "dtype":
-            earlier: Draw | None = checked
-            earlier_dtype = _LOWER[dtype]
-            said = f"after a {earlier_dtype} call of the same shapes"
-        else:
+        earlier, earlier_dtype = checked, _LOWER[dtype]
+        said = f"after a {earlier_dtype} call of the same shapes"
+        if history != "dtype":
             size = 2 * qlen + 1 if history == "longer" else qlen // 2
-            earlier, earlier_dtype = _resized(checked, restrict, "qlen", size), dtype
-            if earlier is None:
+            resized = _resized(checked, restrict, "qlen", size)
+            if resized is None:
                 continue
+            earlier, earlier_dtype = resized, dtype
             said = f"after a call with qlen {earlier.dims['qlen']}"
         _run(impl, earlier.arguments(earlier_dtype), earlier_dtype)
         verdicts += _against_oracle(impl, checked, dtype, f"{said}, then")

@@ -210,7 +210,7 @@ def gradient_bounds(
     factor = SAFETY * (n * m.u_acc + C_ROUND_GRAD * m.u + growth)
     out = {}
     for name, g in magnitudes.items():
-        floor = n * m.tiny
+        floor: float | np.ndarray = n * m.tiny
         if underflow is not None and name in underflow:
             floor = floor + m.tiny_acc * np.asarray(underflow[name], dtype=np.float64)
         out[name] = factor * np.asarray(g, dtype=np.float64) + SAFETY * floor

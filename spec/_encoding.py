@@ -169,13 +169,29 @@ class Encoding(abc.ABC):
         :meth:`logit_operands`. By default v_j itself (no relative term on the values)."""
         return _VALUE_OF_KEY, (keys(x["v"], problem.dims["qlen"], "v"),)
 
+    def magnitude_operands(
+        self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode
+    ) -> list[tuple[int, tuple[PairFormula, tuple[Any, ...]]]]:
+        """The logits' magnitude (the abs modes) as a signed sum of formula evaluations: by
+        default the logit formula itself on absolute values. An encoding whose operands on
+        both sides of a product carry a rounding spread (RoPE's rotations) adds the spreads
+        one side at a time, so that the magnitude stays first order in them."""
+        return [(1, self.logit_operands(problem, x, scale, mode))]
+
     @final
     def logits(self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode) -> np.ndarray:
         """Logits e[b, h, i, j] before masking, evaluated from the formula of
-        :meth:`logit_operands` (object array; float64 in the float modes)."""
-        formula, operands = self.logit_operands(problem, x, scale, mode)
+        :meth:`logit_operands` (object array; float64 in the float modes); in the abs modes
+        the magnitude of :meth:`magnitude_operands`."""
         d = problem.dims
         pairs = (d["bsz"], d["n_head"], d["qlen"], d["klen"])
+        if mode in ("abs", "abs_float"):
+            total: Any = None
+            for sign, (formula, operands) in self.magnitude_operands(problem, x, scale, mode):
+                part = np.asarray(formula.on_pairs({"d_head": d["d_head"]}, pairs, *operands))
+                total = part if total is None else total + sign * part
+            return np.asarray(total)
+        formula, operands = self.logit_operands(problem, x, scale, mode)
         if mode == "ball":
             return formula.balls(pairs, *operands)
         return np.asarray(formula.on_pairs({"d_head": d["d_head"]}, pairs, *operands))

@@ -357,23 +357,19 @@ class RoPE(Encoding):
             {"no rotation" if r == 0 else "full rotary" if r == d - d % 2 else "partial rotary"}
         )
 
-    def logits(self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode) -> np.ndarray:
-        """As every encoding's, except the magnitudes (abs modes), which are first order in the
-        angles' rounding: the logit on |q| and |k| rotated by |cos| and |sin|, plus what
-        spreading the query's rotation by |p theta_t| adds, plus what spreading the key's
-        adds. Spreading both at once would count (1 + |p theta|)(1 + |p' theta|), a bound
-        that grows with the square of the position where the error grows with the position."""
-        if mode not in ("abs", "abs_float"):
-            return super().logits(problem, x, scale, mode)
-        d = problem.dims
-        pairs = (d["bsz"], d["n_head"], d["qlen"], d["klen"])
-
-        def on(spread: tuple[bool, bool]) -> np.ndarray:
-            formula, operands = self._operands(problem, x, scale, mode, spread)
-            return np.asarray(formula.on_pairs({"d_head": d["d_head"]}, pairs, *operands))
-
-        plain = on((False, False))
-        return on((True, False)) + on((False, True)) - plain
+    def magnitude_operands(
+        self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode
+    ) -> list[tuple[int, tuple[PairFormula, tuple[Any, ...]]]]:
+        """First order in the angles' rounding: the logit on |q| and |k| rotated by |cos| and
+        |sin|, plus what spreading the query's rotation by |p theta_t| adds, plus what
+        spreading the key's adds. Spreading both at once would count (1 + |p theta|)
+        (1 + |p' theta|), a bound that grows with the square of the position where the error
+        grows with the position."""
+        return [
+            (1, self._operands(problem, x, scale, mode, (True, False))),
+            (1, self._operands(problem, x, scale, mode, (False, True))),
+            (-1, self._operands(problem, x, scale, mode, (False, False))),
+        ]
 
     def logit_operands(
         self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode
