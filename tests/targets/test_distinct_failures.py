@@ -3,6 +3,8 @@ first: a NaN and a wrong value are two findings."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import settings
 
@@ -25,6 +27,10 @@ def test_a_nan_and_a_wrong_value_are_both_reported():
     assert len(failures) == 2, result.message
     assert sum("= nan at" in f for f in failures) == 1, result.message
     assert sum("x the bound" in f for f in failures) == 1, result.message
-    # each is shrunk on its own: the NaN to one query, the wrong value to two
-    assert "'qlen': 1" in next(f for f in failures if "= nan at" in f)
-    assert "'qlen': 2" in next(f for f in failures if "x the bound" in f)
+    # each has its own repro: the NaN shrunk to one query, the wrong value at two or more
+    # (one query would give the NaN); its shrink usually reaches two, but once under a loaded
+    # CI run it stopped short, so the bound is not pinned
+    assert "'qlen': 1," in next(f for f in failures if "= nan at" in f)
+    wrong = next(f for f in failures if "x the bound" in f)
+    qlen = int(re.search(r"'qlen': (\d+)", wrong).group(1))
+    assert qlen >= 2, wrong
