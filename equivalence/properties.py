@@ -700,22 +700,13 @@ def _at_a_new_length(draw: Draw, impl: Implementation, restrict: Restriction) ->
 
 
 def _against_oracle(impl: Implementation, draw: Draw, dtype: str, said: str) -> list[Verdict]:
-    """``draw`` in ``dtype`` against the oracle; each failure starts with ``said`` and where the
-    call was made."""
-    args = draw.arguments(dtype)
-    want = expected(impl.encoding, args)
-    got = _run(impl, args, dtype)
-    b = want.bounds(dtype)
+    """:func:`check_oracle` on ``draw``; each failure starts with ``said`` and where the call
+    was made."""
     where = f"qlen {draw.dims['qlen']}, klen {draw.klen}, a klen new to it"
-    verdicts = []
-    for name in ("scores", "probs", "out"):
-        if getattr(got, name) is None:
-            continue
-        v = compare(
-            name, getattr(got, name), getattr(want, name), getattr(b, name), who=_who(impl, dtype)
-        )
-        verdicts.append(v if v.ok else replace(v, message=f"{said} at {where}: {v.message}"))
-    return verdicts
+    return [
+        v if v.ok else replace(v, message=f"{said} at {where}: {v.message}")
+        for v in check_oracle(impl, draw, dtype)
+    ]
 
 
 def check_history(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]:
