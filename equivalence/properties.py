@@ -167,21 +167,23 @@ def _random_like(value: np.ndarray, rng: np.random.Generator, dtype: str) -> np.
 
 
 def _explained(verdicts: list[Verdict], got: Outputs, want: Expected, dtype: str) -> list[Verdict]:
-    """Failures where ``got`` holds inf or NaN that the oracle does not, with the overflow
-    that explains them when there is one (the logits, or the logits before their scale,
-    beyond ``dtype``'s range)."""
+    """Failures with the overflow that explains them, when there is one (the logits, or the
+    logits before their scale, beyond ``dtype``'s range): inf or NaN that the oracle does not
+    hold, anywhere, or a finite value out of bound in a query row whose logits overflow."""
     note = overflow_note(want, dtype)
-    if not note:
-        return verdicts
     spurious = False
     for name in ("scores", "probs", "out"):
         array = getattr(got, name)
-        if array is not None:
+        if note and array is not None:
             wanted = np.isfinite(getattr(want, name))
             spurious |= bool((~np.isfinite(np.asarray(array, dtype=np.float64)) & wanted).any())
-    if not spurious:
-        return verdicts
-    return [v if v.ok else replace(v, message=f"{v.message}; {note}") for v in verdicts]
+    explained = []
+    for v in verdicts:
+        why = note if spurious else ""
+        if not why and v.kind == "bound" and len(v.index) >= 3:
+            why = overflow_note(want, dtype, row=v.index[:3])
+        explained.append(v if v.ok or not why else replace(v, message=f"{v.message}; {why}"))
+    return explained
 
 
 def check_oracle(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]:

@@ -45,6 +45,8 @@ class Expected:
     #: The largest |logit| over every pair, masked ones included, and the scale it carries.
     peak_logit: float = 0.0
     scale: float = 1.0
+    #: The largest |logit| of each query row (batch, head, query), masked pairs included.
+    row_peaks: np.ndarray | None = None
     _bounds: dict[str, tolerance.Bounds] = field(default_factory=dict)
 
     def bounds(self, dtype: str) -> tolerance.Bounds:
@@ -95,6 +97,7 @@ def expected(encoding: str, args: Mapping[str, Any]) -> Expected:
         radius=radius,
         peak_logit=_peak(result.as_float64("logits")),
         scale=result.scale,
+        row_peaks=_row_peaks(result.as_float64("logits")),
     )
     _CACHE[key] = value
     if len(_CACHE) > _CACHE_SIZE:
@@ -107,21 +110,40 @@ def _peak(values: np.ndarray) -> float:
     return float(finite.max()) if finite.size else 0.0
 
 
-def overflow_note(want: Expected, dtype: str) -> str:
-    """Why ``dtype`` code may give inf or NaN where the oracle is finite: the logits, or the
-    logits before their scale (a product scaled afterwards), pass ``dtype``'s largest finite
-    value. Empty when neither does."""
+def _row_peaks(values: np.ndarray) -> np.ndarray:
+    return np.where(np.isfinite(values), np.abs(values), 0.0).max(axis=-1, initial=0.0)
+
+
+def overflow_note(want: Expected, dtype: str, row: tuple[int, ...] | None = None) -> str:
+    """Why ``dtype`` code may give inf or NaN where the oracle is finite, when one of these
+    passes ``dtype``'s largest finite value: the logits; the logits before their scale (a
+    product scaled afterwards); or the magnitude of the products a logit sums (terms formed
+    separately, such as content and position, can overflow in opposite directions though
+    their sum fits). With ``row`` (batch, head, query), only that query's logits count: an
+    overflow there also explains finite wrong weights (an infinite logit beside finite ones
+    takes or loses the whole row). Empty when none passes."""
     largest = largest_finite(dtype)
-    if want.peak_logit > largest:
-        return (
-            f"the logits reach {want.peak_logit:.3g}, beyond {dtype}'s largest finite {largest:.6g}"
-        )
-    unscaled = want.peak_logit / want.scale if want.scale else 0.0
+    peak, where = want.peak_logit, ""
+    magnitude = want.magnitude_scores
+    if row is not None:
+        if want.row_peaks is None:
+            return ""
+        peak, where = float(want.row_peaks[row]), f" in query row {list(row)}"
+        magnitude = magnitude[row]
+    beyond = f"beyond {dtype}'s largest finite {largest:.6g}"
+    if peak > largest:
+        return f"the logits{where} reach {peak:.3g}, {beyond}"
+    unscaled = peak / want.scale if want.scale else 0.0
     if unscaled > largest:
         return (
-            f"|logit| / scale reaches {unscaled:.3g} at scale {want.scale:.3g}, beyond "
-            f"{dtype}'s largest finite {largest:.6g}, so a product scaled only afterwards "
-            "overflows"
+            f"|logit| / scale{where} reaches {unscaled:.3g} at scale {want.scale:.3g}, "
+            f"{beyond}, so a product scaled only afterwards overflows"
+        )
+    widest = _peak(np.asarray(magnitude)) * max(1.0, 1.0 / want.scale if want.scale else 1.0)
+    if widest > largest:
+        return (
+            f"the products the logits{where} sum reach {widest:.3g} in magnitude before the "
+            f"scale, {beyond}, so terms formed in {dtype} may overflow though their sum fits"
         )
     return ""
 
