@@ -167,8 +167,9 @@ def _random_like(value: np.ndarray, rng: np.random.Generator, dtype: str) -> np.
 
 
 def _explained(verdicts: list[Verdict], got: Outputs, want: Expected, dtype: str) -> list[Verdict]:
-    """Failures with the overflow that explains them, when there is one (the logits, or the
-    logits before their scale, beyond ``dtype``'s range): inf or NaN that the oracle does not
+    """Failures with the overflow that explains them, when there is one (the logits, the
+    logits before their scale, or the products they sum, beyond ``dtype``'s range:
+    :func:`~relpos.equivalence.reference.overflow_note`): inf or NaN that the oracle does not
     hold, anywhere, or a finite value out of bound in a query row whose logits overflow."""
     note = overflow_note(want, dtype)
     spurious = False
