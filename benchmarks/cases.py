@@ -115,6 +115,7 @@ def _default_inputs(encoding: str, L: int, randn: Any, rng: np.random.Generator)
         for o in enc.options
     }
     optional = tuple(t.name for t in enc.tensors if not t.required and t.name != "mask")
+    # (position ids are never built here: the benchmarks time the default layout)
     args = build_arguments(
         enc, dims, options, optional, {}, lambda d: None, lambda s: randn(*s, scale=0.1), rng
     )

@@ -11,6 +11,8 @@ profile:
     ``attn_type=uni``, ``clip=(-2, 2)``); a word that is not a literal is a string.
 ``memory``
     ``allow`` draws memory (mlen > 0), ``exclude`` never does.
+``positions``
+    ``allow`` draws position ids (``q_pos``, ``k_pos``), ``exclude`` never does.
 ``TENSOR`` (an optional tensor, such as ``rel_v``)
     ``allow`` may give it, ``exclude`` never does.
 
@@ -26,6 +28,7 @@ from dataclasses import replace
 from typing import Any
 
 from relpos.spec import ArgumentError
+from relpos.spec._conventions import POSITION_TENSORS
 from relpos.spec._encoding import Encoding
 from relpos.spec._profiles import Candidates, Profile
 
@@ -38,8 +41,8 @@ KINDS = {"allow": "draw these values too", "exclude": "never draw them"}
 def help_text(kind: str) -> str:
     """The command-line help of ``--allow`` or ``--exclude`` (the CLI's and the plugin's)."""
     return (
-        f"adjust the profile: {KINDS[kind]} (an option NAME=V1,V2; memory; or an optional "
-        "tensor); repeatable"
+        f"adjust the profile: {KINDS[kind]} (an option NAME=V1,V2; memory; positions; or "
+        "an optional tensor); repeatable"
     )
 
 
@@ -70,7 +73,11 @@ def parse(kind: str, text: str) -> tuple[str, list[Any] | None]:
 
 def _names(enc: Encoding) -> tuple[list[str], list[str]]:
     options = [o.name for o in enc.options]
-    tensors = [t.name for t in enc.tensors if not t.required and t.name != "mask"]
+    tensors = [
+        t.name
+        for t in enc.tensors
+        if not t.required and t.name != "mask" and t.name not in POSITION_TENSORS
+    ]
     return options, tensors
 
 
@@ -86,17 +93,20 @@ def adjust(
     checks = {o.name: o.check for o in enc.options}
     narrowing: dict[str, Candidates] = dict(profile.options)
     memory, include, excluded = profile.memory, list(profile.include), list(profile.exclude)
+    positions = profile.positions
     said: list[str] = []
     for kind, texts in zip(KINDS, (allow, exclude), strict=True):
         for text in texts:
             name, values = parse(kind, text)
-            if name == "memory" or name in tensors:
+            if name in ("memory", "positions") or name in tensors:
                 if values is not None:
                     raise ArgumentError(
                         kind, repr(text), f"takes no values for {name} (say {kind} {name})"
                     )
                 if name == "memory":
                     memory = kind == "allow"
+                elif name == "positions":
+                    positions = kind == "allow"
                 elif kind == "allow":
                     excluded = [n for n in excluded if n != name]
                 else:
@@ -105,7 +115,7 @@ def adjust(
                 said.append(f"{kind} {name}")
                 continue
             if name not in options:
-                known = ", ".join([*options, "memory", *tensors])
+                known = ", ".join([*options, "memory", "positions", *tensors])
                 raise ArgumentError(kind, repr(text), f"must name one of {known} for {enc.name}")
             if values is None:
                 raise ArgumentError(kind, repr(text), f"must give the values: {name}=VALUE,...")
@@ -119,6 +129,7 @@ def adjust(
         profile,
         options=narrowing,
         memory=memory,
+        positions=positions,
         include=tuple(include),
         exclude=tuple(dict.fromkeys(excluded)),
         adjustments=(*profile.adjustments, *said),

@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from relpos.equivalence.draws import Draw
 
 __all__ = ["Coverage", "summary"]
@@ -27,11 +29,8 @@ class Coverage:
     d_head: int = 0
     options: dict[str, set[str]] = field(default_factory=dict)
     regions: set[str] = field(default_factory=set)
-
-    @property
-    def position(self) -> int:
-        """The largest absolute position reached (memory first: key j sits at j)."""
-        return self.klen - 1 if self.klen else 0
+    #: The largest absolute position reached: a position id, or klen - 1 (key j at j).
+    position: int = 0
 
     def add(self, draw: Draw) -> None:
         from relpos.spec import get_encoding
@@ -45,8 +44,11 @@ class Coverage:
         for name, value in draw.options.items():
             self.options.setdefault(name, set()).add(repr(value))
         enc = get_encoding(draw.encoding)
-        problem = enc.validate(draw.arguments("float64"), check_dtypes=False)
+        args = draw.arguments("float64")
+        problem = enc.validate(args, check_dtypes=False)
         self.regions |= enc.regions(problem)
+        ids = [int(np.max(args[n])) for n in ("q_pos", "k_pos") if args.get(n) is not None]
+        self.position = max(self.position, *ids, draw.klen - 1)
 
     def merge(self, other: Coverage) -> Coverage:
         merged = Coverage(
@@ -57,6 +59,7 @@ class Coverage:
             max(self.d_head, other.d_head),
             {k: set(v) for k, v in self.options.items()},
             self.regions | other.regions,
+            max(self.position, other.position),
         )
         for name, values in other.options.items():
             merged.options.setdefault(name, set()).update(values)

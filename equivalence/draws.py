@@ -1,9 +1,9 @@
 """A drawn check input, reproducible from a few integers.
 
 A :class:`Draw` names everything about one input (encoding, dimensions, options, which
-optional tensors, layouts, the mask, the kind of values, a seed) and regenerates the numpy
-arguments deterministically, rounded to the dtype under test. Its ``repr`` is valid Python, so
-a failure's repro is a copy-pasteable snippet.
+optional tensors, layouts, the mask, the kind of values, a seed, the kind of positions) and
+regenerates the numpy arguments deterministically, rounded to the dtype under test. Its
+``repr`` is valid Python, so a failure's repro is a copy-pasteable snippet.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 
 from relpos.equivalence.dtypes import largest_finite, representable
 from relpos.spec import get_encoding
-from relpos.spec._cases import build_arguments, make_mask
+from relpos.spec._cases import build_arguments, make_mask, make_positions
 
 __all__ = ["LIMIT_FRACTION", "MASK_KINDS", "VALUE_KINDS", "Draw"]
 
@@ -57,6 +57,8 @@ class Draw:
     mask: str = "none"
     values: str = "normal"
     seed: int = 0
+    #: One of the position kinds of :mod:`relpos.spec._cases` ("default": no position ids).
+    positions: str = "default"
 
     @property
     def klen(self) -> int:
@@ -76,6 +78,9 @@ class Draw:
             lambda shape: self._floats(rng, shape),
             rng,
         )
+        ids = make_positions(self.positions, self.dims["bsz"], self.dims["qlen"], self.klen, rng)
+        if ids is not None:
+            args["q_pos"], args["k_pos"] = ids
         floats = {t.name for t in enc.tensors if t.kind == "float" and t.name in args}
         factor = 1.0
         if self.values == "limit":
@@ -110,6 +115,8 @@ class Draw:
                 "seed",
             )
         )
+        if self.positions != "default":  # absent from the repr of the default layout
+            fields += f", positions={self.positions!r}"
         return f"Draw({fields})"
 
 

@@ -11,13 +11,14 @@ encoding declares it (the metamorphic ones, ``Encoding.metamorphic``) or always 
 3. ``gradients``: gradients with respect to every float input agree with the oracle's;
    ``gradients_cross_backend``: and with the other backend's.
 4. metamorphic: ``translation``, ``masked_keys``, ``batch``, ``memory_rows``,
-   ``zero_tables``, ``wide_range`` (see each function).
+   ``zero_tables``, ``wide_range`` (see each function); positions: ``offset``, ``chunked``,
+   ``left_padding``, ``packed``.
 5. ``masked_rows``: rows with no visible key give zeros and no NaN, forward and backward.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -39,6 +40,7 @@ from relpos.equivalence.reference import (
 from relpos.equivalence.strategies import KLEN_MAX, Restriction, draws
 from relpos.impls import Implementation, registry
 from relpos.spec import get_encoding
+from relpos.spec._cases import POSITION_KINDS
 
 __all__ = ["PROPERTIES", "Finding", "Inapplicable", "Property", "applicable"]
 
@@ -69,6 +71,8 @@ class Property:
     metamorphic: bool = False
     needs_partner: bool = False
     needs_memory: bool = False
+    #: The property passes position ids: only for implementations that take them.
+    needs_positions: bool = False
     #: Fixed inputs checked one by one instead of drawn: (name, draw) pairs per encoding
     #: (``strategy`` is then unused).
     cases: Callable[[str, Restriction | None], list[tuple[str, Draw]]] | None = None
@@ -230,6 +234,7 @@ def golden_cases(encoding: str, restrict: Restriction | None = None) -> list[tup
             case.mask,
             "dyadic",
             case.seed,
+            case.positions,
         )
         if restrict is None or restrict.admits(draw):
             found.append((case.name, draw))
@@ -526,6 +531,175 @@ def check_wide_range(impl: Implementation, draw: Draw, dtype: str) -> list[Verdi
     ]
 
 
+# -- 4b. positions ------------------------------------------------------------------------
+
+
+def _sliced(
+    encoding: str,
+    args: Mapping[str, Any],
+    *,
+    rows: slice = slice(None),
+    queries: slice = slice(None),
+    keys: slice = slice(None),
+) -> dict[str, Any]:
+    """``args`` restricted to some batch rows, queries and keys: every tensor along its bsz,
+    qlen and klen axes (position ids included), the mask made full first."""
+    out = dict(args)
+    for dim, chosen in (("bsz", rows), ("qlen", queries), ("klen", keys)):
+        for name, axis in _axis_tensors(encoding, dim).items():
+            value = out.get(name)
+            if value is None:
+                continue
+            index = [slice(None)] * np.ndim(value)
+            index[axis] = chosen
+            out[name] = np.ascontiguousarray(np.asarray(value)[tuple(index)])
+    out["mask"] = np.ascontiguousarray(_full_mask(args)[rows][:, :, queries][..., keys])
+    return out
+
+
+def _parts_agree(
+    impl: Implementation,
+    dtype: str,
+    whole: Mapping[str, Any],
+    parts: Sequence[tuple[tuple[slice, slice], Mapping[str, Any]]],
+    what: str,
+    against: str,
+) -> list[Verdict]:
+    """The output of one call on ``whole`` against separate calls: each part's (rows,
+    queries) of the whole output equals that part's own output, within twice the part's
+    bound."""
+    out = _run(impl, whole, dtype).out
+    verdicts = []
+    for (rows, queries), part in parts:
+        verdicts.append(
+            compare(
+                what,
+                out[rows][:, :, queries],
+                _run(impl, part, dtype).out,
+                2 * expected(impl.encoding, part).bounds(dtype).out,
+                who=_who(impl, dtype),
+                against=against,
+            )
+        )
+    return verdicts
+
+
+def check_offset(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]:
+    """Every position shifted by one large constant (2^16 to 2^17, the draw's "offset"
+    position ids) agrees with the oracle: no relative score changes (the spec proves it), and
+    RoPE's rotations at such positions stay within the tolerance model (the oracle is exact
+    there, the bound grows with the angle)."""
+    shift = int(draw.arguments("float64")["k_pos"][0, 0])
+    return [
+        v if v.ok else replace(v, message=f"with every position shifted by {shift}: {v.message}")
+        for v in check_oracle(impl, draw, dtype)
+    ]
+
+
+def check_chunked(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]:
+    """Decoding in steps: under a causal mask (and the draw's), a prefill of some queries,
+    then steps of one to three queries, each attending to every key so far (its memory),
+    with the draw's position ids sliced alike; the steps' outputs together equal the rows of
+    one call."""
+    args = draw.arguments(dtype)
+    rng = np.random.default_rng(draw.seed + 7)
+    qlen, mlen = draw.dims["qlen"], draw.dims["mlen"]
+    # a decoder: query i sees the keys up to its own (key mlen + i), and the draw's mask
+    args["mask"] = _full_mask(args) & (
+        np.arange(draw.klen)[None, :] <= mlen + np.arange(qlen)[:, None]
+    )
+    cuts = [int(rng.integers(1, qlen + 1))]
+    while cuts[-1] < qlen:
+        cuts.append(min(qlen, cuts[-1] + int(rng.integers(1, 4))))
+    parts = []
+    start = 0
+    for stop in cuts:
+        step = _sliced(impl.encoding, args, queries=slice(start, stop), keys=slice(0, mlen + stop))
+        parts.append(((slice(None), slice(start, stop)), step))
+        start = stop
+    sizes = "+".join(str(b - a) for a, b in zip([0, *cuts], cuts, strict=False))
+    return _parts_agree(
+        impl,
+        dtype,
+        args,
+        parts,
+        f"out of decoding steps of {sizes} queries",
+        "the rows of one call",
+    )
+
+
+def check_left_padding(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]:
+    """Rows padded on the left: row b's first p_b keys are padding, masked, and its real
+    keys and queries carry positions counted from its first real key (padding at 0). Each
+    row's output equals the call on that row alone without its padding (default
+    positions). Row 0 is unpadded and the last row padded by the whole memory, so a
+    position vector shared by every row shows."""
+    args = draw.arguments(dtype)
+    rng = np.random.default_rng(draw.seed + 8)
+    bsz, qlen, mlen, klen = draw.dims["bsz"], draw.dims["qlen"], draw.dims["mlen"], draw.klen
+    pads = rng.integers(0, mlen + 1, size=bsz)
+    pads[0], pads[-1] = 0, mlen
+    padded = dict(args)
+    padded["k_pos"] = np.maximum(np.arange(klen)[None, :] - pads[:, None], 0)
+    padded["q_pos"] = mlen + np.arange(qlen)[None, :] - pads[:, None]
+    padded["mask"] = (
+        _full_mask(args) & (np.arange(klen)[None, :] >= pads[:, None])[:, None, None, :]
+    )
+    parts = [
+        (
+            (slice(b, b + 1), slice(None)),
+            _sliced(impl.encoding, args, rows=slice(b, b + 1), keys=slice(int(pads[b]), klen)),
+        )
+        for b in range(bsz)
+    ]
+    return _parts_agree(
+        impl,
+        dtype,
+        padded,
+        parts,
+        f"out of left-padded rows (pads {pads.tolist()})",
+        "each row alone, unpadded",
+    )
+
+
+def check_packed(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]:
+    """Two sequences packed in one row: keys before a cut c form the first, keys from c the
+    second, each with its own positions from 0 and a block mask between them; the queries
+    (the last qlen keys) fall in either. The packed call equals two separate calls."""
+    args = draw.arguments(dtype)
+    qlen, mlen, klen = draw.dims["qlen"], draw.dims["mlen"], draw.klen
+    cut = 1 + draw.seed % (klen - 1)
+    first = max(0, min(qlen, cut - mlen))  # queries of the first sequence
+    segment = np.arange(klen) >= cut
+    packed = dict(args)
+    packed["k_pos"] = np.concatenate([np.arange(cut), np.arange(klen - cut)])[None]
+    packed["q_pos"] = packed["k_pos"][:, mlen:]
+    block = segment[mlen:, None] == segment[None, :]
+    packed["mask"] = _full_mask(args) & block
+    parts = [
+        (
+            (slice(None), slice(first, qlen)),
+            _sliced(impl.encoding, args, queries=slice(first, qlen), keys=slice(cut, klen)),
+        )
+    ]
+    if first:
+        parts.insert(
+            0,
+            (
+                (slice(None), slice(0, first)),
+                _sliced(impl.encoding, args, queries=slice(0, first), keys=slice(0, cut)),
+            ),
+        )
+    return _parts_agree(
+        impl,
+        dtype,
+        packed,
+        parts,
+        f"out of two sequences packed at key {cut}",
+        "the two sequences called separately",
+    )
+
+
 # -- 5. fully masked rows ------------------------------------------------------------------
 
 
@@ -715,9 +889,11 @@ def _against_oracle(impl: Implementation, draw: Draw, dtype: str, said: str) -> 
 def check_history(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]:
     """Results do not depend on earlier calls. The draw is checked against the oracle at a
     key length new to ``impl`` in this process, first on its own, then (each time at another
-    new length) right after a call in a lower dtype of the same shapes, after a longer call and
-    after a shorter one. State kept between calls (a rotation table cached per length and
-    reused in another dtype, a table sized by the first call) shows as an error after a
+    new length) right after a call in a lower dtype of the same shapes, after a longer call,
+    after a shorter one and, where the implementation takes position ids, after a call of the
+    same shapes at a large offset. State kept between calls (a rotation table cached per
+    length and reused in another dtype or at other positions, a table sized by the first
+    call) shows as an error after a
     history that the first call does not have. A first call that is already wrong fails here
     as it does against the oracle, and says so (it may be wrong on its own, or through state
     from earlier draws)."""
@@ -728,12 +904,17 @@ def check_history(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]
     if not all(v.ok for v in alone):
         return alone
     verdicts: list[Verdict] = []
-    for history in ("dtype", "longer", "shorter"):
+    histories = ("dtype", "longer", "shorter") + (("offset",) if restrict.positions else ())
+    for history in histories:
         checked = _at_a_new_length(draw, impl, restrict)
         qlen = checked.dims["qlen"]
         earlier, earlier_dtype = checked, _LOWER[dtype]
         said = f"after a {earlier_dtype} call of the same shapes"
-        if history != "dtype":
+        if history == "offset":
+            earlier, earlier_dtype = replace(checked, positions="offset"), dtype
+            shift = int(earlier.arguments(dtype)["k_pos"][0, 0])
+            said = f"after a call of the same shapes at positions shifted by {shift}"
+        elif history != "dtype":
             size = 2 * qlen + 1 if history == "longer" else qlen // 2
             resized = _resized(checked, restrict, "qlen", size)
             if resized is None:
@@ -799,7 +980,7 @@ PROPERTIES: dict[str, Property] = {
             "oracle",
             "scores, probabilities and outputs agree with the oracle",
             DTYPES,
-            _strategy("oracle"),
+            _strategy("oracle", positions=POSITION_KINDS),
             check_oracle,
         ),
         Property(
@@ -901,6 +1082,39 @@ PROPERTIES: dict[str, Property] = {
             metamorphic=True,
         ),
         Property(
+            "offset",
+            "every position shifted by 2^16 to 2^17 agrees with the oracle",
+            PRECISE,
+            _strategy("oracle", positions=("offset",)),
+            check_offset,
+            needs_positions=True,
+        ),
+        Property(
+            "chunked",
+            "a prefill and decoding steps equal the rows of one call",
+            PRECISE,
+            _strategy("oracle", at_least={"qlen": 2}, positions=("default", "offset")),
+            check_chunked,
+            needs_memory=True,
+        ),
+        Property(
+            "left_padding",
+            "left-padded rows with their own positions equal each row alone",
+            EXACT_ONLY,
+            _strategy("oracle", at_least={"bsz": 2, "mlen": 1}),
+            check_left_padding,
+            needs_memory=True,
+            needs_positions=True,
+        ),
+        Property(
+            "packed",
+            "two sequences packed in one row equal two separate calls",
+            EXACT_ONLY,
+            _strategy("oracle", at_least={"qlen": 2}),
+            check_packed,
+            needs_positions=True,
+        ),
+        Property(
             "repeatability",
             "the same inputs give the same results on every call, bit for bit",
             PRECISE,
@@ -909,8 +1123,8 @@ PROPERTIES: dict[str, Property] = {
         ),
         Property(
             "history",
-            "results do not depend on earlier calls: another dtype, a longer or a shorter call "
-            "just before",
+            "results do not depend on earlier calls: another dtype, a longer or a shorter call, "
+            "or a large offset just before",
             PRECISE,
             # Two queries, so that a shorter call exists; two channels, so that a table has a
             # pair to rotate; values of order one, whose bounds are tight enough to see a
@@ -937,6 +1151,8 @@ def applicable(prop: Property, impl: Implementation) -> tuple[bool, str]:
         return False, f"{impl.encoding} has nothing for {prop.name} to check"
     if prop.needs_memory and not getattr(impl, "memory", True):
         return False, f"{impl.id} takes no memory positions"
+    if prop.needs_positions and not _restriction(impl).positions:
+        return False, f"{impl.id} takes no position ids (its profile says so)"
     if prop.needs_partner:
         other = partner(impl)
         if other is None:

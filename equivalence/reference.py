@@ -47,6 +47,10 @@ class Expected:
     scale: float = 1.0
     #: The largest |logit| of each query row (batch, head, query), masked pairs included.
     row_peaks: np.ndarray | None = None
+    #: sum_j |V_ij| over the visible keys of each output element (E3's underflow term: a
+    #: probability flushed to zero loses up to the smallest normal times |V_ij|, however
+    #: small the probability was).
+    abs_values_sum: np.ndarray | None = None
     _bounds: dict[str, tolerance.Bounds] = field(default_factory=dict)
 
     def bounds(self, dtype: str) -> tolerance.Bounds:
@@ -57,6 +61,7 @@ class Expected:
                 mask=self.mask,
                 magnitude_scores=self.magnitude_scores,
                 magnitude_out=self.magnitude_out,
+                abs_values_sum=self.abs_values_sum,
                 oracle_radius=self.radius,
             )
         return self._bounds[dtype]
@@ -78,7 +83,7 @@ def fingerprint(encoding: str, args: Mapping[str, Any]) -> bytes:
 
 def expected(encoding: str, args: Mapping[str, Any]) -> Expected:
     """The oracle's expected values for ``args`` (numpy arrays and options)."""
-    from relpos.spec import evaluate
+    from relpos.spec import evaluate, pair_values
 
     key = fingerprint(encoding, args)
     if key in _CACHE:
@@ -98,6 +103,9 @@ def expected(encoding: str, args: Mapping[str, Any]) -> Expected:
         peak_logit=_peak(result.as_float64("logits")),
         scale=result.scale,
         row_peaks=_row_peaks(result.as_float64("logits")),
+        abs_values_sum=np.einsum(
+            "bhij,bhijd->bhid", result.mask, np.abs(pair_values(encoding, **args))
+        ),
     )
     _CACHE[key] = value
     if len(_CACHE) > _CACHE_SIZE:

@@ -3,7 +3,7 @@
 JSON schema (``relpos check --json FILE``)::
 
     {
-      "spec_version": "1.0.0",
+      "spec_version": "1.1.0",
       "environment": {"python", "platform", "sympy", "hypothesis", "numpy", "torch", "jax"},
       "budget": "dev" | "ci" | "thorough",          (the Hypothesis profile)
       "target", "adapter", "profile", "backend"     (a third-party target only)

@@ -21,6 +21,8 @@ from hypothesis.errors import InvalidArgument
 
 from relpos.equivalence.draws import MASK_KINDS, VALUE_KINDS, Draw
 from relpos.spec import ENCODINGS, get_encoding
+from relpos.spec._cases import POSITION_KINDS
+from relpos.spec._conventions import POSITION_TENSORS
 
 __all__ = [
     "KLEN_MAX",
@@ -30,6 +32,7 @@ __all__ = [
     "dimensions",
     "draws",
     "mask_kinds",
+    "position_kinds",
     "value_kinds",
 ]
 
@@ -39,7 +42,8 @@ class Restriction:
     """What a checked library accepts, narrowing what is drawn: option candidates (a function
     of the dimensions and the spec's candidates), optional tensors always or never given,
     fixed table layouts, upper bounds on dimensions (``{"mlen": 0}``: no memory) and
-    dimensions drawn as multiples of a number (``{"d_head": 2}``: even heads)."""
+    dimensions drawn as multiples of a number (``{"d_head": 2}``: even heads), and whether
+    position ids may be given."""
 
     options: Mapping[str, Callable[[Mapping[str, int], list[Any]], list[Any]]] = field(
         default_factory=dict
@@ -49,6 +53,8 @@ class Restriction:
     layouts: Mapping[str, int] = field(default_factory=dict)
     at_most: Mapping[str, int] = field(default_factory=dict)
     multiple_of: Mapping[str, int] = field(default_factory=dict)
+    #: Whether the library takes position ids (q_pos, k_pos).
+    positions: bool = True
 
     def admits(self, draw: Draw) -> bool:
         """Whether a fixed input (a golden case) is one the library accepts: within the
@@ -61,6 +67,8 @@ class Restriction:
         if not set(self.include) <= set(draw.include) or set(self.exclude) & set(draw.include):
             return False
         if any(draw.layouts.get(name, 0) != index for name, index in self.layouts.items()):
+            return False
+        if draw.positions != "default" and not self.positions:
             return False
         defaults = {o.name: o.default for o in get_encoding(draw.encoding).options}
         for name, allowed in self.options.items():
@@ -212,6 +220,16 @@ def value_kinds(kinds: Sequence[str] = VALUE_KINDS) -> st.SearchStrategy[str]:
     return st.sampled_from(tuple(kinds))
 
 
+def position_kinds(kinds: Sequence[str] = POSITION_KINDS) -> st.SearchStrategy[str]:
+    """Kinds of position ids; shrinks towards the first."""
+    bad = [k for k in kinds if k not in POSITION_KINDS]
+    if bad or not kinds:
+        raise InvalidArgument(
+            f"position kinds must be a non-empty subset of {POSITION_KINDS}, got {kinds}"
+        )
+    return st.sampled_from(tuple(kinds))
+
+
 @st.composite
 def draws(
     draw: Any,
@@ -223,11 +241,13 @@ def draws(
     at_least: Mapping[str, int] | None = None,
     options: Mapping[str, Any] | None = None,
     restrict: Restriction | None = None,
+    positions: Sequence[str] = ("default",),
 ) -> Draw:
     """Complete check inputs for ``encoding``: dimensions, every option (from the spec's
     candidates, or fixed by ``options``), optional tensor groups present or not, table
-    layouts, a mask kind, a value kind and a seed for the array contents; ``restrict``
-    narrows all of these to what a checked library accepts."""
+    layouts, a mask kind, a value kind, a seed for the array contents and a kind of position
+    ids (from ``positions``, shrinking towards the first; "default" where the library takes
+    none); ``restrict`` narrows all of these to what a checked library accepts."""
     _check_encoding(encoding)
     enc = get_encoding(encoding)
     r = restrict or Restriction()
@@ -243,7 +263,9 @@ def draws(
                 reject()
         chosen[name] = fixed[name] if name in fixed else draw(st.sampled_from(candidates))
     groups = enc.optional_groups or tuple(
-        (t.name,) for t in enc.tensors if not t.required and t.name != "mask"
+        (t.name,)
+        for t in enc.tensors
+        if not t.required and t.name != "mask" and t.name not in POSITION_TENSORS
     )
     include: tuple[str, ...] = ()
     for group in groups:
@@ -267,4 +289,5 @@ def draws(
         draw(mask_kinds(masks)),
         draw(value_kinds(values)),
         draw(st.integers(0, 2**32 - 1)),
+        draw(position_kinds(positions if r.positions else ("default",))),
     )

@@ -162,6 +162,7 @@ def restriction(enc: Encoding, profile: Profile) -> Restriction:
         layouts=dict(profile.layouts),
         at_most={} if profile.memory else {"mlen": 0},
         multiple_of=dict(profile.multiple_of),
+        positions=profile.positions,
     )
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
-__all__ = ["deberta_rows", "t5_buckets"]
+import numpy as np
+
+__all__ = ["deberta_rows", "deberta_rows_of", "t5_buckets", "t5_buckets_of"]
 
 
 def _t5_bucket(n: int, num_buckets: int, max_distance: int, bidirectional: bool) -> int:
@@ -38,6 +40,17 @@ def t5_buckets(klen: int, num_buckets: int, max_distance: int, bidirectional: bo
     return tuple(_t5_bucket(n, *args) for n in range(1 - klen, klen))
 
 
+def t5_buckets_of(
+    distances: np.ndarray, num_buckets: int, max_distance: int, bidirectional: bool
+) -> np.ndarray:
+    """The bucket of every distance pos_i - pos_j of an integer array (any shape, any
+    range: position ids), each distinct distance computed once; int64, the same shape."""
+    distinct, where = np.unique(np.asarray(distances, dtype=np.int64), return_inverse=True)
+    args = (num_buckets, max_distance, bidirectional)
+    table = np.array([_t5_bucket(int(n), *args) for n in distinct], dtype=np.int64)
+    return table[where].reshape(np.shape(distances))
+
+
 def _log_bucket(r: int, size: int, max_position: int) -> int:
     """DeBERTa-v2: r when |r| <= size // 2, else sign(r) (mid + the smallest t with
     (M - 1)^t mid^(mid-1) >= |r|^(mid-1) mid^t)."""
@@ -63,9 +76,17 @@ def _log_bucket(r: int, size: int, max_position: int) -> int:
 def deberta_rows(klen: int, span: int, max_position: int | None):
     """Entry r + klen - 1 is the table row of the distance r, r in [-(klen - 1), klen - 1]:
     clip(bucket(r), -span, span - 1) + span."""
+    return tuple(_deberta_row(r, span, max_position) for r in range(1 - klen, klen))
 
-    def row(r: int) -> int:
-        b = r if max_position is None else _log_bucket(r, span, max_position)
-        return min(max(b, -span), span - 1) + span
 
-    return tuple(row(r) for r in range(1 - klen, klen))
+def _deberta_row(r: int, span: int, max_position: int | None) -> int:
+    b = r if max_position is None else _log_bucket(r, span, max_position)
+    return min(max(b, -span), span - 1) + span
+
+
+def deberta_rows_of(r: np.ndarray, span: int, max_position: int | None) -> np.ndarray:
+    """The table row of every distance of an integer array (any shape, any range: position
+    ids), each distinct distance computed once; int64, the same shape."""
+    distinct, where = np.unique(np.asarray(r, dtype=np.int64), return_inverse=True)
+    table = np.array([_deberta_row(int(d), span, max_position) for d in distinct], np.int64)
+    return table[where].reshape(np.shape(r))

@@ -56,7 +56,7 @@ __all__ = [
 
 #: Version of the specification (formulas and conventions), recorded in golden vectors and
 #: reports. Bumped whenever a formula or convention changes meaning.
-SPEC_VERSION = "1.0.0"
+SPEC_VERSION = "1.1.0"
 
 
 def validate(encoding: str, args: dict[str, Any], *, check_dtypes: bool = True) -> Problem:

@@ -85,7 +85,8 @@ class Case:
 
     ``dims`` holds bsz, n_head, qlen, mlen, d_head (and any dimension the encoding's options do
     not determine); ``include`` lists the optional tensors present; ``layouts`` picks a layout
-    index for tensors with several; ``mask`` is one of the mask kinds of :mod:`relpos.spec._cases`.
+    index for tensors with several; ``mask`` is one of the mask kinds of :mod:`relpos.spec._cases`,
+    ``positions`` one of its position kinds (``"default"``: no position ids).
     """
 
     name: str
@@ -95,6 +96,7 @@ class Case:
     layouts: Mapping[str, int] = field(default_factory=dict)
     mask: str = "none"
     seed: int = 0
+    positions: str = "default"
 
 
 class Encoding(abc.ABC):
@@ -131,9 +133,14 @@ class Encoding(abc.ABC):
             args,
             derived_dims=self.derived_dims,
             dim_note=self.dim_note,
-            check=self.check,
+            check=self._check_all,
             check_dtypes=check_dtypes,
         )
+
+    @final
+    def _check_all(self, problem: Problem) -> None:
+        cv.check_positions(problem)
+        self.check(problem)
 
     @property
     def float_inputs(self) -> tuple[str, ...]:
@@ -249,7 +256,8 @@ class Encoding(abc.ABC):
         return frozenset()
 
     def structural_mask(self, problem: Problem) -> np.ndarray | None:
-        """A (qlen, klen) boolean mask the encoding itself imposes (True = may attend)."""
+        """A (B, qlen, klen) boolean mask the encoding itself imposes (True = may attend), B
+        in {1, bsz}: a causal mask compares the positions, pos_j <= pos_i."""
         return None
 
     # -- library conventions ----------------------------------------------------------------
@@ -265,7 +273,11 @@ class Encoding(abc.ABC):
 
     def all_profiles(self) -> tuple[Profile, ...]:
         own = Profile(
-            self.name, self.name, f"the specification: {self.title}", "this specification"
+            self.name,
+            self.name,
+            f"the specification: {self.title}",
+            "this specification",
+            positions=True,
         )
         return (own, *self.profiles)
 
@@ -286,8 +298,38 @@ class Encoding(abc.ABC):
         """The identities ``relpos spec prove`` proves."""
 
     @abc.abstractmethod
+    def own_cases(self) -> list[Case]:
+        """Golden-vector cases covering every option of the encoding (default positions)."""
+
+    #: Options under which the encoding imposes a causal mask (XLNet's attn_type "uni"),
+    #: for the position-id golden case with repeated positions; empty when it has none.
+    causal_options: ClassVar[Mapping[str, Any]] = MappingProxyType({})
+
+    @final
     def cases(self) -> list[Case]:
-        """Golden-vector cases covering every option of the encoding."""
+        """Every golden case: :meth:`own_cases`, then the position-id cases (the first case's
+        options on two batch rows after memory: a large common offset, sorted random ids per
+        row up to 2^17, and two packed sequences per row with repeated positions, under the
+        causal mask where the encoding has one)."""
+        own = self.own_cases()
+        first = own[0]
+        dims = {**first.dims, "bsz": 2, "mlen": 3}
+        found = [
+            dataclasses.replace(first, name="positions_offset", dims=dims, positions="offset"),
+            dataclasses.replace(first, name="positions_per_row", dims=dims, positions="per_row"),
+            dataclasses.replace(first, name="positions_packed", dims=dims, positions="packed"),
+        ]
+        if self.causal_options:
+            found.append(
+                dataclasses.replace(
+                    first,
+                    name="positions_packed_causal",
+                    dims=dims,
+                    options={**first.options, **self.causal_options},
+                    positions="packed",
+                )
+            )
+        return [*own, *found]
 
     #: Options of the long-position golden case (:meth:`large_cases`), chosen to reach the
     #: encoding's far regions: wide clips and clamps, log buckets, many heads.

@@ -115,7 +115,7 @@ def full_mask(enc: Encoding, problem: Problem) -> np.ndarray:
         mask &= np.broadcast_to(np.asarray(given, dtype=bool), shape)
     structural = enc.structural_mask(problem)
     if structural is not None:
-        mask &= structural[None, None]
+        mask &= structural[:, None]  # (B, qlen, klen): per batch row, shared by the heads
     return mask
 
 

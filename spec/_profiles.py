@@ -150,7 +150,8 @@ class Profile:
     """A library's conventions for one encoding.
 
     ``conventions`` maps axis names to value names (axes not named take the spec's value);
-    ``options``, ``layouts``, ``include``, ``exclude``, ``memory`` and ``multiple_of``
+    ``options``, ``layouts``, ``include``, ``exclude``, ``memory``, ``positions`` and
+    ``multiple_of``
     restrict the inputs the library accepts (on top of what the chosen values restrict);
     ``source`` says where the conventions were read.
     """
@@ -165,6 +166,8 @@ class Profile:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     memory: bool = True
+    #: Whether the library takes position ids (q_pos, k_pos): drawn only when it does.
+    positions: bool = False
     #: Dimensions the library needs to be multiples of a number (``{"d_head": 2}``).
     multiple_of: Mapping[str, int] = field(default_factory=dict)
     notes: tuple[str, ...] = ()

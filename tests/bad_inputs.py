@@ -124,7 +124,7 @@ BAD_INPUTS: list[BadInput] = [
         "symmetric",
         _with(clamp_len=3),
         "`clamp_len` is not an argument of 'shaw'; the arguments are q, k, v, rel_k, "
-        "rel_v, mask, clip, key_query, scale, got clamp_len=...",
+        "rel_v, mask, q_pos, k_pos, clip, key_query, scale, got clamp_len=...",
     ),
     BadInput(
         "shaw-key-query-not-bool",
@@ -389,3 +389,57 @@ for _encoding, _case in _FIRST_CASES.items():
                 f"element, head, query, key and feature), got q.shape={tuple(_empty)}",
             )
         )
+
+
+def _positions_of(args: dict[str, Any]) -> tuple[int, int, int]:
+    bsz, _, qlen, _ = args["q"].shape
+    return bsz, qlen, args["k"].shape[2]
+
+
+def _ids(name: str, make: Callable[[int, int, int], np.ndarray]) -> Callable[..., Any]:
+    def change(args: dict[str, Any]) -> dict[str, Any]:
+        args[name] = make(*_positions_of(args))
+        return args
+
+    return change
+
+
+for _encoding, _case in _FIRST_CASES.items():
+    _case = _case or next(iter(get_encoding(_encoding).cases())).name
+    _bsz, _qlen, _klen = _positions_of(
+        case_inputs(
+            get_encoding(_encoding),
+            next(c for c in get_encoding(_encoding).cases() if c.name == _case),
+        )
+    )
+    BAD_INPUTS += [
+        BadInput(
+            f"{_encoding}-q_pos-float",
+            _encoding,
+            _case,
+            _ids("q_pos", lambda b, q, k: np.zeros((b, q))),
+            "`q_pos` must have an integer dtype, got dtype float64",
+        ),
+        BadInput(
+            f"{_encoding}-k_pos-shape",
+            _encoding,
+            _case,
+            _ids("k_pos", lambda b, q, k: np.zeros((b, k + 1), np.int64)),
+            f"`k_pos` must be broadcastable to (bsz, klen) = ({_bsz}, {_klen}), got "
+            f"k_pos.shape=({_bsz}, {_klen + 1})",
+        ),
+        BadInput(
+            f"{_encoding}-k_pos-negative",
+            _encoding,
+            _case,
+            _ids("k_pos", lambda b, q, k: np.arange(k, dtype=np.int64)[None] - 1),
+            "`k_pos` must hold positions in [0, 2147483647], got k_pos[0, 0] = -1",
+        ),
+        BadInput(
+            f"{_encoding}-q_pos-beyond-int32",
+            _encoding,
+            _case,
+            _ids("q_pos", lambda b, q, k: np.full((b, q), 2**31, np.int64)),
+            "`q_pos` must hold positions in [0, 2147483647], got q_pos[0, 0] = 2147483648",
+        ),
+    ]

@@ -16,10 +16,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from relpos.impls._validated import Framework, guarded
-from relpos.spec import Problem
+from relpos.spec import ArgumentError, Problem
 from relpos.spec._signature import first_nonfinite
 
-__all__ = ["accumulation_dtype", "default_scale", "guard", "masked_softmax", "sinusoid"]
+__all__ = [
+    "accumulation_dtype",
+    "default_scale",
+    "grid_positions",
+    "guard",
+    "host_distances",
+    "masked_softmax",
+    "position_ids",
+    "sinusoid",
+]
 
 HALF = (jnp.float16, jnp.bfloat16)
 
@@ -63,6 +72,62 @@ def accumulation_dtype(dtype: Any) -> Any:
 def default_scale(problem: Problem) -> float:
     scale = problem.options["scale"]
     return 1 / math.sqrt(problem.dims["d_head"]) if scale is None else float(scale)
+
+
+def position_ids(problem: Problem) -> tuple[jax.Array, jax.Array] | None:
+    """The call's position ids as (q_pos (B, qlen), k_pos (B, klen)) int32 arrays, B in
+    {1, bsz} (broadcast shapes expanded; the default layout on a side not given), or None
+    when the call gives none: the cores then build the default layout from their shapes, a
+    static structure. Positions are at most 2^31 - 1, so they and their differences are
+    exact in int32."""
+    d = problem.dims
+    given = {name: problem.tensors.get(name) for name in ("q_pos", "k_pos")}
+    if all(value is None for value in given.values()):
+        return None
+    default = {
+        "q_pos": d["mlen"] + jnp.arange(d["qlen"], dtype=jnp.int32)[None],
+        "k_pos": jnp.arange(d["klen"], dtype=jnp.int32)[None],
+    }
+    out = []
+    for name, length in (("q_pos", d["qlen"]), ("k_pos", d["klen"])):
+        value = given[name]
+        if value is None:
+            out.append(default[name])
+            continue
+        ids = jnp.atleast_2d(jnp.asarray(value).astype(jnp.int32))
+        out.append(jnp.broadcast_to(ids, (ids.shape[0], length)))
+    return out[0], out[1]
+
+
+def host_distances(problem: Problem) -> np.ndarray | None:
+    """pos_i - pos_j of every pair as a (B, qlen, klen) numpy int64 array from the call's
+    position ids, for integer tables computed on the host (T5's buckets, DeBERTa's rows);
+    None when the call gives no ids. Traced ids (under jax.jit or vmap) have no values to
+    compute them from: an ArgumentError says so."""
+    pos = position_ids(problem)
+    if pos is None:
+        return None
+    found = []
+    for name, ids in zip(("q_pos", "k_pos"), pos, strict=True):
+        if isinstance(ids, jax.core.Tracer):
+            raise ArgumentError(
+                name,
+                f"a traced {name} ({type(ids).__name__})",
+                f"must hold concrete values for {problem.encoding!r}, whose integer tables "
+                "are exact integer code run on the host: pass position ids outside jax.jit "
+                "and vmap",
+            )
+        found.append(np.asarray(ids, dtype=np.int64))
+    return found[0][:, :, None] - found[1][:, None, :]
+
+
+def grid_positions(
+    pos: tuple[jax.Array, jax.Array] | None, qlen: int, klen: int
+) -> tuple[jax.Array, jax.Array]:
+    """Inside a core: the position ids, or the default layout (1, qlen) and (1, klen)."""
+    if pos is not None:
+        return pos
+    return (klen - qlen + jnp.arange(qlen))[None], jnp.arange(klen)[None]
 
 
 def sinusoid(positions: jax.Array, d_model: int, dtype: Any) -> jax.Array:

@@ -16,8 +16,10 @@ from relpos.impls._validated import validated
 from relpos.impls.jax._common import (
     accumulation_dtype,
     default_scale,
+    grid_positions,
     guard,
     masked_softmax,
+    position_ids,
     with_masked_scores,
 )
 
@@ -37,9 +39,10 @@ def slopes_for(n_head: int, rule: str) -> tuple[float, ...]:
     return slopes_for(p, "paper") + slopes_for(2 * p, "paper")[0::2][: n_head - p]
 
 
-def _grid(qlen: int, klen: int, signed: bool, causal: bool):
-    pos_i = klen - qlen + jnp.arange(qlen)
-    delta = jnp.arange(klen)[None, :] - pos_i[:, None]
+def _grid(pos, qlen: int, klen: int, signed: bool, causal: bool):
+    """B_ij (B, 1, qlen, klen) and the causal mask pos_j <= pos_i (or None)."""
+    q_pos, k_pos = grid_positions(pos, qlen, klen)
+    delta = (k_pos[:, None, :] - q_pos[:, :, None])[:, None]
     bias = delta if signed else -jnp.abs(delta)
     return bias, (delta <= 0) if causal else None
 
@@ -55,13 +58,13 @@ def _slopes(slopes, rule_slopes, acc):
 
 
 @partial(jax.jit, static_argnames=_STATIC)
-def _reference(q, k, v, slopes, mask, *, causal, signed, rule_slopes, scale, with_weights):
+def _reference(q, k, v, slopes, mask, pos, *, causal, signed, rule_slopes, scale, with_weights):
     qlen, klen = q.shape[2], k.shape[2]
     acc = accumulation_dtype(q.dtype)
-    bias, causal_mask = _grid(qlen, klen, signed, causal)
+    bias, causal_mask = _grid(pos, qlen, klen, signed, causal)
     m = _slopes(slopes, rule_slopes, acc)
     content = jnp.einsum("bhid,bhjd->bhij", q, k).astype(acc) * scale
-    logits = content + m[None, :, None, None] * bias.astype(acc)[None, None]
+    logits = content + m[None, :, None, None] * bias.astype(acc)
     visible = _visible(mask, causal_mask)
     probs = masked_softmax(logits, visible)
     out = jnp.einsum("bhij,bhjd->bhid", probs, v.astype(acc)).astype(q.dtype)
@@ -69,10 +72,10 @@ def _reference(q, k, v, slopes, mask, *, causal, signed, rule_slopes, scale, wit
 
 
 @partial(jax.jit, static_argnames=_STATIC)
-def _fast(q, k, v, slopes, mask, *, causal, signed, rule_slopes, scale, with_weights):
+def _fast(q, k, v, slopes, mask, pos, *, causal, signed, rule_slopes, scale, with_weights):
     qlen, klen = q.shape[2], k.shape[2]
     acc = accumulation_dtype(q.dtype)
-    bias, causal_mask = _grid(qlen, klen, signed, causal)
+    bias, causal_mask = _grid(pos, qlen, klen, signed, causal)
     m = _slopes(slopes, rule_slopes, acc)
     scores = jnp.matmul(q * jnp.asarray(scale, q.dtype), jnp.swapaxes(k, -1, -2)).astype(acc)
     scores = scores + m[:, None, None] * bias.astype(acc)
@@ -86,6 +89,7 @@ def _call(core, problem, with_weights):
     t, o = problem.tensors, problem.options
     return core(
         *(t[name] for name in ("q", "k", "v", "slopes", "mask")),
+        position_ids(problem),
         causal=bool(o["causal"]),
         signed=bool(o["signed"]),
         rule_slopes=slopes_for(problem.dims["n_head"], o["slope_rule"]),
@@ -104,6 +108,8 @@ def alibi_reference(
     *,
     slopes=None,
     mask=None,
+    q_pos=None,
+    k_pos=None,
     causal=False,
     signed=False,
     slope_rule="paper",
@@ -124,6 +130,8 @@ def alibi_fast(
     *,
     slopes=None,
     mask=None,
+    q_pos=None,
+    k_pos=None,
     causal=False,
     signed=False,
     slope_rule="paper",

@@ -15,11 +15,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from relpos.impls._integers import deberta_rows
+from relpos.impls._integers import deberta_rows, deberta_rows_of
 from relpos.impls._validated import validated
 from relpos.impls.jax._common import (
     accumulation_dtype,
     guard,
+    host_distances,
     masked_softmax,
     with_masked_scores,
 )
@@ -33,16 +34,23 @@ _STATIC = ("span", "max_position", "p2c_distance", "scale", "with_weights")
 
 @lru_cache(maxsize=64)
 def _rows(qlen: int, klen: int, span: int, max_position, p2c_distance: str):
-    """(qlen, klen) rows of r_ij = pos_i - pos_j (c2p) and of the p2c distance (r_ji, the
-    paper, or r_ij), numpy int."""
+    """(1, qlen, klen) rows of r_ij = pos_i - pos_j (c2p) and of the p2c distance (r_ji,
+    the paper, or r_ij) at the default positions, numpy int."""
     table = np.array(deberta_rows(klen, span, max_position))
     r = (klen - qlen + np.arange(qlen))[:, None] - np.arange(klen)[None, :]
-    c2p = table[r + klen - 1]
-    return c2p, (table[klen - 1 - r] if p2c_distance == "r_ji" else c2p)
+    c2p = table[r + klen - 1][None]
+    return c2p, (table[klen - 1 - r][None] if p2c_distance == "r_ji" else c2p)
+
+
+def _rows_at(r: np.ndarray, span: int, max_position, p2c_distance: str):
+    """The same rows (B, qlen, klen) of the distances r of position ids, on the host."""
+    c2p = deberta_rows_of(r, span, max_position)
+    return c2p, (deberta_rows_of(-r, span, max_position) if p2c_distance == "r_ji" else c2p)
 
 
 def _per_pair(table, rows):
-    return table[rows][None, None] if table.ndim == 2 else table[:, rows][None]
+    """table[rows] as (B, 1, qlen, klen, d) shared, or (B, n_head, qlen, klen, d) per head."""
+    return table[rows][:, None] if table.ndim == 2 else jnp.swapaxes(table[:, rows], 0, 1)
 
 
 def _table_matmul(x, table):
@@ -53,11 +61,23 @@ def _table_matmul(x, table):
 
 @partial(jax.jit, static_argnames=_STATIC)
 def _reference(
-    q, k, v, pos_key, pos_query, mask, *, span, max_position, p2c_distance, scale, with_weights
+    q,
+    k,
+    v,
+    pos_key,
+    pos_query,
+    mask,
+    rows,
+    *,
+    span,
+    max_position,
+    p2c_distance,
+    scale,
+    with_weights,
 ):
     qlen, klen = q.shape[2], k.shape[2]
     acc = accumulation_dtype(q.dtype)
-    c2p_rows, p2c_rows = _rows(qlen, klen, span, max_position, p2c_distance)
+    c2p_rows, p2c_rows = rows or _rows(qlen, klen, span, max_position, p2c_distance)
     logits = jnp.einsum("bhid,bhjd->bhij", q, k).astype(acc)
     if pos_key is not None:
         logits = logits + jnp.einsum("bhid,bhijd->bhij", q, _per_pair(pos_key, c2p_rows))
@@ -71,18 +91,31 @@ def _reference(
 
 @partial(jax.jit, static_argnames=_STATIC)
 def _fast(
-    q, k, v, pos_key, pos_query, mask, *, span, max_position, p2c_distance, scale, with_weights
+    q,
+    k,
+    v,
+    pos_key,
+    pos_query,
+    mask,
+    rows,
+    *,
+    span,
+    max_position,
+    p2c_distance,
+    scale,
+    with_weights,
 ):
     bsz, n_head, qlen, _ = q.shape
     klen = k.shape[2]
     acc = accumulation_dtype(q.dtype)
-    c2p_rows, p2c_rows = _rows(qlen, klen, span, max_position, p2c_distance)
+    c2p_rows, p2c_rows = rows or _rows(qlen, klen, span, max_position, p2c_distance)
     scores = jnp.matmul(q, jnp.swapaxes(k, -1, -2))
     if pos_key is not None:
-        index = jnp.broadcast_to(c2p_rows, (bsz, n_head, qlen, klen))
+        index = jnp.broadcast_to(c2p_rows[:, None], (bsz, n_head, qlen, klen))
         scores = scores + jnp.take_along_axis(_table_matmul(q, pos_key), index, axis=-1)
     if pos_query is not None:
-        index = jnp.broadcast_to(p2c_rows.T, (bsz, n_head, klen, qlen))
+        p2c_t = jnp.swapaxes(p2c_rows, -1, -2)[:, None]
+        index = jnp.broadcast_to(p2c_t, (bsz, n_head, klen, qlen))
         key_side = jnp.take_along_axis(_table_matmul(k, pos_query), index, axis=-1)
         scores = scores + jnp.swapaxes(key_side, -1, -2)
     scores = scores.astype(acc) * scale
@@ -96,8 +129,13 @@ def _call(core, problem, with_weights):
     tables = ("pos_key", "pos_query")
     terms = 1 + sum(t[name] is not None for name in tables)
     scale = o["scale"]
+    r = host_distances(problem)
+    span, max_position = int(o["span"]), o["max_position"]
+    max_position = None if max_position is None else int(max_position)
+    rows = None if r is None else _rows_at(r, span, max_position, str(o["p2c_distance"]))
     return core(
         *(t[name] for name in ("q", "k", "v", *tables, "mask")),
+        rows,
         span=int(o["span"]),
         max_position=None if o["max_position"] is None else int(o["max_position"]),
         p2c_distance=str(o["p2c_distance"]),
@@ -117,6 +155,8 @@ def deberta_reference(
     pos_key=None,
     pos_query=None,
     mask=None,
+    q_pos=None,
+    k_pos=None,
     span=None,
     max_position=None,
     p2c_distance="r_ji",
@@ -138,6 +178,8 @@ def deberta_fast(
     pos_key=None,
     pos_query=None,
     mask=None,
+    q_pos=None,
+    k_pos=None,
     span=None,
     max_position=None,
     p2c_distance="r_ji",

@@ -16,8 +16,10 @@ from relpos.impls._validated import validated
 from relpos.impls.jax._common import (
     accumulation_dtype,
     default_scale,
+    grid_positions,
     guard,
     masked_softmax,
+    position_ids,
     with_masked_scores,
 )
 
@@ -28,31 +30,38 @@ VARIANTS = {"reference": "rope_reference", "fast": "rope_fast"}
 _STATIC = ("base", "rotary", "scale", "with_weights")
 
 
-def _angles(klen: int, r: int, base: float, dtype):
+def _angles(positions, r: int, base: float, dtype):
+    """p theta_t of integer positions (B, L), theta_t = base^(-2t/r): (B, L, r/2)."""
     work = jnp.float64 if dtype == jnp.float64 else jnp.float32
     theta = jnp.power(jnp.asarray(base, work), -jnp.arange(0, r, 2, dtype=work) / r)
-    return jnp.arange(klen, dtype=work)[:, None] * theta[None, :]
+    return positions.astype(work)[..., None] * theta
 
 
 def _rotation_matrices(angles, d_head: int, r: int):
-    """Block-diagonal (L, d_head, d_head) rotations on the pairs (2t, 2t+1) of the first r
-    features, the identity on the rest."""
-    L = angles.shape[0]
-    m = jnp.broadcast_to(jnp.eye(d_head, dtype=angles.dtype), (L, d_head, d_head))
+    """Block-diagonal (B, L, d_head, d_head) rotations of angles (B, L, r/2) on the pairs
+    (2t, 2t+1) of the first r features, the identity on the rest."""
+    m = jnp.broadcast_to(jnp.eye(d_head, dtype=angles.dtype), (*angles.shape[:2], d_head, d_head))
     for t in range(r // 2):
-        c, s = jnp.cos(angles[:, t]), jnp.sin(angles[:, t])
+        c, s = jnp.cos(angles[..., t]), jnp.sin(angles[..., t])
         a, b = 2 * t, 2 * t + 1
-        m = m.at[:, a, a].set(c).at[:, a, b].set(-s).at[:, b, a].set(s).at[:, b, b].set(c)
+        m = m.at[..., a, a].set(c).at[..., a, b].set(-s).at[..., b, a].set(s)
+        m = m.at[..., b, b].set(c)
     return m
 
 
 @partial(jax.jit, static_argnames=_STATIC)
-def _reference(q, k, v, mask, *, base, rotary, scale, with_weights):
-    qlen, klen, d_head = q.shape[2], k.shape[2], q.shape[3]
+def _reference(q, k, v, mask, pos, *, base, rotary, scale, with_weights):
+    bsz, _, qlen, d_head = q.shape
+    klen = k.shape[2]
     acc = accumulation_dtype(q.dtype)
-    rot = _rotation_matrices(_angles(klen, rotary, base, q.dtype), d_head, rotary).astype(acc)
-    q_rot = jnp.einsum("ide,bhie->bhid", rot[klen - qlen :], q.astype(acc))
-    k_rot = jnp.einsum("jde,bhje->bhjd", rot, k.astype(acc))
+
+    def rotated(x, at):
+        rot = _rotation_matrices(_angles(at, rotary, base, q.dtype), d_head, rotary).astype(acc)
+        rot = jnp.broadcast_to(rot, (bsz, *rot.shape[1:]))
+        return jnp.einsum("bide,bhie->bhid", rot, x.astype(acc))
+
+    q_pos, k_pos = grid_positions(pos, qlen, klen)
+    q_rot, k_rot = rotated(q, q_pos), rotated(k, k_pos)
     logits = jnp.einsum("bhid,bhjd->bhij", q_rot, k_rot) * scale
     probs = masked_softmax(logits, mask)
     out = jnp.einsum("bhij,bhjd->bhid", probs, v.astype(acc)).astype(q.dtype)
@@ -68,15 +77,17 @@ def _rotate(x, cos, sin, r: int):
 
 
 @partial(jax.jit, static_argnames=_STATIC)
-def _fast(q, k, v, mask, *, base, rotary, scale, with_weights):
+def _fast(q, k, v, mask, pos, *, base, rotary, scale, with_weights):
     qlen, klen = q.shape[2], k.shape[2]
     acc = accumulation_dtype(q.dtype)
-    angles = _angles(klen, rotary, base, q.dtype)
-    cos, sin = jnp.cos(angles), jnp.sin(angles)
-    work = cos.dtype
-    q_rot = _rotate(q.astype(work), cos[klen - qlen :], sin[klen - qlen :], rotary)
-    k_rot = _rotate(k.astype(work), cos, sin, rotary)
-    q_rot, k_rot = q_rot.astype(q.dtype), k_rot.astype(q.dtype)
+
+    def rotated(x, at):
+        angles = _angles(at, rotary, base, q.dtype)[:, None]  # (B, 1, L, r/2)
+        cos, sin = jnp.cos(angles), jnp.sin(angles)
+        return _rotate(x.astype(cos.dtype), cos, sin, rotary).astype(q.dtype)
+
+    q_pos, k_pos = grid_positions(pos, qlen, klen)
+    q_rot, k_rot = rotated(q, q_pos), rotated(k, k_pos)
     scores = jnp.matmul(q_rot, jnp.swapaxes(k_rot, -1, -2)).astype(acc) * scale
     probs = masked_softmax(scores, mask)
     out = jnp.matmul(probs.astype(q.dtype), v)
@@ -88,6 +99,7 @@ def _call(core, problem, with_weights):
     d, rotary_dim = problem.dims["d_head"], o["rotary_dim"]
     return core(
         *(t[name] for name in ("q", "k", "v", "mask")),
+        position_ids(problem),
         base=float(o["base"]),
         rotary=d - d % 2 if rotary_dim is None else int(rotary_dim),
         scale=default_scale(problem),
@@ -98,7 +110,18 @@ def _call(core, problem, with_weights):
 @validated("rope")
 @guard
 def rope_reference(
-    problem, q, k, v, *, mask=None, base=10000, rotary_dim=None, scale=None, with_weights=False
+    problem,
+    q,
+    k,
+    v,
+    *,
+    mask=None,
+    q_pos=None,
+    k_pos=None,
+    base=10000,
+    rotary_dim=None,
+    scale=None,
+    with_weights=False,
 ):
     """The definition written plainly: a rotation matrix per position applied to q and k."""
     return _call(_reference, problem, with_weights)
@@ -107,7 +130,18 @@ def rope_reference(
 @validated("rope")
 @guard
 def rope_fast(
-    problem, q, k, v, *, mask=None, base=10000, rotary_dim=None, scale=None, with_weights=False
+    problem,
+    q,
+    k,
+    v,
+    *,
+    mask=None,
+    q_pos=None,
+    k_pos=None,
+    base=10000,
+    rotary_dim=None,
+    scale=None,
+    with_weights=False,
 ):
     """cos and sin tables per position, elementwise rotation, batched q k^T."""
     return _call(_fast, problem, with_weights)

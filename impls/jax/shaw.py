@@ -16,23 +16,35 @@ from relpos.impls._validated import validated
 from relpos.impls.jax._common import (
     accumulation_dtype,
     default_scale,
+    grid_positions,
     guard,
     masked_softmax,
+    position_ids,
     with_masked_scores,
 )
 
-__all__ = ["VARIANTS", "band_sums", "shaw_fast", "shaw_reference"]
+__all__ = ["VARIANTS", "band_sums", "row_sums", "shaw_fast", "shaw_reference"]
 
 VARIANTS = {"reference": "shaw_reference", "fast": "shaw_fast"}
 
 _STATIC = ("clip", "key_query", "scale", "with_weights")
 
 
-def clipped_rows(qlen: int, klen: int, clip: tuple[int, int]) -> jax.Array:
-    """c_ij = clip(j - (mlen + i), p_min, p_max) - p_min as a (qlen, klen) int32 array."""
-    mlen = klen - qlen
-    distance = jnp.arange(klen)[None, :] - (mlen + jnp.arange(qlen))[:, None]
+def clipped_rows(q_pos: jax.Array, k_pos: jax.Array, clip: tuple[int, int]) -> jax.Array:
+    """c_ij = clip(pos_j - pos_i, p_min, p_max) - p_min as a (B, qlen, klen) int array,
+    from positions q_pos (B, qlen) and k_pos (B, klen)."""
+    distance = k_pos[:, None, :] - q_pos[:, :, None]
     return jnp.clip(distance, clip[0], clip[1]) - clip[0]
+
+
+def row_sums(probs: jax.Array, rows: jax.Array, n_rows: int) -> jax.Array:
+    """sum_{j: c_ij = c} probs[..., i, j] for every row c, (b, h, qlen, n_rows), for any
+    rows (B, qlen, klen): a scatter-add, the value term at arbitrary position ids."""
+    b, h, qlen, klen = probs.shape
+    index = jnp.broadcast_to(rows[:, None], (b, h, qlen, klen))
+    bi, hi, ii = jnp.ix_(jnp.arange(b), jnp.arange(h), jnp.arange(qlen))
+    out = jnp.zeros((b, h, qlen, n_rows), probs.dtype)
+    return out.at[bi[..., None], hi[..., None], ii[..., None], index].add(probs)
 
 
 def band_sums(probs: jax.Array, mlen: int, clip: tuple[int, int]) -> jax.Array:
@@ -71,15 +83,16 @@ def _table_matmul(x: jax.Array, table: jax.Array) -> jax.Array:
 
 
 def _rows_per_pair(table: jax.Array, rows: jax.Array) -> jax.Array:
-    return table[rows][None, None] if table.ndim == 2 else table[:, rows][None]
+    """table[c_ij] as (B, 1, qlen, klen, d) for a shared table, (B, n_head, ...) per head."""
+    return table[rows][:, None] if table.ndim == 2 else jnp.swapaxes(table[:, rows], 0, 1)
 
 
 @partial(jax.jit, static_argnames=_STATIC)
-def _reference(q, k, v, rel_k, rel_v, mask, *, clip, key_query, scale, with_weights):
+def _reference(q, k, v, rel_k, rel_v, mask, pos, *, clip, key_query, scale, with_weights):
     qlen, klen = q.shape[2], k.shape[2]
     acc = accumulation_dtype(q.dtype)
-    rows = clipped_rows(qlen, klen, clip)
-    a_k = _rows_per_pair(rel_k, rows)  # (1, h, i, j, d)
+    rows = clipped_rows(*grid_positions(pos, qlen, klen), clip)
+    a_k = _rows_per_pair(rel_k, rows)  # (B, h, i, j, d)
     logits = jnp.einsum("bhid,bhijd->bhij", q, k[:, :, None, :, :] + a_k)
     if key_query:
         logits = logits + jnp.einsum(
@@ -97,11 +110,12 @@ def _reference(q, k, v, rel_k, rel_v, mask, *, clip, key_query, scale, with_weig
 
 
 @partial(jax.jit, static_argnames=_STATIC)
-def _fast(q, k, v, rel_k, rel_v, mask, *, clip, key_query, scale, with_weights):
+def _fast(q, k, v, rel_k, rel_v, mask, pos, *, clip, key_query, scale, with_weights):
     bsz, n_head, qlen, _ = q.shape
     klen = k.shape[2]
     acc = accumulation_dtype(q.dtype)
-    rows = jnp.broadcast_to(clipped_rows(qlen, klen, clip), (bsz, n_head, qlen, klen))
+    grid = clipped_rows(*grid_positions(pos, qlen, klen), clip)
+    rows = jnp.broadcast_to(grid[:, None], (bsz, n_head, qlen, klen))
     scores = jnp.einsum("bhid,bhjd->bhij", q, k)
     scores = scores + jnp.take_along_axis(_table_matmul(q, rel_k), rows, axis=-1)
     if key_query:
@@ -111,7 +125,11 @@ def _fast(q, k, v, rel_k, rel_v, mask, *, clip, key_query, scale, with_weights):
     probs = masked_softmax(scores, mask)
     out = jnp.einsum("bhij,bhjd->bhid", probs.astype(q.dtype), v)
     if rel_v is not None:
-        per_row = band_sums(probs, klen - qlen, clip).astype(q.dtype)  # (b, h, i, P)
+        if pos is None:  # the default layout: a band plus two tail sums
+            per_row = band_sums(probs, klen - qlen, clip)
+        else:
+            per_row = row_sums(probs, grid, clip[1] - clip[0] + 1)
+        per_row = per_row.astype(q.dtype)  # (b, h, i, P)
         if rel_v.ndim == 2:
             out = out + jnp.einsum("bhip,pd->bhid", per_row, rel_v)
         else:
@@ -124,6 +142,7 @@ def _call(core, problem, with_weights):
     clip = o["clip"]
     return core(
         *(t[name] for name in ("q", "k", "v", "rel_k", "rel_v", "mask")),
+        position_ids(problem),
         clip=(int(clip[0]), int(clip[1])),
         key_query=bool(o["key_query"]),
         scale=default_scale(problem),
@@ -144,6 +163,8 @@ def shaw_reference(
     clip=None,
     key_query=False,
     mask=None,
+    q_pos=None,
+    k_pos=None,
     scale=None,
     with_weights=False,
 ):
@@ -164,9 +185,12 @@ def shaw_fast(
     clip=None,
     key_query=False,
     mask=None,
+    q_pos=None,
+    k_pos=None,
     scale=None,
     with_weights=False,
 ):
     """q rel_k^T gathered by clipped distance; the value term from attention weights summed
-    per clipped distance (a band plus two tail sums) and one matmul with rel_v."""
+    per clipped distance (a band plus two tail sums at the default positions, a scatter-add
+    at position ids) and one matmul with rel_v."""
     return _call(_fast, problem, with_weights)

@@ -14,11 +14,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from relpos.impls._integers import t5_buckets
+from relpos.impls._integers import t5_buckets, t5_buckets_of
 from relpos.impls._validated import validated
 from relpos.impls.jax._common import (
     accumulation_dtype,
     guard,
+    host_distances,
     masked_softmax,
     with_masked_scores,
 )
@@ -32,21 +33,34 @@ _STATIC = ("num_buckets", "max_distance", "bidirectional", "scale", "with_weight
 
 @lru_cache(maxsize=64)
 def _grid(qlen: int, klen: int, num_buckets: int, max_distance: int, bidirectional: bool):
+    """(1, qlen, klen) buckets at the default positions, numpy int."""
     pos_i = klen - qlen + np.arange(qlen)
     distance = pos_i[:, None] - np.arange(klen)[None, :]
     table = np.array(t5_buckets(klen, num_buckets, max_distance, bidirectional))
-    return table[distance + klen - 1]
+    return table[distance + klen - 1][None]
 
 
 @partial(jax.jit, static_argnames=_STATIC)
 def _reference(
-    q, k, v, rel_bias, mask, *, num_buckets, max_distance, bidirectional, scale, with_weights
+    q,
+    k,
+    v,
+    rel_bias,
+    mask,
+    buckets,
+    *,
+    num_buckets,
+    max_distance,
+    bidirectional,
+    scale,
+    with_weights,
 ):
     qlen, klen = q.shape[2], k.shape[2]
     acc = accumulation_dtype(q.dtype)
-    buckets = _grid(qlen, klen, num_buckets, max_distance, bidirectional)
-    bias = jnp.moveaxis(rel_bias[buckets], -1, 0)  # (n_head, qlen, klen), gathered per pair
-    logits = jnp.einsum("bhid,bhjd->bhij", q, k).astype(acc) * scale + bias.astype(acc)[None]
+    if buckets is None:
+        buckets = _grid(qlen, klen, num_buckets, max_distance, bidirectional)
+    bias = jnp.moveaxis(rel_bias[buckets], -1, 1)  # (B, n_head, qlen, klen), gathered per pair
+    logits = jnp.einsum("bhid,bhjd->bhij", q, k).astype(acc) * scale + bias.astype(acc)
     probs = masked_softmax(logits, mask)
     out = jnp.einsum("bhij,bhjd->bhid", probs, v.astype(acc)).astype(q.dtype)
     return (out, probs, with_masked_scores(logits, mask)) if with_weights else out
@@ -54,13 +68,26 @@ def _reference(
 
 @partial(jax.jit, static_argnames=_STATIC)
 def _fast(
-    q, k, v, rel_bias, mask, *, num_buckets, max_distance, bidirectional, scale, with_weights
+    q,
+    k,
+    v,
+    rel_bias,
+    mask,
+    buckets,
+    *,
+    num_buckets,
+    max_distance,
+    bidirectional,
+    scale,
+    with_weights,
 ):
     qlen, klen = q.shape[2], k.shape[2]
     acc = accumulation_dtype(q.dtype)
-    buckets = _grid(qlen, klen, num_buckets, max_distance, bidirectional)
+    if buckets is None:
+        buckets = _grid(qlen, klen, num_buckets, max_distance, bidirectional)
     per_head = jnp.transpose(rel_bias).astype(acc)  # (n_head, num_buckets)
-    scores = jnp.matmul(q, jnp.swapaxes(k, -1, -2)).astype(acc) * scale + per_head[:, buckets]
+    bias = jnp.swapaxes(per_head[:, buckets], 0, 1)  # (B, n_head, qlen, klen)
+    scores = jnp.matmul(q, jnp.swapaxes(k, -1, -2)).astype(acc) * scale + bias
     probs = masked_softmax(scores, mask)
     out = jnp.matmul(probs.astype(q.dtype), v)
     return (out, probs, with_masked_scores(scores, mask)) if with_weights else out
@@ -69,8 +96,11 @@ def _fast(
 def _call(core, problem, with_weights):
     t, o = problem.tensors, problem.options
     scale = o["scale"]
+    distance = host_distances(problem)
+    args = (int(o["num_buckets"]), int(o["max_distance"]), bool(o["bidirectional"]))
     return core(
         *(t[name] for name in ("q", "k", "v", "rel_bias", "mask")),
+        None if distance is None else t5_buckets_of(distance, *args),
         num_buckets=int(o["num_buckets"]),
         max_distance=int(o["max_distance"]),
         bidirectional=bool(o["bidirectional"]),
@@ -89,6 +119,8 @@ def t5_reference(
     *,
     rel_bias=None,
     mask=None,
+    q_pos=None,
+    k_pos=None,
     num_buckets=32,
     max_distance=128,
     bidirectional=True,
@@ -109,6 +141,8 @@ def t5_fast(
     *,
     rel_bias=None,
     mask=None,
+    q_pos=None,
+    k_pos=None,
     num_buckets=32,
     max_distance=128,
     bidirectional=True,

@@ -11,13 +11,16 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from relpos.impls._validated import validated
 from relpos.impls.jax._common import (
     accumulation_dtype,
     default_scale,
+    grid_positions,
     guard,
     masked_softmax,
+    position_ids,
     sinusoid,
     with_masked_scores,
 )
@@ -52,11 +55,23 @@ def rel_shift(x: jax.Array, klen: int) -> jax.Array:
     return flat.reshape(*lead, qlen, rlen)[..., :klen]
 
 
-def _visible(mask, qlen, klen, attn_type):
+def _visible(mask, q_pos, k_pos, attn_type):
+    """The mask AND, for 'uni', pos_j <= pos_i ((B, 1, qlen, klen))."""
     if attn_type == "bi":
         return mask
-    causal = jnp.arange(klen)[None, :] <= (klen - qlen + jnp.arange(qlen))[:, None]
+    causal = (k_pos[:, None, :] <= q_pos[:, :, None])[:, None]
     return causal if mask is None else mask & causal
+
+
+def _shifted_layout(problem, pos) -> bool:
+    """Whether concrete position ids shift every position of a row alike (the distances of
+    the default layout, which the rel-shift path computes exactly); False for traced ids."""
+    if any(isinstance(p, jax.core.Tracer) for p in pos):
+        return False
+    qlen, klen, mlen = (problem.dims[n] for n in ("qlen", "klen", "mlen"))
+    q_pos, k_pos = (np.asarray(p, dtype=np.int64) for p in pos)
+    distance = q_pos[:, :, None] - k_pos[:, None, :]
+    return bool((distance == mlen + np.arange(qlen)[:, None] - np.arange(klen)[None, :]).all())
 
 
 def _segment_term(q, r_s_bias, seg_embed, seg_ids, mlen):
@@ -77,6 +92,7 @@ def _reference(
     seg_embed,
     seg_ids,
     mask,
+    pos,
     *,
     d_model,
     attn_type,
@@ -85,21 +101,23 @@ def _reference(
     scale,
     with_weights,
 ):
-    qlen, klen = q.shape[2], k.shape[2]
+    bsz, _, qlen, _ = q.shape
+    klen = k.shape[2]
     mlen = klen - qlen
     acc = accumulation_dtype(q.dtype)
-    distance = mlen + jnp.arange(qlen)[:, None] - jnp.arange(klen)[None, :]
-    distance = clamp_distance(distance, clamp_len, clamp_style)
-    R = sinusoid(distance.reshape(-1), d_model, q.dtype).reshape(qlen, klen, d_model)
-    r = jnp.einsum("ijm,hdm->hijd", R.astype(q.dtype), w_r)
+    q_pos, k_pos = grid_positions(pos, qlen, klen)
+    distance = clamp_distance(q_pos[:, :, None] - k_pos[:, None, :], clamp_len, clamp_style)
+    R = sinusoid(distance.reshape(-1), d_model, q.dtype).reshape(*distance.shape, d_model)
+    r = jnp.einsum("bijm,hdm->bhijd", R.astype(q.dtype), w_r)
+    r = jnp.broadcast_to(r, (bsz, *r.shape[1:]))
     logits = jnp.einsum("bhid,bhjd->bhij", q + r_w_bias[None, :, None, :], k)
-    logits = logits + jnp.einsum("bhid,hijd->bhij", q + r_r_bias[None, :, None, :], r)
+    logits = logits + jnp.einsum("bhid,bhijd->bhij", q + r_r_bias[None, :, None, :], r)
     if seg_ids is not None:
         differs = (seg_ids[:, mlen:, None] != seg_ids[:, None, :]).astype(jnp.int32)
         S = seg_embed[differs]  # (b, i, j, h, d)
         logits = logits + jnp.einsum("bhid,bijhd->bhij", q + r_s_bias[None, :, None, :], S)
     logits = logits.astype(acc) * scale
-    visible = _visible(mask, qlen, klen, attn_type)
+    visible = _visible(mask, q_pos, k_pos, attn_type)
     probs = masked_softmax(logits, visible)
     out = jnp.einsum("bhij,bhjd->bhid", probs, v.astype(acc)).astype(q.dtype)
     return (out, probs, with_masked_scores(logits, visible)) if with_weights else out
@@ -117,6 +135,7 @@ def _fast(
     seg_embed,
     seg_ids,
     mask,
+    pos,
     *,
     d_model,
     attn_type,
@@ -127,26 +146,40 @@ def _fast(
 ):
     qlen, klen = q.shape[2], k.shape[2]
     acc = accumulation_dtype(q.dtype)
-    distances = clamp_distance(jnp.arange(klen - 1, -qlen, -1), clamp_len, clamp_style)
-    R = sinusoid(distances, d_model, q.dtype).astype(q.dtype)  # (rlen, m)
-    r = jnp.einsum("rm,hdm->hrd", R, w_r)
     scores = jnp.einsum("bhid,bhjd->bhij", q + r_w_bias[:, None, :], k)
-    by_distance = jnp.einsum("bhid,hrd->bhir", q + r_r_bias[:, None, :], r)
-    scores = scores + rel_shift(by_distance, klen)
+    if pos is None:  # the default layout: klen + qlen - 1 distances and a rel-shift
+        distances = clamp_distance(jnp.arange(klen - 1, -qlen, -1), clamp_len, clamp_style)
+        R = sinusoid(distances, d_model, q.dtype).astype(q.dtype)  # (rlen, m)
+        r = jnp.einsum("rm,hdm->hrd", R, w_r)
+        by_distance = jnp.einsum("bhid,hrd->bhir", q + r_r_bias[:, None, :], r)
+        scores = scores + rel_shift(by_distance, klen)
+    else:  # position ids: ((q + v) W_R) . R(D_ij), the sinusoid per pair
+        q_pos, k_pos = pos
+        distance = clamp_distance(q_pos[:, :, None] - k_pos[:, None, :], clamp_len, clamp_style)
+        R = sinusoid(distance.reshape(-1), d_model, q.dtype).astype(q.dtype)
+        R = R.reshape(*distance.shape, d_model)  # (B, i, j, m)
+        projected = jnp.einsum("bhid,hdm->bhim", q + r_r_bias[:, None, :], w_r)
+        scores = scores + jnp.einsum("bhim,bijm->bhij", projected, R)
     if seg_ids is not None:
         scores = scores + _segment_term(q, r_s_bias, seg_embed, seg_ids, klen - qlen)
     scores = scores.astype(acc) * scale
-    visible = _visible(mask, qlen, klen, attn_type)
+    visible = _visible(mask, *grid_positions(pos, qlen, klen), attn_type)
     probs = masked_softmax(scores, visible)
     out = jnp.einsum("bhij,bhjd->bhid", probs.astype(q.dtype), v)
     return (out, probs, with_masked_scores(scores, visible)) if with_weights else out
 
 
-def _call(core, problem, with_weights):
+def _call(core, problem, with_weights, *, shifts: bool = False):
+    """``shifts``: position ids that only shift each row's positions run as the default
+    layout (the rel-shift path's own distances)."""
     t, o = problem.tensors, problem.options
     tensors = ("q", "k", "v", "w_r", "r_w_bias", "r_r_bias", "r_s_bias", "seg_embed", "seg_ids")
+    pos = position_ids(problem)
+    if shifts and pos is not None and _shifted_layout(problem, pos):
+        pos = None
     return core(
         *(t[name] for name in (*tensors, "mask")),
+        pos,
         d_model=problem.dims["d_model"],
         attn_type=o["attn_type"],
         clamp_len=o["clamp_len"],
@@ -171,6 +204,8 @@ def xl_reference(
     seg_embed=None,
     seg_ids=None,
     mask=None,
+    q_pos=None,
+    k_pos=None,
     d_model=None,
     attn_type="bi",
     clamp_len=None,
@@ -198,6 +233,8 @@ def xl_fast(
     seg_embed=None,
     seg_ids=None,
     mask=None,
+    q_pos=None,
+    k_pos=None,
     d_model=None,
     attn_type="bi",
     clamp_len=None,
@@ -206,5 +243,7 @@ def xl_fast(
     with_weights=False,
 ):
     """The sinusoid once for the klen + qlen - 1 distances, one (q + v) r^T product, and a
-    pad-and-reshape rel-shift; no (qlen, klen, d_head) tensor."""
-    return _call(_fast, problem, with_weights)
+    pad-and-reshape rel-shift; no (qlen, klen, d_head) tensor. Position ids that shift each
+    row alike take the same path; other ids the sinusoid per pair, contracted with
+    (q + v) W_R (no (qlen, klen, d_head) tensor either)."""
+    return _call(_fast, problem, with_weights, shifts=True)

@@ -18,9 +18,13 @@ __all__ = [
     "HALF",
     "Blocks",
     "accumulation_dtype",
+    "block_rows",
+    "causal_pairs",
     "default_scale",
     "guard",
+    "has_positions",
     "masked_softmax",
+    "positions",
     "sinusoid",
     "tracks_grad",
     "visible_pairs",
@@ -68,6 +72,44 @@ def default_scale(problem: Problem) -> float:
 def tracks_grad(*tensors: torch.Tensor | None) -> bool:
     """Whether autograd records this call (then in-place shortcuts are not allowed)."""
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def positions(problem: Problem, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(q_pos (B, qlen), k_pos (B, klen)) int64 on ``device``, B in {1, bsz}: the call's
+    position ids (broadcast shapes expanded), else the default layout (query i at mlen + i,
+    key j at j)."""
+    d = problem.dims
+
+    def ids(name: str, length: int, start: int) -> torch.Tensor:
+        given = problem.tensors.get(name)
+        if given is None:
+            return (start + torch.arange(length, device=device))[None]
+        t = given.to(device=device, dtype=torch.int64)
+        t = t.reshape((1,) * (2 - t.dim()) + tuple(t.shape))
+        return t.expand(t.shape[0], length)
+
+    return ids("q_pos", d["qlen"], d["mlen"]), ids("k_pos", d["klen"], 0)
+
+
+def has_positions(problem: Problem) -> bool:
+    """Whether the call gives position ids (else the default layout applies)."""
+    return any(problem.tensors.get(n) is not None for n in ("q_pos", "k_pos"))
+
+
+def causal_pairs(problem: Problem, device: torch.device) -> torch.Tensor:
+    """pos_j <= pos_i as a (B, 1, qlen, klen) boolean tensor (B in {1, bsz})."""
+    q_pos, k_pos = positions(problem, device)
+    return (k_pos[:, None, None, :] <= q_pos[:, None, :, None]).contiguous()
+
+
+def block_rows(grid: torch.Tensor, bsz: int, n_head: int, i0: int, i1: int) -> torch.Tensor:
+    """Query rows [i0, i1) of a (B, qlen, klen) per-pair grid as (bsz * n_head, i1 - i0,
+    klen): a view of the one shared grid at the default positions (B = 1), a copy per batch
+    row for position ids."""
+    block = grid[:, i0:i1]
+    if block.shape[0] == 1:
+        return block.expand(bsz * n_head, *block.shape[1:])
+    return block[:, None].expand(bsz, n_head, *block.shape[1:]).reshape(-1, *block.shape[1:])
 
 
 def sinusoid(positions: torch.Tensor, d_model: int, dtype: torch.dtype) -> torch.Tensor:

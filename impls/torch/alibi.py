@@ -13,9 +13,12 @@ from relpos.impls._validated import validated
 from relpos.impls.torch._common import (
     Blocks,
     accumulation_dtype,
+    block_rows,
+    causal_pairs,
     default_scale,
     guard,
     masked_softmax,
+    positions,
     tracks_grad,
     visible_pairs,
     whole_attention,
@@ -46,21 +49,15 @@ def _slopes(slopes, n_head, rule, dtype, device):
     return torch.tensor(slopes_for(n_head, rule), dtype=torch.float64, device=device).to(dtype)
 
 
-def _distance_bias(qlen: int, klen: int, signed: bool, device: torch.device) -> torch.Tensor:
-    """B_ij = -|pos_i - pos_j| (signed: pos_j - pos_i) as a (qlen, klen) int64 tensor."""
-    pos_i = klen - qlen + torch.arange(qlen, device=device)
-    delta = torch.arange(klen, device=device)[None, :] - pos_i[:, None]
+def _distance_bias(problem: Problem, signed: bool, device: torch.device) -> torch.Tensor:
+    """B_ij = -|pos_i - pos_j| (signed: pos_j - pos_i) as a (B, qlen, klen) int64 tensor."""
+    q_pos, k_pos = positions(problem, device)
+    delta = k_pos[:, None, :] - q_pos[:, :, None]
     return delta if signed else -delta.abs()
 
 
-def _causal(qlen: int, klen: int, device: torch.device) -> torch.Tensor:
-    pos_i = klen - qlen + torch.arange(qlen, device=device)
-    return torch.arange(klen, device=device)[None, :] <= pos_i[:, None]
-
-
-def _prepare(problem, q, k, mask, causal):
-    qlen, klen = q.shape[2], k.shape[2]
-    visible = visible_pairs(mask, _causal(qlen, klen, q.device) if causal else None)
+def _prepare(problem, q, mask, causal):
+    visible = visible_pairs(mask, causal_pairs(problem, q.device) if causal else None)
     return default_scale(problem), visible
 
 
@@ -74,6 +71,8 @@ def alibi_reference(
     *,
     slopes: torch.Tensor | None = None,
     mask: torch.Tensor | None = None,
+    q_pos: torch.Tensor | None = None,
+    k_pos: torch.Tensor | None = None,
     causal: bool = False,
     signed: bool = False,
     slope_rule: str = "paper",
@@ -81,13 +80,13 @@ def alibi_reference(
     with_weights: bool = False,
 ):
     """The definition written plainly: e_ij = scale q_i . k_j + m_h B_ij per pair."""
-    s, visible = _prepare(problem, q, k, mask, causal)
-    qlen, klen, n_head = q.shape[2], k.shape[2], q.shape[1]
+    s, visible = _prepare(problem, q, mask, causal)
+    n_head = q.shape[1]
     acc = accumulation_dtype(q.dtype)
     m = _slopes(slopes, n_head, slope_rule, acc, q.device)
-    bias = _distance_bias(qlen, klen, signed, q.device).to(acc)
+    bias = _distance_bias(problem, signed, q.device).to(acc)
     content = torch.einsum("bhid,bhjd->bhij", q, k).to(acc) * s
-    logits = content + m[None, :, None, None] * bias[None, None]
+    logits = content + m[None, :, None, None] * bias[:, None]
     probs = masked_softmax(logits, visible)
     out = torch.einsum("bhij,bhjd->bhid", probs, v.to(acc)).to(q.dtype)
     if not with_weights:
@@ -105,24 +104,27 @@ def alibi_fast(
     *,
     slopes: torch.Tensor | None = None,
     mask: torch.Tensor | None = None,
+    q_pos: torch.Tensor | None = None,
+    k_pos: torch.Tensor | None = None,
     causal: bool = False,
     signed: bool = False,
     slope_rule: str = "paper",
     scale: float | None = None,
     with_weights: bool = False,
 ):
-    """One (qlen, klen) distance grid shared by every head, scaled by each head's slope and
-    added to batched q k^T. Without autograd it runs in blocks of query rows and forms no
-    (qlen, klen) buffer per head."""
-    s, visible = _prepare(problem, q, k, mask, causal)
+    """One distance grid (per batch row with position ids) shared by every head, scaled by
+    each head's slope and added to batched q k^T. Without autograd it runs in blocks of
+    query rows and forms no (qlen, klen) buffer per head."""
+    s, visible = _prepare(problem, q, mask, causal)
     bsz, n_head, qlen, d_head = q.shape
     klen = k.shape[2]
     acc = accumulation_dtype(q.dtype)
     m = _slopes(slopes, n_head, slope_rule, acc, q.device)
-    bias = _distance_bias(qlen, klen, signed, q.device).to(acc)
+    bias = _distance_bias(problem, signed, q.device).to(acc)
     if tracks_grad(q, k, v, slopes):
         scores = torch.matmul(q, k.transpose(-1, -2)).to(acc) * s
-        return whole_attention(scores + m[None, :, None, None] * bias, visible, v, with_weights)
+        scores = scores + m[None, :, None, None] * bias[:, None]
+        return whole_attention(scores, visible, v, with_weights)
     blocks = Blocks((bsz, n_head, qlen, klen), visible, acc, q.device, with_weights)
     scaled = (q * s).reshape(bsz * n_head, qlen, d_head)
     keys_t = k.reshape(bsz * n_head, klen, d_head).transpose(1, 2)
@@ -130,6 +132,6 @@ def alibi_fast(
 
     def scores_of(i0: int, i1: int) -> torch.Tensor:
         scores = torch.bmm(scaled[:, i0:i1], keys_t).to(acc)
-        return scores.add_(per_head * bias[i0:i1])
+        return scores.add_(per_head * block_rows(bias, bsz, n_head, i0, i1))
 
     return blocks.attend(v, scores_of, with_weights)

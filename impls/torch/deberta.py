@@ -11,13 +11,16 @@ import math
 
 import torch
 
-from relpos.impls._integers import deberta_rows
+from relpos.impls._integers import deberta_rows, deberta_rows_of
 from relpos.impls._validated import validated
 from relpos.impls.torch._common import (
     Blocks,
     accumulation_dtype,
+    block_rows,
     guard,
+    has_positions,
     masked_softmax,
+    positions,
     tracks_grad,
     whole_attention,
 )
@@ -29,13 +32,23 @@ VARIANTS = {"reference": "deberta_reference", "fast": "deberta_fast"}
 
 
 def _rows(
-    qlen: int, klen: int, span: int, max_position, p2c_distance: str, device
+    problem: Problem, span: int, max_position, p2c_distance: str, device
 ) -> tuple[torch.Tensor, ...]:
-    """(qlen, klen) rows of r_ij (c2p) and of the p2c distance: r_ji = -r_ij (the paper) or
-    r_ij (p2c_distance 'r_ij')."""
+    """(B, qlen, klen) rows of r_ij (c2p) and of the p2c distance: r_ji = -r_ij (the paper)
+    or r_ij (p2c_distance 'r_ij'). At the default positions from the cached table of every
+    distance; at position ids each distinct distance's row is computed on the host."""
+    klen = problem.dims["klen"]
+    q_pos, k_pos = positions(problem, device)
+    r = q_pos[:, :, None] - k_pos[:, None, :]
+    if has_positions(problem):
+
+        def rows_of(x: torch.Tensor) -> torch.Tensor:
+            found = deberta_rows_of(x.cpu().numpy(), span, max_position)
+            return torch.from_numpy(found).to(device)
+
+        c2p = rows_of(r)
+        return c2p, (rows_of(-r) if p2c_distance == "r_ji" else c2p)
     table = torch.tensor(deberta_rows(klen, span, max_position), device=device)
-    pos_i = klen - qlen + torch.arange(qlen, device=device)
-    r = pos_i[:, None] - torch.arange(klen, device=device)[None, :]
     c2p = table[r + klen - 1]
     return c2p, (table[klen - 1 - r] if p2c_distance == "r_ji" else c2p)
 
@@ -50,8 +63,8 @@ def _scale(problem) -> float:
 
 
 def _per_pair(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """table[rows] as (1, 1, qlen, klen, d) shared, or (1, n_head, qlen, klen, d) per head."""
-    return table[rows][None, None] if table.dim() == 2 else table[:, rows][None]
+    """table[rows] as (B, 1, qlen, klen, d) shared, or (B, n_head, qlen, klen, d) per head."""
+    return table[rows][:, None] if table.dim() == 2 else table[:, rows].transpose(0, 1)
 
 
 @validated("deberta")
@@ -65,6 +78,8 @@ def deberta_reference(
     pos_key: torch.Tensor | None = None,
     pos_query: torch.Tensor | None = None,
     mask: torch.Tensor | None = None,
+    q_pos: torch.Tensor | None = None,
+    k_pos: torch.Tensor | None = None,
     span: int | None = None,
     max_position: int | None = None,
     p2c_distance: str = "r_ji",
@@ -73,9 +88,8 @@ def deberta_reference(
 ):
     """The definition written plainly: both relative tables gathered per pair."""
     s = _scale(problem)
-    qlen, klen = q.shape[2], k.shape[2]
     acc = accumulation_dtype(q.dtype)
-    c2p_rows, p2c_rows = _rows(qlen, klen, span, max_position, p2c_distance, q.device)
+    c2p_rows, p2c_rows = _rows(problem, span, max_position, p2c_distance, q.device)
     logits = torch.einsum("bhid,bhjd->bhij", q, k).to(acc)
     if pos_key is not None:  # content to position: q_i . K^r[d(r_ij)]
         logits = logits + torch.einsum("bhid,bhijd->bhij", q, _per_pair(pos_key, c2p_rows))
@@ -105,6 +119,8 @@ def deberta_fast(
     pos_key: torch.Tensor | None = None,
     pos_query: torch.Tensor | None = None,
     mask: torch.Tensor | None = None,
+    q_pos: torch.Tensor | None = None,
+    k_pos: torch.Tensor | None = None,
     span: int | None = None,
     max_position: int | None = None,
     p2c_distance: str = "r_ji",
@@ -118,15 +134,16 @@ def deberta_fast(
     bsz, n_head, qlen, d_head = q.shape
     klen = k.shape[2]
     acc = accumulation_dtype(q.dtype)
-    c2p_rows, p2c_rows = _rows(qlen, klen, span, max_position, p2c_distance, q.device)
+    c2p_rows, p2c_rows = _rows(problem, span, max_position, p2c_distance, q.device)
     c2p = None if pos_key is None else _table_product(q, pos_key)  # (b, h, qlen, 2k)
     p2c = None if pos_query is None else _table_product(k, pos_query)  # (b, h, klen, 2k)
     if tracks_grad(q, k, v, pos_key, pos_query):
         scores = torch.matmul(q, k.transpose(-1, -2))
         if c2p is not None:
-            scores = scores + torch.gather(c2p, -1, c2p_rows.expand(bsz, n_head, qlen, klen))
+            index = c2p_rows[:, None].expand(bsz, n_head, qlen, klen)
+            scores = scores + torch.gather(c2p, -1, index)
         if p2c is not None:
-            index = p2c_rows.t().expand(bsz, n_head, klen, qlen)
+            index = p2c_rows.transpose(-1, -2)[:, None].expand(bsz, n_head, klen, qlen)
             scores = scores + torch.gather(p2c, -1, index).transpose(-1, -2)
         return whole_attention(scores.to(acc) * s, mask, v, with_weights)
     blocks = Blocks((bsz, n_head, qlen, klen), mask, acc, q.device, with_weights)
@@ -139,9 +156,10 @@ def deberta_fast(
     def scores_of(i0: int, i1: int) -> torch.Tensor:
         scores = torch.bmm(queries[:, i0:i1], keys_t)
         if c2p is not None:
-            scores.add_(torch.gather(c2p[:, i0:i1], -1, c2p_rows[i0:i1].expand(bh, -1, -1)))
+            index = block_rows(c2p_rows, bsz, n_head, i0, i1)
+            scores.add_(torch.gather(c2p[:, i0:i1], -1, index))
         if p2c_t is not None:
-            scores.add_(torch.gather(p2c_t, -2, p2c_rows[i0:i1].expand(bh, -1, -1)))
+            scores.add_(torch.gather(p2c_t, -2, block_rows(p2c_rows, bsz, n_head, i0, i1)))
         return scores.to(acc).mul_(s)
 
     return blocks.attend(v, scores_of, with_weights)

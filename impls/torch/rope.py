@@ -16,7 +16,9 @@ from relpos.impls.torch._common import (
     accumulation_dtype,
     default_scale,
     guard,
+    has_positions,
     masked_softmax,
+    positions,
     tracks_grad,
     whole_attention,
 )
@@ -41,15 +43,31 @@ def _angles(positions: torch.Tensor, r: int, base: float, dtype: torch.dtype) ->
     return positions.to(work)[:, None] * theta[None, :]
 
 
+def _position_angles(
+    problem: Problem, r: int, base: float, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """p theta_t of the queries (B, qlen, r/2) and of the keys (B, klen, r/2), B in
+    {1, bsz}: at the default positions one table of the klen positions (the queries take its
+    last qlen rows), at position ids one per side."""
+    qlen, klen = problem.dims["qlen"], problem.dims["klen"]
+    if not has_positions(problem):
+        angles = _angles(torch.arange(klen, device=device), r, base, dtype)[None]
+        return angles[:, klen - qlen :], angles
+    q_pos, k_pos = positions(problem, device)
+    return tuple(
+        _angles(p.reshape(-1), r, base, dtype).reshape(*p.shape, -1) for p in (q_pos, k_pos)
+    )
+
+
 def _rotation_matrices(angles: torch.Tensor, d_head: int, r: int) -> torch.Tensor:
-    """Block-diagonal (L, d_head, d_head) rotations: [[cos, -sin], [sin, cos]] on each pair
-    (2t, 2t+1) of the first r features, the identity on the rest."""
-    L = angles.shape[0]
-    m = torch.eye(d_head, dtype=angles.dtype, device=angles.device).repeat(L, 1, 1)
+    """Block-diagonal (B, L, d_head, d_head) rotations of angles (B, L, r/2): [[cos, -sin],
+    [sin, cos]] on each pair (2t, 2t+1) of the first r features, the identity on the rest."""
+    B, L = angles.shape[:2]
+    m = torch.eye(d_head, dtype=angles.dtype, device=angles.device).repeat(B, L, 1, 1)
     for t in range(r // 2):
-        c, s = torch.cos(angles[:, t]), torch.sin(angles[:, t])
+        c, s = torch.cos(angles[..., t]), torch.sin(angles[..., t])
         a, b = 2 * t, 2 * t + 1
-        m[:, a, a], m[:, a, b], m[:, b, a], m[:, b, b] = c, -s, s, c
+        m[..., a, a], m[..., a, b], m[..., b, a], m[..., b, b] = c, -s, s, c
     return m
 
 
@@ -62,6 +80,8 @@ def rope_reference(
     v: torch.Tensor,
     *,
     mask: torch.Tensor | None = None,
+    q_pos: torch.Tensor | None = None,
+    k_pos: torch.Tensor | None = None,
     base: float = 10000,
     rotary_dim: int | None = None,
     scale: float | None = None,
@@ -69,13 +89,18 @@ def rope_reference(
 ):
     """The definition written plainly: a rotation matrix per position, q and k rotated by
     matrix products, then every pair's dot product."""
-    qlen, klen, d_head = q.shape[2], k.shape[2], q.shape[3]
+    bsz, d_head = q.shape[0], q.shape[3]
     acc = accumulation_dtype(q.dtype)
     r = _rotary(problem)
-    positions = torch.arange(klen, device=q.device)
-    rot = _rotation_matrices(_angles(positions, r, base, q.dtype), d_head, r).to(acc)
-    q_rot = torch.einsum("ide,bhie->bhid", rot[klen - qlen :], q.to(acc))
-    k_rot = torch.einsum("jde,bhje->bhjd", rot, k.to(acc))
+    q_angles, k_angles = _position_angles(problem, r, base, q.dtype, q.device)
+    q_rot, k_rot = (
+        torch.einsum(
+            "bide,bhie->bhid",
+            _rotation_matrices(angles, d_head, r).to(acc).expand(bsz, -1, -1, -1),
+            x.to(acc),
+        )
+        for angles, x in ((q_angles, q), (k_angles, k))
+    )
     logits = torch.einsum("bhid,bhjd->bhij", q_rot, k_rot) * default_scale(problem)
     probs = masked_softmax(logits, mask)
     out = torch.einsum("bhij,bhjd->bhid", probs, v.to(acc)).to(q.dtype)
@@ -85,7 +110,7 @@ def rope_reference(
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, r: int) -> torch.Tensor:
-    """x with pairs (2t, 2t+1) of its first r features rotated (cos, sin: (L, r/2))."""
+    """x with pairs (2t, 2t+1) of its first r features rotated (cos, sin: (B, 1, L, r/2))."""
     if r == 0:
         return x
     even, odd = x[..., 0:r:2], x[..., 1:r:2]
@@ -102,23 +127,26 @@ def rope_fast(
     v: torch.Tensor,
     *,
     mask: torch.Tensor | None = None,
+    q_pos: torch.Tensor | None = None,
+    k_pos: torch.Tensor | None = None,
     base: float = 10000,
     rotary_dim: int | None = None,
     scale: float | None = None,
     with_weights: bool = False,
 ):
-    """cos and sin tables once per position, q and k rotated elementwise (in the angles'
-    precision, then back to their dtype), then batched q k^T. Without autograd it runs in
-    blocks of query rows."""
+    """cos and sin tables once per position (per batch row at position ids), q and k
+    rotated elementwise (in the angles' precision, then back to their dtype), then batched
+    q k^T. Without autograd it runs in blocks of query rows."""
     bsz, n_head, qlen, d_head = q.shape
     klen = k.shape[2]
     acc = accumulation_dtype(q.dtype)
     r = _rotary(problem)
-    angles = _angles(torch.arange(klen, device=q.device), r, base, q.dtype)
-    cos, sin = torch.cos(angles), torch.sin(angles)
-    work = cos.dtype
-    q_rot = _rotate(q.to(work), cos[klen - qlen :], sin[klen - qlen :], r).to(q.dtype)
-    k_rot = _rotate(k.to(work), cos, sin, r).to(q.dtype)
+    q_angles, k_angles = _position_angles(problem, r, base, q.dtype, q.device)
+    work = q_angles.dtype
+    q_rot, k_rot = (
+        _rotate(x.to(work), torch.cos(a)[:, None], torch.sin(a)[:, None], r).to(q.dtype)
+        for a, x in ((q_angles, q), (k_angles, k))
+    )
     s = default_scale(problem)
     if tracks_grad(q, k, v):
         scores = torch.matmul(q_rot, k_rot.transpose(-1, -2)).to(acc) * s

@@ -13,9 +13,11 @@ from relpos.impls._validated import validated
 from relpos.impls.torch._common import (
     Blocks,
     accumulation_dtype,
+    block_rows,
     default_scale,
     guard,
     masked_softmax,
+    positions,
     tracks_grad,
 )
 from relpos.spec import Problem
@@ -25,19 +27,16 @@ __all__ = ["VARIANTS", "shaw_fast", "shaw_reference"]
 VARIANTS = {"reference": "shaw_reference", "fast": "shaw_fast"}
 
 
-def clipped_rows(qlen: int, klen: int, clip: tuple[int, int], device: torch.device) -> torch.Tensor:
-    """c_ij = clip(j - (mlen + i), p_min, p_max) - p_min as a (qlen, klen) int64 tensor."""
-    mlen = klen - qlen
-    distance = (
-        torch.arange(klen, device=device)[None, :]
-        - (mlen + torch.arange(qlen, device=device))[:, None]
-    )
+def clipped_rows(q_pos: torch.Tensor, k_pos: torch.Tensor, clip: tuple[int, int]) -> torch.Tensor:
+    """c_ij = clip(pos_j - pos_i, p_min, p_max) - p_min as a (B, qlen, klen) int64 tensor,
+    from positions q_pos (B, qlen) and k_pos (B, klen)."""
+    distance = k_pos[:, None, :] - q_pos[:, :, None]
     return distance.clamp(clip[0], clip[1]) - clip[0]
 
 
 def _rows_per_pair(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """table[c_ij] as (1, 1, qlen, klen, d) for a shared table, (1, n_head, ...) per head."""
-    return table[rows][None, None] if table.dim() == 2 else table[:, rows][None]
+    """table[c_ij] as (B, 1, qlen, klen, d) for a shared table, (B, n_head, ...) per head."""
+    return table[rows][:, None] if table.dim() == 2 else table[:, rows].transpose(0, 1)
 
 
 @validated("shaw")
@@ -53,14 +52,16 @@ def shaw_reference(
     clip: tuple[int, int] | None = None,
     key_query: bool = False,
     mask: torch.Tensor | None = None,
+    q_pos: torch.Tensor | None = None,
+    k_pos: torch.Tensor | None = None,
     scale: float | None = None,
     with_weights: bool = False,
 ):
     """The definition written plainly: per-pair gathered tables and an explicit softmax."""
     qlen, klen = problem.dims["qlen"], problem.dims["klen"]
     acc = accumulation_dtype(q.dtype)
-    rows = clipped_rows(qlen, klen, clip, q.device)
-    a_k = _rows_per_pair(rel_k, rows)  # (1, h, i, j, d)
+    rows = clipped_rows(*positions(problem, q.device), clip)
+    a_k = _rows_per_pair(rel_k, rows)  # (B, h, i, j, d)
     # e_ij = scale * q_i . (k_j + a_ij) [+ scale * k_j . a_ij]
     logits = torch.einsum("bhid,bhijd->bhij", q, k[:, :, None, :, :] + a_k)
     if key_query:
@@ -92,6 +93,8 @@ def shaw_fast(
     clip: tuple[int, int] | None = None,
     key_query: bool = False,
     mask: torch.Tensor | None = None,
+    q_pos: torch.Tensor | None = None,
+    k_pos: torch.Tensor | None = None,
     scale: float | None = None,
     with_weights: bool = False,
 ):
@@ -101,7 +104,9 @@ def shaw_fast(
     rows and forms no (qlen, klen) buffer either."""
     assert rel_k is not None and clip is not None  # validated
     run = _whole if tracks_grad(q, k, v, rel_k, rel_v) else _blocked
+    rows = clipped_rows(*positions(problem, q.device), (int(clip[0]), int(clip[1])))
     return run(
+        rows,
         q,
         k,
         v,
@@ -120,12 +125,12 @@ def _table_product(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     return torch.matmul(x, table.transpose(-1, -2))
 
 
-def _whole(q, k, v, rel_k, rel_v, clip, key_query, mask, scale, with_weights):
+def _whole(rows, q, k, v, rel_k, rel_v, clip, key_query, mask, scale, with_weights):
     """Whole (qlen, klen) matrices, out of place: the path autograd records."""
     bsz, n_head, qlen, _ = q.shape
     klen = k.shape[2]
     acc = accumulation_dtype(q.dtype)
-    rows = clipped_rows(qlen, klen, clip, q.device).expand(bsz, n_head, qlen, klen)
+    rows = rows[:, None].expand(bsz, n_head, qlen, klen)
     scores = torch.matmul(q, k.transpose(-1, -2))
     scores = scores + torch.gather(_table_product(q, rel_k), -1, rows)
     if key_query:
@@ -143,14 +148,13 @@ def _whole(q, k, v, rel_k, rel_v, clip, key_query, mask, scale, with_weights):
     return out, probs, scores if mask is None else scores.masked_fill(~mask, float("-inf"))
 
 
-def _blocked(q, k, v, rel_k, rel_v, clip, key_query, mask, scale, with_weights):
+def _blocked(rows, q, k, v, rel_k, rel_v, clip, key_query, mask, scale, with_weights):
     """Blocks of query rows: scores, softmax, value sums and output per block, in place."""
     bsz, n_head, qlen, d_head = q.shape
     klen = k.shape[2]
     bh = bsz * n_head
     acc = accumulation_dtype(q.dtype)
     blocks = Blocks((bsz, n_head, qlen, klen), mask, acc, q.device, with_weights)
-    rows = clipped_rows(qlen, klen, clip, q.device)
     scaled = q * scale
     by_distance = _table_product(scaled, rel_k).reshape(bh, qlen, -1)  # (bh, qlen, P)
     if key_query:
@@ -161,7 +165,7 @@ def _blocked(q, k, v, rel_k, rel_v, clip, key_query, mask, scale, with_weights):
     scaled = scaled.reshape(bh, qlen, d_head)
     out = torch.empty(bsz, n_head, qlen, d_head, dtype=q.dtype, device=q.device)
     for i0, i1 in blocks.ranges():
-        index = rows[i0:i1].expand(bh, i1 - i0, klen)
+        index = block_rows(rows, bsz, n_head, i0, i1)
         scores = torch.bmm(scaled[:, i0:i1], keys_t)
         scores.add_(torch.gather(by_distance[:, i0:i1], -1, index))
         if key_query:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import torch
 
-from relpos.impls._integers import t5_buckets
+from relpos.impls._integers import t5_buckets, t5_buckets_of
 from relpos.impls._validated import validated
 from relpos.impls.torch._common import (
     Blocks,
     accumulation_dtype,
     guard,
+    has_positions,
     masked_softmax,
+    positions,
     tracks_grad,
     whole_attention,
 )
@@ -26,11 +28,17 @@ __all__ = ["VARIANTS", "t5_fast", "t5_reference"]
 VARIANTS = {"reference": "t5_reference", "fast": "t5_fast"}
 
 
-def _buckets(qlen, klen, num_buckets, max_distance, bidirectional, device):
-    """(qlen, klen) int64 buckets of pos_i - pos_j."""
-    table = torch.tensor(t5_buckets(klen, num_buckets, max_distance, bidirectional), device=device)
-    pos_i = klen - qlen + torch.arange(qlen, device=device)
-    distance = pos_i[:, None] - torch.arange(klen, device=device)[None, :]
+def _buckets(problem, num_buckets, max_distance, bidirectional, device):
+    """(B, qlen, klen) int64 buckets of pos_i - pos_j: at the default positions from the
+    cached table of every distance, at position ids each distinct distance bucketed on the
+    host."""
+    klen = problem.dims["klen"]
+    q_pos, k_pos = positions(problem, device)
+    distance = q_pos[:, :, None] - k_pos[:, None, :]
+    args = (num_buckets, max_distance, bidirectional)
+    if has_positions(problem):
+        return torch.from_numpy(t5_buckets_of(distance.cpu().numpy(), *args)).to(device)
+    table = torch.tensor(t5_buckets(klen, *args), device=device)
     return table[distance + klen - 1]
 
 
@@ -50,6 +58,8 @@ def t5_reference(
     *,
     rel_bias: torch.Tensor | None = None,
     mask: torch.Tensor | None = None,
+    q_pos: torch.Tensor | None = None,
+    k_pos: torch.Tensor | None = None,
     num_buckets: int = 32,
     max_distance: int = 128,
     bidirectional: bool = True,
@@ -58,11 +68,10 @@ def t5_reference(
 ):
     """The definition written plainly: each pair's bucket, its bias gathered per pair."""
     s = _scale(problem)
-    qlen, klen = q.shape[2], k.shape[2]
     acc = accumulation_dtype(q.dtype)
-    buckets = _buckets(qlen, klen, num_buckets, max_distance, bidirectional, q.device)
-    bias = rel_bias[buckets].permute(2, 0, 1)  # (n_head, qlen, klen)
-    logits = torch.einsum("bhid,bhjd->bhij", q, k).to(acc) * s + bias.to(acc)[None]
+    buckets = _buckets(problem, num_buckets, max_distance, bidirectional, q.device)
+    bias = rel_bias[buckets].permute(0, 3, 1, 2)  # (B, n_head, qlen, klen)
+    logits = torch.einsum("bhid,bhjd->bhij", q, k).to(acc) * s + bias.to(acc)
     probs = masked_softmax(logits, mask)
     out = torch.einsum("bhij,bhjd->bhid", probs, v.to(acc)).to(q.dtype)
     if not with_weights:
@@ -80,23 +89,26 @@ def t5_fast(
     *,
     rel_bias: torch.Tensor | None = None,
     mask: torch.Tensor | None = None,
+    q_pos: torch.Tensor | None = None,
+    k_pos: torch.Tensor | None = None,
     num_buckets: int = 32,
     max_distance: int = 128,
     bidirectional: bool = True,
     scale: float | None = None,
     with_weights: bool = False,
 ):
-    """Buckets of the qlen + klen - 1 distinct distances once (cached), the per-head bias as
-    one (n_head, qlen, klen) gather added to batched q k^T. Without autograd it runs in
-    blocks of query rows."""
+    """Buckets of the qlen + klen - 1 distinct distances once (cached; per distinct distance
+    at position ids), the per-head bias as one gather added to batched q k^T. Without
+    autograd it runs in blocks of query rows."""
     s = _scale(problem)
     bsz, n_head, qlen, d_head = q.shape
     klen = k.shape[2]
     acc = accumulation_dtype(q.dtype)
-    buckets = _buckets(qlen, klen, num_buckets, max_distance, bidirectional, q.device)
+    buckets = _buckets(problem, num_buckets, max_distance, bidirectional, q.device)
     per_head = rel_bias.t().to(acc)  # (n_head, num_buckets)
     if tracks_grad(q, k, v, rel_bias):
-        scores = torch.matmul(q, k.transpose(-1, -2)).to(acc) * s + per_head[:, buckets]
+        bias = per_head[:, buckets].transpose(0, 1)  # (B, n_head, qlen, klen)
+        scores = torch.matmul(q, k.transpose(-1, -2)).to(acc) * s + bias
         return whole_attention(scores, mask, v, with_weights)
     blocks = Blocks((bsz, n_head, qlen, klen), mask, acc, q.device, with_weights)
     keys_t = k.reshape(bsz * n_head, klen, d_head).transpose(1, 2)
@@ -104,7 +116,8 @@ def t5_fast(
 
     def scores_of(i0: int, i1: int) -> torch.Tensor:
         scores = torch.bmm(queries[:, i0:i1], keys_t).to(acc).mul_(s)
-        scores.view(bsz, n_head, i1 - i0, klen).add_(per_head[:, buckets[i0:i1]])
+        bias = per_head[:, buckets[:, i0:i1]].transpose(0, 1)  # (B, n_head, i1 - i0, klen)
+        scores.view(bsz, n_head, i1 - i0, klen).add_(bias)
         return scores
 
     return blocks.attend(v, scores_of, with_weights)

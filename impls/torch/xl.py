@@ -14,12 +14,16 @@ from relpos.impls._validated import validated
 from relpos.impls.torch._common import (
     Blocks,
     accumulation_dtype,
+    causal_pairs,
     default_scale,
     guard,
+    has_positions,
     masked_softmax,
+    positions,
     sinusoid,
     tracks_grad,
     visible_pairs,
+    whole_attention,
 )
 from relpos.spec import Problem
 
@@ -36,13 +40,21 @@ def clamp_distance(distance: torch.Tensor, clamp_len: int | None, style: str) ->
     return distance.clamp(-clamp_len, clamp_len)
 
 
-def causal(qlen: int, klen: int, device: torch.device) -> torch.Tensor:
-    """j <= mlen + i as a (qlen, klen) boolean tensor."""
-    mlen = klen - qlen
-    return (
-        torch.arange(klen, device=device)[None, :]
-        <= (mlen + torch.arange(qlen, device=device))[:, None]
-    )
+def query_minus_key(problem: Problem, device: torch.device) -> torch.Tensor:
+    """D_ij = pos_i - pos_j as a (B, qlen, klen) int64 tensor, B in {1, bsz}."""
+    q_pos, k_pos = positions(problem, device)
+    return q_pos[:, :, None] - k_pos[:, None, :]
+
+
+def _shifted_layout(problem: Problem, distance: torch.Tensor) -> bool:
+    """Whether every row's distances are the default layout's (mlen + i - j): position ids
+    that shift every position of a row alike, which the rel-shift path computes exactly."""
+    if not has_positions(problem):
+        return True
+    qlen, klen, mlen = (problem.dims[n] for n in ("qlen", "klen", "mlen"))
+    i = torch.arange(qlen, device=distance.device)[:, None]
+    j = torch.arange(klen, device=distance.device)[None, :]
+    return bool((distance == (mlen + i - j)).all())
 
 
 def rel_shift(x: torch.Tensor, klen: int) -> torch.Tensor:
@@ -81,6 +93,8 @@ def xl_reference(
     seg_embed: torch.Tensor | None = None,
     seg_ids: torch.Tensor | None = None,
     mask: torch.Tensor | None = None,
+    q_pos: torch.Tensor | None = None,
+    k_pos: torch.Tensor | None = None,
     d_model: int | None = None,
     attn_type: str = "bi",
     clamp_len: int | None = None,
@@ -90,23 +104,21 @@ def xl_reference(
 ):
     """The definition written plainly: R(D_ij) and r = W_R R(D_ij) for every pair, the four
     terms as explicit einsums, an explicit softmax."""
-    qlen, klen, mlen = (problem.dims[n] for n in ("qlen", "klen", "mlen"))
+    mlen = problem.dims["mlen"]
     acc = accumulation_dtype(q.dtype)
-    i = torch.arange(qlen, device=q.device)[:, None]
-    j = torch.arange(klen, device=q.device)[None, :]
-    distance = clamp_distance(mlen + i - j, clamp_len, clamp_style)  # (i, j)
+    distance = clamp_distance(query_minus_key(problem, q.device), clamp_len, clamp_style)
     R = sinusoid(distance.reshape(-1), problem.dims["d_model"], q.dtype)
-    R = R.reshape(qlen, klen, -1).to(q.dtype)  # (i, j, m)
-    r = torch.einsum("ijm,hdm->hijd", R, w_r)  # (h, i, j, d)
+    R = R.reshape(*distance.shape, -1).to(q.dtype)  # (B, i, j, m)
+    r = torch.einsum("bijm,hdm->bhijd", R, w_r)  # (B, h, i, j, d)
     u, vb = r_w_bias[None, :, None, :], r_r_bias[None, :, None, :]
     logits = torch.einsum("bhid,bhjd->bhij", q + u, k)
-    logits = logits + torch.einsum("bhid,hijd->bhij", q + vb, r)
+    logits = logits + torch.einsum("bhid,bhijd->bhij", q + vb, r.expand(q.shape[0], -1, -1, -1, -1))
     if seg_ids is not None:
         differs = (seg_ids[:, mlen:, None] != seg_ids[:, None, :]).long()  # (b, i, j)
         S = seg_embed[differs]  # (b,i,j,h,d)
         logits = logits + torch.einsum("bhid,bijhd->bhij", q + r_s_bias[None, :, None, :], S)
     logits = logits.to(acc) * default_scale(problem)
-    visible = visible_pairs(mask, causal(qlen, klen, q.device) if attn_type == "uni" else None)
+    visible = visible_pairs(mask, causal_pairs(problem, q.device) if attn_type == "uni" else None)
     probs = masked_softmax(logits, visible)
     out = torch.einsum("bhij,bhjd->bhid", probs, v.to(acc)).to(q.dtype)
     if not with_weights:
@@ -130,6 +142,8 @@ def xl_fast(
     seg_embed: torch.Tensor | None = None,
     seg_ids: torch.Tensor | None = None,
     mask: torch.Tensor | None = None,
+    q_pos: torch.Tensor | None = None,
+    k_pos: torch.Tensor | None = None,
     d_model: int | None = None,
     attn_type: str = "bi",
     clamp_len: int | None = None,
@@ -139,25 +153,60 @@ def xl_fast(
 ):
     """The sinusoid once for the klen + qlen - 1 distances and a strided rel-shift; no
     (qlen, klen, d_head) tensor. Without autograd it runs in blocks of query rows, each
-    needing only klen + block - 1 distances, and forms no (qlen, klen) buffer either."""
+    needing only klen + block - 1 distances, and forms no (qlen, klen) buffer either.
+    Position ids that shift a row's positions alike take the same path (the distances are
+    the same); other position ids take the sinusoid once per distinct distance, gathered per
+    pair."""
     assert w_r is not None and r_w_bias is not None and r_r_bias is not None  # validated
     qlen, klen, mlen = (problem.dims[n] for n in ("qlen", "klen", "mlen"))
+    visible = visible_pairs(mask, causal_pairs(problem, q.device) if attn_type == "uni" else None)
+    segments = None
+    if seg_ids is not None:
+        segments = (seg_ids, r_s_bias, seg_embed, mlen)
+    distance = query_minus_key(problem, q.device)
+    if not _shifted_layout(problem, distance):
+        distance = clamp_distance(distance, clamp_len, clamp_style)
+        distinct, where = torch.unique(distance, return_inverse=True)
+        R = sinusoid(distinct, problem.dims["d_model"], q.dtype).to(q.dtype)  # (n, m)
+        r = torch.matmul(R, w_r.transpose(-1, -2))  # (h, n, d)
+        return _at_positions(
+            q,
+            k,
+            v,
+            r,
+            where,
+            r_w_bias,
+            r_r_bias,
+            segments,
+            visible,
+            default_scale(problem),
+            with_weights,
+        )
     # Distances klen-1 down to -(qlen-1): column c holds distance klen - 1 - c.
     distances = clamp_distance(
         torch.arange(klen - 1, -qlen, -1, device=q.device), clamp_len, clamp_style
     )
     R = sinusoid(distances, problem.dims["d_model"], q.dtype).to(q.dtype)  # (rlen, m)
     r = torch.matmul(R, w_r.transpose(-1, -2))  # (h, rlen, d)
-    visible = visible_pairs(mask, causal(qlen, klen, q.device) if attn_type == "uni" else None)
-    segments = None
-    if seg_ids is not None:
-        segments = (seg_ids, r_s_bias, seg_embed, mlen)
     run = (
         _whole if tracks_grad(q, k, v, w_r, r_w_bias, r_r_bias, r_s_bias, seg_embed) else (_blocked)
     )
     return run(
         q, k, v, r, r_w_bias, r_r_bias, segments, visible, default_scale(problem), with_weights
     )
+
+
+def _at_positions(q, k, v, r, where, r_w_bias, r_r_bias, segments, visible, scale, with_weights):
+    """Whole matrices at arbitrary position ids: pair (b, i, j) reads r[:, where[b, i, j]],
+    the projected sinusoid of its distinct distance."""
+    acc = accumulation_dtype(q.dtype)
+    scores = torch.matmul(q + r_w_bias[:, None, :], k.transpose(-1, -2))
+    per_pair = r[:, where].transpose(0, 1)  # (B, h, i, j, d)
+    scores = scores + torch.einsum("bhid,bhijd->bhij", q + r_r_bias[:, None, :], per_pair)
+    if segments is not None:
+        seg_ids, r_s_bias, seg_embed, mlen = segments
+        scores = scores + _segment_term(q, r_s_bias, seg_embed, seg_ids, mlen)
+    return whole_attention(scores.to(acc) * scale, visible, v, with_weights)
 
 
 def _whole(q, k, v, r, r_w_bias, r_r_bias, segments, visible, scale, with_weights):

@@ -5,7 +5,7 @@ Formula (per batch element and head h)::
     D_ij  = pos_i - pos_j                          (query minus key)
     B_ij  = -|D_ij|                                 (pos_j - pos_i with signed=True)
     e_ij  = scale * q_i . k_j + m_h * B_ij
-    o_i   = sum_j alpha_ij v_j                      (causal=True also masks j > pos_i)
+    o_i   = sum_j alpha_ij v_j                      (causal=True also masks pos_j > pos_i)
 
 Symbols: ``slopes`` m (n_head,) when given; otherwise the paper's slopes for the head count:
 for n a power of two, m_h = 2^(-8h/n), h = 1..n (a geometric sequence starting at and with
@@ -14,7 +14,7 @@ other slope of 2p (the 1st, 3rd, ...), n - p of them (``slope_rule='paper'``). W
 ``slope_rule='geometric'`` m_h = 2^(-8h/n) for every n (FlexAttention's attention-gym).
 ``scale`` multiplies q . k only and defaults to 1/sqrt(d_head): the bias is added unscaled.
 
-The paper defines ALiBi for causal language models (j <= pos_i, where -|D| = pos_j - pos_i);
+The paper defines ALiBi for causal language models (pos_j <= pos_i, where -|D| = pos_j - pos_i);
 for attention without the causal mask the common extension penalises distance in both
 directions (-|D|), while attention-gym's score_mod keeps the sign (``signed=True``): keys in the
 future get a positive bias.
@@ -63,8 +63,11 @@ LOGIT: Final = cv.scale * q_i * k_j.T + sp.Matrix([[m * B]])
 GEOMETRIC_SLOPE: Final = sp.Integer(2) ** (-8 * _h / _n)
 
 _LOGIT = PairFormula(LOGIT, (cv.scale, q_i, k_j, m, B))
-_BIAS = {signed: IndexFunction(expr, (cv.i, cv.j, cv.mlen)) for signed, expr in BIAS.items()}
-_CAUSAL = IndexFunction(sp.Piecewise((1, sp.Le(cv.j, cv.pos_i)), (0, True)), (cv.i, cv.j, cv.mlen))
+_BIAS = {
+    False: IndexFunction(BIAS_OF_POSITIONS, (_P_i, _P_j)),
+    True: IndexFunction(SIGNED_BIAS_OF_POSITIONS, (_P_i, _P_j)),
+}
+_CAUSAL = IndexFunction(sp.Piecewise((1, sp.Le(_P_j, _P_i)), (0, True)), (_P_i, _P_j))
 
 
 def geometric_slopes(n: int) -> list[sp.Expr]:
@@ -156,9 +159,11 @@ class ALiBi(Encoding):
             required=False,
         ),
         cv.MASK,
+        cv.Q_POS,
+        cv.K_POS,
     )
     options = (
-        Option("causal", "also mask keys after the query (j > pos_i)", False, check_bool),
+        Option("causal", "also mask keys after the query (pos_j > pos_i)", False, check_bool),
         Option(
             "signed",
             "bias m (pos_j - pos_i) instead of -m |pos_i - pos_j| (equal under causal)",
@@ -181,7 +186,7 @@ class ALiBi(Encoding):
     )
     glossary = (
         ("q_i, k_j", "query i and key j of one head"),
-        ("pos_i, pos_j", "absolute positions: pos_i = m + i, pos_j = j"),
+        ("pos_i, pos_j", "absolute positions q_pos[b, i] and k_pos[b, j]; by default m + i and j"),
         ("m_h", "the slope of head h (slopes argument, or the slope rule)"),
         ("B_ij", "-|pos_i - pos_j| (signed: pos_j - pos_i)"),
         ("scale", "the scale argument, default 1/sqrt(d_head); multiplies q . k only"),
@@ -193,7 +198,7 @@ class ALiBi(Encoding):
         "the bias is added after the scale (scale multiplies q . k only)",
         "slopes None = the slope rule: 'paper' is 2^(-8h/n) for a power of two n, else the "
         "slopes of the largest power of two p < n then every other slope of 2p",
-        "causal=True masks j > pos_i in addition to the mask argument",
+        "causal=True masks pos_j > pos_i in addition to the mask argument",
     )
     differences = (
         "x-transformers AlibiPositionalBias: -|j - i| * slope, the paper's slopes; fully "
@@ -203,6 +208,7 @@ class ALiBi(Encoding):
         "The paper (fairseq): causal only; q is pre-scaled by d^-1/2 and the bias added after.",
     )
 
+    causal_options = MappingProxyType({"causal": True})
     metamorphic = ("translation", "masked_keys", "batch", "memory_rows")
     profiles = _PROFILES
 
@@ -219,7 +225,7 @@ class ALiBi(Encoding):
 
     def formulas(self) -> dict[str, sp.Basic]:
         return {
-            "positions": sp.Eq(sp.Tuple(_P_i, _P_j), sp.Tuple(cv.pos_i, cv.pos_j)),
+            **cv.position_formulas(),
             "bias": sp.Eq(B, BIAS_OF_POSITIONS, evaluate=False),
             "bias (signed)": sp.Eq(B, SIGNED_BIAS_OF_POSITIONS, evaluate=False),
             "slope (geometric, n heads)": sp.Eq(m, GEOMETRIC_SLOPE.subs(_h, sp.Symbol("h"))),
@@ -245,7 +251,7 @@ class ALiBi(Encoding):
         self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode
     ) -> tuple[PairFormula, tuple[Any, ...]]:
         d = problem.dims
-        grid = _BIAS[problem.options["signed"]].grid(d["qlen"], d["klen"], d["mlen"])
+        grid = _BIAS[problem.options["signed"]].grid(*cv.positions(problem))
         distinct, where = np.unique(grid, return_inverse=True)
         bias = array([[constant(int(b), mode)] for b in distinct], mode)  # (n, 1)
         slopes = self.slopes(problem, x, mode)
@@ -255,19 +261,18 @@ class ALiBi(Encoding):
             queries(x["q"], d["klen"], "q"),
             keys(x["k"], d["qlen"], "k"),
             Rows.per_head(slopes, given),
-            relative(bias, where.reshape(grid.shape)),
+            relative(bias, where.reshape(grid.shape)[:, None]),
         )
 
     def structural_mask(self, problem: Problem) -> np.ndarray | None:
         if not problem.options["causal"]:
             return None
-        d = problem.dims
-        return _CAUSAL.grid(d["qlen"], d["klen"], d["mlen"]).astype(bool)
+        return _CAUSAL.grid(*cv.positions(problem)).astype(bool)
 
     def identities(self) -> list[Identity]:
         return _identities()
 
-    def cases(self) -> list[Case]:
+    def own_cases(self) -> list[Case]:
         base = {"bsz": 1, "n_head": 4, "qlen": 4, "mlen": 0, "d_head": 4}
 
         def case(name: str, seed: int, **kw: Any) -> Case:
@@ -301,8 +306,8 @@ def _identities() -> list[Identity]:
 
     def signed_equals_unsigned_when_causal(qlen: int, mlen: int) -> str | None:
         klen = qlen + mlen
-        causal = _CAUSAL.grid(qlen, klen, mlen).astype(bool)
-        unsigned, signed = (_BIAS[s].grid(qlen, klen, mlen) for s in (False, True))
+        causal = _CAUSAL.layout(qlen, klen).astype(bool)
+        unsigned, signed = (_BIAS[s].layout(qlen, klen) for s in (False, True))
         differ = causal & (unsigned != signed)
         return None if not differ.any() else f"differ at {np.argwhere(differ).tolist()}"
 

@@ -238,6 +238,8 @@ class DeBERTa(Encoding):
             required=False,
         ),
         cv.MASK,
+        cv.Q_POS,
+        cv.K_POS,
     )
     options = (
         Option(
@@ -350,26 +352,30 @@ class DeBERTa(Encoding):
         }
 
     def rows(self, problem: Problem, reverse: bool) -> np.ndarray:
-        d, o = problem.dims, problem.options
-        pos_i = d["mlen"] + np.arange(d["qlen"])
-        r = pos_i[:, None] - np.arange(d["klen"])[None, :]
+        """The table row d(r) of every pair, r = pos_i - pos_j (pos_j - pos_i with
+        ``reverse``): (B, qlen, klen) with B in {1, bsz}, each distinct r computed once."""
+        o = problem.options
+        r = cv.query_minus_key(problem)
         if reverse:
             r = -r
-        f = np.vectorize(lambda x: row(int(x), o["span"], o["max_position"]), otypes=[np.int64])
-        return f(r)
+        distinct, where = np.unique(r, return_inverse=True)
+        rows = np.array([row(int(x), o["span"], o["max_position"]) for x in distinct], np.int64)
+        return rows[where].reshape(r.shape)
 
     def regions(self, problem: Problem) -> frozenset[str]:
-        d, o = problem.dims, problem.options
+        o = problem.options
         span, max_position = o["span"], o["max_position"]
-        low, high = -(d["qlen"] - 1), d["mlen"] + d["qlen"] - 1  # pos_i - pos_j
+        distance = np.unique(cv.query_minus_key(problem))  # pos_i - pos_j
 
         def bucket(r: int) -> int:
             return r if max_position is None else log_bucket(r, span, max_position)
 
-        found = {"clipped"} if bucket(high) > span - 1 or bucket(low) < -span else set()
-        if max_position is not None and max(-low, high) > span // 2:
+        buckets = np.array([bucket(int(r)) for r in distance])
+        inside = (buckets >= -span) & (buckets <= span - 1)
+        found = {"clipped"} if not inside.all() else set()
+        if max_position is not None and (np.abs(distance) > span // 2).any():
             found.add("log buckets")
-        return frozenset(found | {"inside the span"})
+        return frozenset(found | ({"inside the span"} if inside.any() else set()))
 
     def logit_operands(
         self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode
@@ -378,7 +384,9 @@ class DeBERTa(Encoding):
 
         def table(name: str, reverse: bool) -> Rows | None:
             given = x.get(name)  # absent: the formula variant drops its term
-            return None if given is None else relative(given, self.rows(problem, reverse), name)
+            if given is None:
+                return None
+            return relative(given, self.rows(problem, reverse)[:, None], name)
 
         p2c = P2C_DISTANCES[problem.options["p2c_distance"]]
         formula = _FORMULAS[x.get("pos_key") is not None, x.get("pos_query") is not None]
@@ -393,7 +401,7 @@ class DeBERTa(Encoding):
     def identities(self) -> list[Identity]:
         return _identities()
 
-    def cases(self) -> list[Case]:
+    def own_cases(self) -> list[Case]:
         base = {"bsz": 1, "n_head": 2, "qlen": 5, "mlen": 0, "d_head": 4}
         both = ("pos_key", "pos_query")
 

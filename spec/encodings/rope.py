@@ -238,7 +238,7 @@ class RoPE(Encoding):
             "2104.09864",
         ),
     )
-    tensors = (cv.Q, cv.K, cv.V, cv.MASK)
+    tensors = (cv.Q, cv.K, cv.V, cv.MASK, cv.Q_POS, cv.K_POS)
     options = (
         Option("base", "theta_t = base^(-2t/r); a finite number > 1", 10000, _check_base),
         Option(
@@ -252,7 +252,7 @@ class RoPE(Encoding):
     glossary = (
         ("q_i, k_j", "query i and key j of one head"),
         ("qt_i, kt_j", "R(pos_i) q_i and R(pos_j) k_j, the rotated rows"),
-        ("pos_i, pos_j", "absolute positions: pos_i = m + i, pos_j = j"),
+        ("pos_i, pos_j", "absolute positions q_pos[b, i] and k_pos[b, j]; by default m + i and j"),
         ("r", "rotary_dim: features 0 .. r - 1 rotate in pairs (2t, 2t + 1)"),
         ("theta_t", "base^(-2t/r), the frequency of pair t"),
         ("c, s, s'", "cos(p theta_t), sin(p theta_t), -sin(p theta_t) at position p"),
@@ -260,7 +260,8 @@ class RoPE(Encoding):
     )
     conventions = (
         "pairs are interleaved: features (2t, 2t + 1) rotate together (the paper)",
-        "query i rotates by its absolute position mlen + i, key j by j; values do not rotate",
+        "query i rotates by its absolute position pos_i, key j by pos_j (by default mlen + i and "
+        "j); values do not rotate",
         "angles p theta_t come from integer positions (never a rounded position)",
         "features r .. d_head - 1 are not rotated (partial rotary)",
     )
@@ -307,7 +308,7 @@ class RoPE(Encoding):
                     -sp.sin(_p * sp.Symbol("theta_t")),
                 ),
             ),
-            "positions": sp.Eq(sp.Tuple(_P_i, _P_j), sp.Tuple(cv.pos_i, cv.pos_j)),
+            **cv.position_formulas(),
             "logit": sp.Eq(sp.Symbol("e_ij"), LOGIT, evaluate=False),
             **cv.attention_formulas("v"),
         }
@@ -321,13 +322,16 @@ class RoPE(Encoding):
         transpose: bool = False,
         spread: bool = True,
     ) -> np.ndarray:
-        """x (..., L, d_head) rotated at the given positions, in ``mode`` (``transpose``: by
-        the transposed rotation, which carries gradients back). In abs mode each c and s is
-        |value| + |p theta_t| (|value| without ``spread``): rounding the angle by one ulp
-        moves it that far."""
+        """x (bsz, n_head, L, d_head) rotated at the given positions (B, L), B in {1, bsz},
+        in ``mode`` (``transpose``: by the transposed rotation, which carries gradients back).
+        In abs mode each c and s is |value| + |p theta_t| (|value| without ``spread``):
+        rounding the angle by one ulp moves it that far. Each distinct position's rotation is
+        evaluated once."""
         r = rotation_dim(problem.dims["d_head"], problem.options["rotary_dim"])
         if r == 0:
             return x
+        grid = np.asarray(positions, dtype=np.int64)
+        positions, where = np.unique(grid, return_inverse=True)
         if mode == "ball":
             cos, sin, neg = _ball_rotations(positions, r, problem.options["base"])
         elif mode in FLOAT_MODES:
@@ -343,6 +347,8 @@ class RoPE(Encoding):
             cos = array([[const(mpmath.cos(a), a) for a in row] for row in angles], mode)
             sin = array([[const(mpmath.sin(a), a) for a in row] for row in angles], mode)
             neg = array([[const(-mpmath.sin(a), a) for a in row] for row in angles], mode)
+        # (distinct, r/2) -> (B, 1, L, r/2): per batch row, shared by the heads
+        cos, sin, neg = (t[where.reshape(grid.shape)][:, None] for t in (cos, sin, neg))
         pairs = np.stack([x[..., 0:r:2], x[..., 1:r:2]], axis=-1)  # (..., L, r/2, 2)
         formula = _ROTATE_T if transpose else _ROTATE
         rotated = formula({}, cos, sin, neg, np.moveaxis(pairs, -1, 0)[:, None])
@@ -385,7 +391,7 @@ class RoPE(Encoding):
         spread: tuple[bool, bool],
     ) -> tuple[PairFormula, tuple[Any, ...]]:
         d = problem.dims
-        at = {"q": d["mlen"] + np.arange(d["qlen"]), "k": np.arange(d["klen"])}
+        at = dict(zip(("q", "k"), cv.positions(problem), strict=True))
         q, k = (
             self.rotate(x[name], at[name], problem, mode, spread=grown)
             for name, grown in zip(("q", "k"), spread, strict=True)
@@ -403,7 +409,7 @@ class RoPE(Encoding):
     def identities(self) -> list[Identity]:
         return _identities()
 
-    def cases(self) -> list[Case]:
+    def own_cases(self) -> list[Case]:
         base = {"bsz": 1, "n_head": 2, "qlen": 4, "mlen": 0, "d_head": 4}
 
         def case(name: str, seed: int, **kw: Any) -> Case:

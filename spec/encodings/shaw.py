@@ -64,7 +64,7 @@ LOGIT_KEY_QUERY: Final = LOGIT + cv.scale * k_j * aK.T
 #: The value a pair contributes.
 VALUE: Final = v_j + aV
 
-_ROW = IndexFunction(CLIP_ROW, (cv.i, cv.j, cv.mlen, p_min, p_max))
+_ROW = IndexFunction(CLIP_ROW_OF_POSITIONS, (_P_i, _P_j, p_min, p_max))
 _LOGIT = PairFormula(LOGIT, (cv.scale, q_i, k_j, aK))
 _LOGIT_KQ = PairFormula(LOGIT_KEY_QUERY, (cv.scale, q_i, k_j, aK))
 _VALUE = PairFormula(VALUE, (v_j, aV), vector=True)
@@ -384,6 +384,8 @@ class Shaw(Encoding):
             required=False,
         ),
         cv.MASK,
+        cv.Q_POS,
+        cv.K_POS,
     )
     options = (
         Option(
@@ -402,7 +404,7 @@ class Shaw(Encoding):
     )
     glossary = (
         ("q_i, k_j, v_j", "query i, key j, value j of one head (rows of q, k, v)"),
-        ("pos_i, pos_j", "absolute positions: pos_i = m + i, pos_j = j"),
+        ("pos_i, pos_j", "absolute positions q_pos[b, i] and k_pos[b, j]; by default m + i and j"),
         ("m", "mlen, the number of memory positions before the queries"),
         ("p_min, p_max", "the clip range (clip argument); P = p_max - p_min + 1 table rows"),
         ("c", "c_ij, the table row of pair (i, j)"),
@@ -496,7 +498,7 @@ class Shaw(Encoding):
     def formulas(self) -> dict[str, sp.Basic]:
         c = sp.Symbol("c_ij")
         return {
-            "positions": sp.Eq(sp.Tuple(_P_i, _P_j), sp.Tuple(cv.pos_i, cv.pos_j)),
+            **cv.position_formulas(),
             "table row": sp.Eq(c, CLIP_ROW_OF_POSITIONS, evaluate=False),
             "logit": sp.Eq(sp.Symbol("e_ij"), LOGIT, evaluate=False),
             "logit (key_query)": sp.Eq(sp.Symbol("e_ij"), LOGIT_KEY_QUERY, evaluate=False),
@@ -505,25 +507,24 @@ class Shaw(Encoding):
         }
 
     def row_index(self, problem: Problem) -> np.ndarray:
-        """c_ij for every (i, j), exact integers."""
-        d = problem.dims
+        """c_ij for every (b, i, j), exact integers: (B, qlen, klen), B in {1, bsz}."""
         lo, hi = problem.options["clip"]
-        return _ROW.grid(d["qlen"], d["klen"], d["mlen"], lo, hi)
+        return _ROW.grid(*cv.positions(problem), lo, hi)
 
     def regions(self, problem: Problem) -> frozenset[str]:
-        d = problem.dims
         lo, hi = problem.options["clip"]
-        low, high = -(d["mlen"] + d["qlen"] - 1), d["qlen"] - 1  # pos_j - pos_i
-        found = {"clipped below"} if low < lo else set()
-        found |= {"clipped above"} if high > hi else set()
-        return frozenset(found | ({"inside the clip"} if low <= hi and high >= lo else set()))
+        distance = -np.unique(cv.query_minus_key(problem))  # pos_j - pos_i
+        found = {"clipped below"} if (distance < lo).any() else set()
+        found |= {"clipped above"} if (distance > hi).any() else set()
+        inside = ((distance >= lo) & (distance <= hi)).any()
+        return frozenset(found | ({"inside the clip"} if inside else set()))
 
     def logit_operands(
         self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode
     ) -> tuple[PairFormula, tuple[Any, ...]]:
         qlen, klen = problem.dims["qlen"], problem.dims["klen"]
         formula = _LOGIT_KQ if problem.options["key_query"] else _LOGIT
-        rel_k = relative(x["rel_k"], self.row_index(problem), "rel_k")
+        rel_k = relative(x["rel_k"], self.row_index(problem)[:, None], "rel_k")
         return formula, (scale, queries(x["q"], klen, "q"), keys(x["k"], qlen, "k"), rel_k)
 
     def value_operands(
@@ -532,12 +533,12 @@ class Shaw(Encoding):
         v = keys(x["v"], problem.dims["qlen"], "v")
         if x.get("rel_v") is None:
             return _VALUE_KEY_ONLY, (v,)
-        return _VALUE, (v, relative(x["rel_v"], self.row_index(problem), "rel_v"))
+        return _VALUE, (v, relative(x["rel_v"], self.row_index(problem)[:, None], "rel_v"))
 
     def identities(self) -> list[Identity]:
         return _identities()
 
-    def cases(self) -> list[Case]:
+    def own_cases(self) -> list[Case]:
         base = {"bsz": 1, "n_head": 2, "qlen": 4, "mlen": 0, "d_head": 4}
         kv = ("rel_v",)
 
@@ -597,7 +598,7 @@ def _identities() -> list[Identity]:
     clips = _clip_ranges(MAX_SIZE)
 
     def grid(qlen: int, mlen: int, clip: tuple[int, int]) -> np.ndarray:
-        return _ROW.grid(qlen, qlen + mlen, mlen, *clip)
+        return _ROW.layout(qlen, qlen + mlen, *clip)
 
     def in_table(qlen: int, mlen: int, lo: int, hi: int) -> str | None:
         rows = grid(qlen, mlen, (lo, hi))

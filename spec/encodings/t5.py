@@ -115,11 +115,14 @@ def _check_max_distance(value: Any) -> str | None:
 
 
 def _bucket_grid(problem: Problem) -> np.ndarray:
-    d, o = problem.dims, problem.options
-    pos_i = d["mlen"] + np.arange(d["qlen"])
-    distance = pos_i[:, None] - np.arange(d["klen"])[None, :]
+    """The bucket of every pair, (B, qlen, klen) with B in {1, bsz}: each distinct distance
+    bucketed once, in Python integers."""
+    o = problem.options
+    distance = cv.query_minus_key(problem)
     args = (o["num_buckets"], o["max_distance"], o["bidirectional"])
-    return np.vectorize(lambda n: bucket(int(n), *args), otypes=[np.int64])(distance)
+    distinct, where = np.unique(distance, return_inverse=True)
+    buckets = np.array([bucket(int(n), *args) for n in distinct], dtype=np.int64)
+    return buckets[where].reshape(distance.shape)
 
 
 def _sqrt_d_scale(dims: Mapping[str, int], candidates: list[Any]) -> list[Any]:
@@ -212,6 +215,8 @@ class T5(Encoding):
             "the learned bias: row b, column h is head h's bias for bucket b",
         ),
         cv.MASK,
+        cv.Q_POS,
+        cv.K_POS,
     )
     options = (
         Option(
@@ -319,17 +324,13 @@ class T5(Encoding):
         }
 
     def regions(self, problem: Problem) -> frozenset[str]:
-        d, o = problem.dims, problem.options
+        o = problem.options
         e = _halves(o["num_buckets"], o["bidirectional"])[1]
-        low, high = -(d["qlen"] - 1), d["mlen"] + d["qlen"] - 1  # pos_i - pos_j
-        if o["bidirectional"]:
-            smallest = 0 if low <= 0 <= high else min(abs(low), abs(high))
-            largest = max(abs(low), abs(high))
-        else:
-            smallest, largest = max(low, 0), max(high, 0)
-        found = {"exact buckets"} if smallest < e else set()
-        found |= {"log buckets"} if largest >= e and smallest < o["max_distance"] else set()
-        found |= {"beyond max_distance"} if largest >= o["max_distance"] else set()
+        distance = np.unique(cv.query_minus_key(problem))  # pos_i - pos_j
+        a = np.abs(distance) if o["bidirectional"] else np.maximum(distance, 0)
+        found = {"exact buckets"} if (a < e).any() else set()
+        found |= {"log buckets"} if ((a >= e) & (a < o["max_distance"])).any() else set()
+        found |= {"beyond max_distance"} if (a >= o["max_distance"]).any() else set()
         return frozenset(found)
 
     def logit_operands(
@@ -339,7 +340,7 @@ class T5(Encoding):
         per_head = np.moveaxis(np.asarray(x["rel_bias"]), -1, 0)[..., None]  # (H, buckets, 1)
         bias = Rows(
             per_head[None],
-            _bucket_grid(problem)[None, None],
+            _bucket_grid(problem)[:, None],
             lambda g: {"rel_bias": g[0, :, :, 0].T},
         )
         return _LOGIT, (scale, queries(x["q"], d["klen"], "q"), keys(x["k"], d["qlen"], "k"), bias)
@@ -347,7 +348,7 @@ class T5(Encoding):
     def identities(self) -> list[Identity]:
         return _identities()
 
-    def cases(self) -> list[Case]:
+    def own_cases(self) -> list[Case]:
         base = {"bsz": 1, "n_head": 2, "qlen": 5, "mlen": 0, "d_head": 4}
         small = {"num_buckets": 8, "max_distance": 6}
 

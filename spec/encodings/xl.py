@@ -2,7 +2,7 @@
 
 Formula (per batch element and head h)::
 
-    D_ij   = pos_i - pos_j = (mlen + i) - j                  (query minus key)
+    D_ij   = pos_i - pos_j   (query minus key; by default pos_i = mlen + i, pos_j = j)
     D'_ij  = min(D, clamp_len)                 clamp_style "upper"     (Transformer-XL)
            = max(min(D, clamp_len), -clamp_len) clamp_style "symmetric" (XLNet)
            = D                                 clamp_len None
@@ -15,7 +15,7 @@ Formula (per batch element and head h)::
 
 Symbols: u = ``r_w_bias``, v = ``r_r_bias``, b = ``r_s_bias`` (n_head, d_head); S =
 ``seg_embed`` (2, n_head, d_head); ``seg_ids`` (bsz, klen) gives the segment of every position
-(query i has seg_ids[:, mlen + i]); ``attn_type`` "uni" adds the causal mask j <= mlen + i;
+(query i has seg_ids[:, mlen + i]); ``attn_type`` "uni" adds the causal mask pos_j <= pos_i;
 ``scale`` defaults to 1/sqrt(d_head).
 
 The seed form (Dai et al. 2019, eq. 2 with absolute positions replaced by R) is
@@ -75,11 +75,10 @@ r_D = sp.MatrixSymbol("r_D", 1, cv.d_head)
 
 #: Distance of a pair, and its clamped forms.
 DISTANCE_OF_POSITIONS: Final = _P_i - _P_j
-DISTANCE: Final = DISTANCE_OF_POSITIONS.subs({_P_i: cv.pos_i, _P_j: cv.pos_j})
 CLAMPS: Final = {
-    None: DISTANCE,
-    "upper": sp.Min(DISTANCE, clamp_len),
-    "symmetric": sp.Max(sp.Min(DISTANCE, clamp_len), -clamp_len),
+    None: DISTANCE_OF_POSITIONS,
+    "upper": sp.Min(DISTANCE_OF_POSITIONS, clamp_len),
+    "symmetric": sp.Max(sp.Min(DISTANCE_OF_POSITIONS, clamp_len), -clamp_len),
 }
 #: The sinusoid: entry k (sin half) and d_model/2 + k (cos half) of R(D).
 FREQUENCY: Final = sp.Integer(10000) ** (-2 * _k / d_model)
@@ -91,7 +90,7 @@ LOGIT: Final = cv.scale * ((q_i + u) * k_j.T + (q_i + v) * r_D.T)
 LOGIT_SEGMENT: Final = LOGIT + cv.scale * (q_i + b) * S_s.T
 #: The four-term expansion of the paper (terms a, b, c, d), scaled.
 FOUR_TERMS: Final = cv.scale * (q_i * k_j.T + q_i * r_D.T + u * k_j.T + v * r_D.T)
-CAUSAL: Final = sp.Le(cv.j, cv.mlen + cv.i)
+CAUSAL: Final = sp.Le(_P_j, _P_i)
 
 _SIN = sp.lambdify((_D, _k, d_model), R_SIN, "mpmath")
 _ARGUMENT = sp.lambdify((_D, _k, d_model), _D * FREQUENCY, "mpmath")
@@ -99,16 +98,14 @@ _COS = sp.lambdify((_D, _k, d_model), R_COS, "mpmath")
 _FLOAT_SIN = sp.lambdify((_D, _k, d_model), R_SIN, "numpy")
 _FLOAT_ARGUMENT = sp.lambdify((_D, _k, d_model), _D * FREQUENCY, "numpy")
 _FLOAT_COS = sp.lambdify((_D, _k, d_model), R_COS, "numpy")
-_CLAMPED = {
-    style: IndexFunction(expr, (cv.i, cv.j, cv.mlen, clamp_len)) for style, expr in CLAMPS.items()
-}
+_CLAMPED = {style: IndexFunction(expr, (_P_i, _P_j, clamp_len)) for style, expr in CLAMPS.items()}
 _PROJECTION = PairFormula(PROJECTION, (R_D, W_R), vector=True)
 _BALL_SIN = compile_expression((_D, _k, d_model), R_SIN)
 _BALL_COS = compile_expression((_D, _k, d_model), R_COS)
 _BALL_PROJECTION = compile_matrix_expression((R_D, W_R), PROJECTION)
 _LOGIT = PairFormula(LOGIT, (cv.scale, q_i, k_j, u, v, r_D))
 _LOGIT_SEGMENT = PairFormula(LOGIT_SEGMENT, (cv.scale, q_i, k_j, u, v, r_D, b, S_s))
-_CAUSAL = IndexFunction(sp.Piecewise((1, CAUSAL), (0, True)), (cv.i, cv.j, cv.mlen))
+_CAUSAL = IndexFunction(sp.Piecewise((1, CAUSAL), (0, True)), (_P_i, _P_j))
 
 _HEAD_VECTOR = (("n_head", "d_head"),)
 _SEGMENT_TERM = ("r_s_bias", "seg_embed", "seg_ids")
@@ -374,6 +371,8 @@ class XL(Encoding):
             required=False,
         ),
         cv.MASK,
+        cv.Q_POS,
+        cv.K_POS,
     )
     options = (
         Option(
@@ -381,7 +380,7 @@ class XL(Encoding):
         ),
         Option(
             "attn_type",
-            "'bi' (no causal mask) or 'uni' (j <= mlen + i)",
+            "'bi' (no causal mask) or 'uni' (pos_j <= pos_i)",
             "bi",
             _check_choice("bi", "uni"),
         ),
@@ -402,7 +401,7 @@ class XL(Encoding):
     )
     glossary = (
         ("q_i, k_j, v_j", "query i, key j, value j of one head"),
-        ("pos_i, pos_j", "absolute positions: pos_i = m + i, pos_j = j"),
+        ("pos_i, pos_j", "absolute positions q_pos[b, i] and k_pos[b, j]; by default m + i and j"),
         ("D", "pos_i - pos_j, the query-minus-key distance (then clamped)"),
         ("c", "clamp_len"),
         ("R_D", "the sinusoid R(D), width d_model, laid out [sin | cos]"),
@@ -418,7 +417,7 @@ class XL(Encoding):
         "integer D (never a rounded distance)",
         "clamp_style 'upper' clamps D from above (Transformer-XL); 'symmetric' clips it to "
         "[-clamp_len, clamp_len] (XLNet); clamp_len None = no clamp",
-        "attn_type 'uni' masks j > mlen + i in addition to the mask argument",
+        "attn_type 'uni' masks pos_j > pos_i in addition to the mask argument",
         "the segment term needs r_s_bias, seg_embed and seg_ids together; s_ij = 1 when the "
         "segments of positions pos_i and pos_j differ",
         "u, v and b are added to the query before the dot products (the grouped form)",
@@ -436,6 +435,7 @@ class XL(Encoding):
 
     free_dims = MappingProxyType({"d_model": (2, 4, 6, 8, 12, 16)})
     optional_groups = (_SEGMENT_TERM,)
+    causal_options = MappingProxyType({"attn_type": "uni"})
     metamorphic = ("translation", "masked_keys", "batch", "memory_rows", "wide_range")
     axes = _AXES
     profiles = _PROFILES
@@ -490,7 +490,7 @@ class XL(Encoding):
         D = sp.Symbol("D_ij")
         f_k = sp.Symbol("f_k")
         return {
-            "positions": sp.Eq(sp.Tuple(_P_i, _P_j), sp.Tuple(cv.pos_i, cv.pos_j)),
+            **cv.position_formulas(),
             "distance": sp.Eq(D, DISTANCE_OF_POSITIONS, evaluate=False),
             "clamp (upper)": sp.Eq(sp.Symbol("D'_ij"), sp.Min(D, clamp_len), evaluate=False),
             "clamp (symmetric)": sp.Eq(
@@ -516,25 +516,25 @@ class XL(Encoding):
         }
 
     def distance_index(self, problem: Problem) -> np.ndarray:
-        """D'_ij for every (i, j), exact integers."""
-        d, o = problem.dims, problem.options
+        """D'_ij for every (b, i, j), exact integers: (B, qlen, klen), B in {1, bsz}."""
+        o = problem.options
         style = None if o["clamp_len"] is None else o["clamp_style"]
-        return _CLAMPED[style].grid(d["qlen"], d["klen"], d["mlen"], o["clamp_len"] or 0)
+        return _CLAMPED[style].grid(*cv.positions(problem), o["clamp_len"] or 0)
 
     def structural_mask(self, problem: Problem) -> np.ndarray | None:
         if problem.options["attn_type"] == "bi":
             return None
-        d = problem.dims
-        return _CAUSAL.grid(d["qlen"], d["klen"], d["mlen"]).astype(bool)
+        return _CAUSAL.grid(*cv.positions(problem)).astype(bool)
 
     def regions(self, problem: Problem) -> frozenset[str]:
-        d, o = problem.dims, problem.options
+        o = problem.options
         if o["clamp_len"] is None:
             return frozenset({"no clamp"})
-        low, high = -(d["qlen"] - 1), d["mlen"] + d["qlen"] - 1  # pos_i - pos_j
-        reach = high if o["clamp_style"] == "upper" else max(high, -low)
-        found = {"clamped"} if reach > o["clamp_len"] else set()
-        return frozenset(found | {"inside the clamp"})
+        distance = np.unique(cv.query_minus_key(problem))  # pos_i - pos_j
+        reach = distance if o["clamp_style"] == "upper" else np.abs(distance)
+        found = {"clamped"} if (reach > o["clamp_len"]).any() else set()
+        inside = {"inside the clamp"} if (reach <= o["clamp_len"]).any() else set()
+        return frozenset(found | inside)
 
     def relative_table(
         self, problem: Problem, w_r: np.ndarray, distances: np.ndarray, mode: Mode
@@ -584,7 +584,7 @@ class XL(Encoding):
             keys(x["k"], d["qlen"], "k"),
             Rows.per_head_row(x["r_w_bias"], "r_w_bias"),
             Rows.per_head_row(x["r_r_bias"], "r_r_bias"),
-            Rows(rel[None], where.reshape(distances.shape)[None, None], to_w_r),
+            Rows(rel[None], where.reshape(distances.shape)[:, None], to_w_r),
         )
         if x.get("seg_ids") is None:
             return _LOGIT, operands
@@ -604,7 +604,7 @@ class XL(Encoding):
     def identities(self) -> list[Identity]:
         return _identities()
 
-    def cases(self) -> list[Case]:
+    def own_cases(self) -> list[Case]:
         base = {"bsz": 1, "n_head": 2, "qlen": 4, "mlen": 0, "d_head": 4, "d_model": 8}
         seg = ("r_s_bias", "seg_embed", "seg_ids")
 
@@ -729,8 +729,8 @@ def _identities() -> list[Identity]:
         )
 
     def wide_clamp(qlen: int, mlen: int, c: int, style: str) -> str | None:
-        clamped = _CLAMPED[style].grid(qlen, qlen + mlen, mlen, c)
-        plain = _CLAMPED[None].grid(qlen, qlen + mlen, mlen, 0)
+        clamped = _CLAMPED[style].layout(qlen, qlen + mlen, c)
+        plain = _CLAMPED[None].layout(qlen, qlen + mlen, 0)
         same = bool((clamped == plain).all())
         wide = c >= (plain.max() if style == "upper" else np.abs(plain).max())
         return None if same == wide else f"unchanged={same} but covers every distance={wide}"

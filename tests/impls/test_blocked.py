@@ -39,8 +39,9 @@ def test_small_blocks_agree_with_the_oracle(impl, block, monkeypatch):
             assert verdict.ok, verdict.message
 
 
+@pytest.mark.parametrize("positions", ["default", "per_row"])
 @pytest.mark.parametrize("impl", fast_torch)
-def test_blocked_and_whole_paths_agree_on_long_sequences(impl):
+def test_blocked_and_whole_paths_agree_on_long_sequences(impl, positions):
     import torch
 
     enc = get_encoding(impl.encoding)
@@ -54,6 +55,7 @@ def test_blocked_and_whole_paths_agree_on_long_sequences(impl):
         case.layouts,
         "random",
         seed=5,
+        positions=positions,
     )
     args = backend("torch").convert(case_inputs(enc, case), "float64")
     fn = impl.load()

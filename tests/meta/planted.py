@@ -36,6 +36,14 @@ def _finish(torch, logits, mask, values, bug, with_weights):
     return (out, probs, logits) if with_weights else out
 
 
+def _positions(torch, q_pos, k_pos, qlen: int, klen: int):
+    """(B, qlen) and (B, klen) positions: the ids given, else query i at klen - qlen + i and
+    key j at j."""
+    qp = klen - qlen + torch.arange(qlen)[None] if q_pos is None else q_pos.reshape(-1, qlen)
+    kp = torch.arange(klen)[None] if k_pos is None else k_pos.reshape(-1, klen)
+    return qp.long(), kp.long()
+
+
 def shaw(bug: str | None) -> Planted:
     import torch
 
@@ -49,28 +57,36 @@ def shaw(bug: str | None) -> Planted:
         clip=None,
         key_query=False,
         mask=None,
+        q_pos=None,
+        k_pos=None,
         scale=None,
         with_weights=False,
     ):
-        qlen, klen, d = q.shape[2], k.shape[2], q.shape[3]
-        distance = torch.arange(klen)[None, :] - (klen - qlen + torch.arange(qlen))[:, None]
+        bsz, n_head, qlen, d = q.shape
+        klen = k.shape[2]
+        qp, kp = _positions(torch, q_pos, k_pos, qlen, klen)
         if bug == "no_memory_offset":  # queries placed at 0..qlen-1, as if there were no memory
-            distance = torch.arange(klen)[None, :] - torch.arange(qlen)[:, None]
+            qp = torch.arange(qlen)[None]
+        distance = kp[:, None, :] - qp[:, :, None]  # (B, i, j)
         if bug == "sign":
             distance = -distance
         rows = distance.clamp(*clip) - clip[0]
         if bug == "off_by_one":
             rows = (rows + 1).clamp(max=clip[1] - clip[0])
-        # a per-head table (n_head, P, d) gathers to (h, i, j, d); a shared one to (i, j, d)
-        a_k = rel_k[rows][None] if rel_k.dim() == 2 else rel_k[:, rows]
-        logits = torch.einsum("bhid,bhjd->bhij", q, k) + torch.einsum("bhid,hijd->bhij", q, a_k)
+
+        def per_pair(table):  # (bsz, n_head, i, j, d) from a shared or a per-head table
+            gathered = table[rows][:, None] if table.dim() == 2 else table[:, rows].transpose(0, 1)
+            return gathered.expand(bsz, n_head, qlen, klen, d)
+
+        a_k = per_pair(rel_k)
+        logits = torch.einsum("bhid,bhjd->bhij", q, k) + torch.einsum("bhid,bhijd->bhij", q, a_k)
         if key_query:
-            logits = logits + torch.einsum("bhjd,hijd->bhij", k, a_k)
+            logits = logits + torch.einsum("bhjd,bhijd->bhij", k, a_k)
         s = 1 / math.sqrt(d) if scale is None else scale
         logits = logits * (1.0 if bug == "no_scale" else s)
         values = v[:, :, None].expand(-1, -1, qlen, -1, -1)
         if rel_v is not None:
-            values = values + (rel_v[rows] if rel_v.dim() == 2 else rel_v[:, rows])
+            values = values + per_pair(rel_v)
         return _finish(torch, logits, mask, values, bug, with_weights)
 
     return Planted("shaw", "torch", f"planted-{bug}", "fn", fn)
@@ -91,6 +107,8 @@ def xl(bug: str | None) -> Planted:
         seg_embed=None,
         seg_ids=None,
         mask=None,
+        q_pos=None,
+        k_pos=None,
         d_model=None,
         attn_type="bi",
         clamp_len=None,
@@ -98,10 +116,12 @@ def xl(bug: str | None) -> Planted:
         scale=None,
         with_weights=False,
     ):
-        qlen, klen, d = q.shape[2], k.shape[2], q.shape[3]
+        bsz, n_head, qlen, d = q.shape
+        klen = k.shape[2]
         mlen = klen - qlen
         width = w_r.shape[-1]
-        distance = mlen + torch.arange(qlen)[:, None] - torch.arange(klen)[None, :]
+        qp, kp = _positions(torch, q_pos, k_pos, qlen, klen)
+        distance = qp[:, :, None] - kp[:, None, :]  # (B, i, j)
         if clamp_len is not None:
             distance = (
                 distance.clamp(max=clamp_len)
@@ -112,10 +132,10 @@ def xl(bug: str | None) -> Planted:
         freq = 10000.0 ** (-torch.arange(0, width, 2, dtype=work) / width)
         angle = distance.to(work)[..., None] * freq
         R = torch.cat([angle.sin(), angle.cos()], -1).to(q.dtype)
-        r = torch.einsum("ijm,hdm->hijd", R, w_r)
+        r = torch.einsum("bijm,hdm->bhijd", R, w_r).expand(bsz, n_head, qlen, klen, d)
         u, vb = (r_r_bias, r_w_bias) if bug == "swapped_biases" else (r_w_bias, r_r_bias)
         logits = torch.einsum("bhid,bhjd->bhij", q + u[:, None], k)
-        logits = logits + torch.einsum("bhid,hijd->bhij", q + vb[:, None], r)
+        logits = logits + torch.einsum("bhid,bhijd->bhij", q + vb[:, None], r)
         if seg_ids is not None:
             differs = (seg_ids[:, mlen:, None] != seg_ids[:, None, :]).long()
             logits = logits + torch.einsum(
@@ -124,7 +144,7 @@ def xl(bug: str | None) -> Planted:
         s = 1 / math.sqrt(d) if scale is None else scale
         logits = logits * (1.0 if bug == "no_scale" else s)
         if attn_type == "uni":
-            causal = torch.arange(klen)[None, :] <= mlen + torch.arange(qlen)[:, None]
+            causal = (kp[:, None, :] <= qp[:, :, None])[:, None]
             mask = causal if mask is None else mask & causal
         values = v[:, :, None].expand(-1, -1, qlen, -1, -1)
         return _finish(torch, logits, mask, values, bug, with_weights)

@@ -2,7 +2,8 @@
 from small random draws: wrong only for head counts that are not powers of two, beyond
 max_distance, in DeBERTa's log buckets, from position 256 on, or for keys more than clamp_len
 ahead of their query, only under a wide clip, or only with a partial rotary width of 4 or
-more. Each is caught by ``relpos check`` at its
+more, or with position ids (keys read at their index, rotation angles cached per length and
+reused at other positions). Each is caught by ``relpos check`` at its
 default budget (the golden property runs every golden case and the long-position case; the
 index_tables property probes every option set on a long range), not only by the test suite."""
 
@@ -15,6 +16,7 @@ import pytest
 
 from relpos.equivalence.cli import main
 from relpos.impls._integers import deberta_rows, t5_buckets
+from relpos.spec import get_encoding
 
 torch = pytest.importorskip("torch")
 alibi, deberta, rope, shaw, t5, xl = (
@@ -60,10 +62,10 @@ def _bfloat16_positions(positions, r, base, dtype):
 _CLIPPED = shaw.clipped_rows
 
 
-def _wide_clip_short(qlen, klen, clip, device):
+def _wide_clip_short(q_pos, k_pos, clip):
     """Clips of 32 or more lose their last row: wrong only for far keys under a wide clip."""
     lo, hi = clip
-    return _CLIPPED(qlen, klen, (lo, hi - 1 if hi >= 32 else hi), device)
+    return _CLIPPED(q_pos, k_pos, (lo, hi - 1 if hi >= 32 else hi))
 
 
 _ROTARY = rope._rotary
@@ -89,6 +91,28 @@ def _symmetric_upper(distance, clamp_len, style):
     return _CLAMP(distance, clamp_len, "symmetric")
 
 
+_POSITIONS = shaw.positions
+
+
+def _keys_by_index(problem, device):
+    """k_pos ignored: keys placed at 0..klen-1 whatever the call's position ids say (the
+    query side keeps its ids)."""
+    q_pos, _ = _POSITIONS(problem, device)
+    return q_pos, torch.arange(problem.dims["klen"], device=device)[None]
+
+
+_POSITION_ANGLES = rope._position_angles
+_TABLES: dict = {}
+
+
+def _angles_cached_per_length(problem, r, base, dtype, device):
+    """Rotation angles cached by (qlen, klen) alone, reused at any positions."""
+    key = (problem.dims["qlen"], problem.dims["klen"], r, base, dtype)
+    if key not in _TABLES:
+        _TABLES[key] = _POSITION_ANGLES(problem, r, base, dtype, device)
+    return _TABLES[key]
+
+
 #: name -> (encoding, module, attribute, planted replacement, the property that catches it)
 PLANTS: dict[str, tuple[str, object, str, Callable, str]] = {
     "alibi_slopes_non_power_of_two": ("alibi", alibi, "slopes_for", _naive_slopes, "golden"),
@@ -107,6 +131,14 @@ PLANTS: dict[str, tuple[str, object, str, Callable, str]] = {
     ),
     "shaw_wide_clip_by_index": ("shaw", shaw, "clipped_rows", _wide_clip_short, "index_tables"),
     "rope_frequencies_over_d_head": ("rope", rope, "_angles", _angles_over_d_head, "golden"),
+    "shaw_ignores_k_pos": ("shaw", shaw, "positions", _keys_by_index, "packed"),
+    "rope_tables_cached_per_length": (
+        "rope",
+        rope,
+        "_position_angles",
+        _angles_cached_per_length,
+        "history",
+    ),
 }
 
 #: Plants that need a second patch to see what the first one needs.
@@ -137,6 +169,7 @@ def _check(encoding: str, capsys, prop: str = "golden") -> tuple[int, str]:
 @pytest.mark.parametrize("plant", sorted(PLANTS))
 def test_planted_bug_is_caught_by_the_default_check(plant, monkeypatch, capsys):
     encoding, module, attribute, replacement, prop = PLANTS[plant]
+    _TABLES.clear()
     monkeypatch.setattr(module, attribute, replacement)
     if plant in ALSO:
         monkeypatch.setattr(*ALSO[plant])
@@ -157,6 +190,21 @@ def test_the_plants_differ_from_the_originals_only_where_they_say():
     assert not math.isclose(_naive_slopes(6, "paper")[5], alibi.slopes_for(6, "paper")[5])
     assert _t5_far(8, 32, 128, True) == t5_buckets(8, 32, 128, True)
     assert _deberta_log(4, 8, None) == deberta_rows(4, 8, None)
+    from relpos.spec import validate
+    from relpos.spec._cases import case_inputs
+
+    enc = get_encoding("shaw")
+    for case in enc.cases():  # k_pos differs only where the call gives position ids
+        args = {
+            name: torch.from_numpy(value) if name.endswith("_pos") else value
+            for name, value in case_inputs(enc, case).items()
+        }
+        problem = validate("shaw", args, check_dtypes=False)
+        bsz = problem.dims["bsz"]
+        planted = _keys_by_index(problem, "cpu")[1].expand(bsz, -1)
+        assert torch.equal(planted, _POSITIONS(problem, "cpu")[1].expand(bsz, -1)) == (
+            case.positions == "default"
+        )
     near = torch.arange(257)
     assert torch.equal(
         _bfloat16_positions(near, 4, 10000, torch.float32)[:257],

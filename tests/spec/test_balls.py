@@ -168,15 +168,30 @@ def _index_functions():
 
 @pytest.mark.parametrize("fn", list(_index_functions()))
 def test_index_grids_equal_the_exact_integer_evaluation(fn):
-    """The vectorised grid (numpy) against the expression in Python integers, pair by pair."""
-    extra = len(fn.args) - 2  # mlen first, then the encoding's parameters
-    choices = [(0, 2)] + [(-2, 0, 3)] * (extra - 1) if extra else []
+    """The vectorised grid (numpy) against the expression in Python integers, pair by pair:
+    at the default positions and at position ids per batch row (offsets, repeats)."""
+    choices = [(-2, 0, 3)] * (len(fn.args) - 2)  # the encoding's parameters
+    rng = np.random.default_rng(0)
     for qlen, klen in ((1, 1), (3, 7), (6, 6)):
+        q_ids = rng.integers(0, 2**17, size=(2, qlen))
+        k_ids = np.sort(rng.integers(0, 2**17, size=(2, klen)), axis=1)
+        k_ids[:, 0] = q_ids[:, 0]  # a repeated position
         for params in itertools.product(*choices):
-            grid = fn.grid(qlen, klen, *params)
+            grid = fn.layout(qlen, klen, *params)
             assert grid.dtype == np.int64
-            expected = [[fn(a, b, *params) for b in range(klen)] for a in range(qlen)]
+            mlen = klen - qlen
+            expected = [[fn(mlen + a, b, *params) for b in range(klen)] for a in range(qlen)]
             assert grid.tolist() == expected
+            per_row = fn.grid(q_ids, k_ids, *params)
+            assert per_row.shape == (2, qlen, klen)
+            expected_rows = [
+                [
+                    [fn(int(q_ids[r, a]), int(k_ids[r, b]), *params) for b in range(klen)]
+                    for a in range(qlen)
+                ]
+                for r in range(2)
+            ]
+            assert per_row.tolist() == expected_rows
 
 
 @pytest.mark.parametrize(("enc", "case"), CASES)

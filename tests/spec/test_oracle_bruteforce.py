@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import mpmath
 import numpy as np
 import pytest
 
@@ -28,13 +29,21 @@ def _mask(args: dict, shape: tuple[int, ...]) -> np.ndarray:
     return np.ones(shape, bool) if m is None else np.broadcast_to(m, shape).copy()
 
 
+def _pos(args: dict, bsz: int, qlen: int, klen: int) -> tuple[np.ndarray, np.ndarray]:
+    """Position ids per batch row: the given ones, else query i at klen - qlen + i, key j at j."""
+    qp, kp = args.get("q_pos"), args.get("k_pos")
+    qp = np.arange(klen - qlen, klen) if qp is None else np.asarray(qp)
+    kp = np.arange(klen) if kp is None else np.asarray(kp)
+    return np.broadcast_to(qp, (bsz, qlen)), np.broadcast_to(kp, (bsz, klen))
+
+
 def brute_shaw(args: dict, sign: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     q, k, v, rk = args["q"], args["k"], args["v"], args["rel_k"]
     rv = args.get("rel_v")
     lo, hi = args["clip"]
     bsz, n_head, qlen, d = q.shape
     klen = k.shape[2]
-    mlen = klen - qlen
+    qp, kp = _pos(args, bsz, qlen, klen)
     scale = args.get("scale") or 1 / math.sqrt(d)
     logits = np.zeros((bsz, n_head, qlen, klen))
     vals = np.zeros((bsz, n_head, qlen, klen, d))
@@ -42,7 +51,7 @@ def brute_shaw(args: dict, sign: int = 1) -> tuple[np.ndarray, np.ndarray, np.nd
         for h in range(n_head):
             for i in range(qlen):
                 for j in range(klen):
-                    dist = sign * (j - (mlen + i))
+                    dist = sign * int(kp[b, j] - qp[b, i])
                     row = min(max(dist, lo), hi) - lo
                     ak = rk[h, row] if rk.ndim == 3 else rk[row]
                     e = q[b, h, i] @ (k[b, h, j] + ak)
@@ -62,22 +71,31 @@ def brute_xl(args: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     bsz, n_head, qlen, d = q.shape
     klen = k.shape[2]
     mlen = klen - qlen
+    qp, kp = _pos(args, bsz, qlen, klen)
     d_model = w_r.shape[-1]
     scale = args.get("scale") or 1 / math.sqrt(d)
     clamp, style = args.get("clamp_len"), args.get("clamp_style", "upper")
-    freqs = 10000.0 ** (-np.arange(0, d_model, 2) / d_model)
+    with mpmath.workdps(30):
+        freqs = [mpmath.mpf(10000) ** (-mpmath.mpf(n) / d_model) for n in range(0, d_model, 2)]
     logits = np.zeros((bsz, n_head, qlen, klen))
     visible = _mask(args, logits.shape)
     for b in range(bsz):
         for h in range(n_head):
             for i in range(qlen):
                 for j in range(klen):
-                    dist = (mlen + i) - j
+                    dist = int(qp[b, i] - kp[b, j])
                     if clamp is not None:
                         dist = (
                             min(dist, clamp) if style == "upper" else max(min(dist, clamp), -clamp)
                         )
-                    sinusoid = np.concatenate([np.sin(dist * freqs), np.cos(dist * freqs)])
+                    # angles in 30 digits: at distances near 2^17 a float64 angle is off by
+                    # ~1e-11, more than the comparison allows
+                    with mpmath.workdps(30):
+                        angles = [dist * f for f in freqs]
+                        sinusoid = np.array(
+                            [float(mpmath.sin(x)) for x in angles]
+                            + [float(mpmath.cos(x)) for x in angles]
+                        )
                     r = w_r[h] @ sinusoid
                     e = (q[b, h, i] + u[h]) @ k[b, h, j] + (q[b, h, i] + vb[h]) @ r
                     if args.get("seg_ids") is not None:
@@ -85,7 +103,7 @@ def brute_xl(args: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                         s = int(seg[b, mlen + i] != seg[b, j])
                         e += (q[b, h, i] + args["r_s_bias"][h]) @ args["seg_embed"][s, h]
                     logits[b, h, i, j] = scale * e
-                    if args.get("attn_type") == "uni" and j > mlen + i:
+                    if args.get("attn_type") == "uni" and kp[b, j] > qp[b, i]:
                         visible[b, h, i, j] = False
     probs = _softmax_rows(logits, visible)
     return logits, probs, np.einsum("bhij,bhjd->bhid", probs, v)

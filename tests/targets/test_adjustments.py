@@ -112,7 +112,7 @@ def test_an_adjustment_without_a_target_or_with_a_bad_name_is_a_usage_error(caps
     assert "--exclude needs --target" in capsys.readouterr().err
     argv = ["check", "--target", f"{HERE}:correct", "--encoding", "shaw", "--allow", "nope=1"]
     assert main(argv) == 2
-    assert "`allow` must name one of clip, key_query, scale, memory, rel_v" in (
+    assert "`allow` must name one of clip, key_query, scale, memory, positions, rel_v" in (
         capsys.readouterr().err
     )
 
