@@ -64,6 +64,36 @@ def test_jit_of_the_public_function(impl):
     )
 
 
+#: Encodings whose JAX variants compute their integer tables on the host from position ids.
+HOST_TABLES = {"t5", "deberta"}
+
+
+@pytest.mark.parametrize("impl", jax_params)
+def test_jit_over_position_ids(impl):
+    """Traced position ids: the variants that compute their tables in JAX agree with the
+    eager call; those whose exact integer tables are host code refuse them, naming q_pos."""
+    import jax
+
+    from relpos.spec import ArgumentError
+
+    args = backend("jax").convert(_args(impl, "positions_per_row"), "float64")
+    fn = impl.load()
+    tensors = {k: v for k, v in args.items() if hasattr(v, "shape")}
+    options = {k: v for k, v in args.items() if not hasattr(v, "shape")}
+
+    def call(t):
+        t = dict(t)
+        return fn(t.pop("q"), t.pop("k"), t.pop("v"), **t, **options)
+
+    if impl.encoding in HOST_TABLES:
+        with pytest.raises(ArgumentError, match="`q_pos` must hold concrete values"):
+            jax.jit(call)(tensors)
+        return
+    np.testing.assert_allclose(
+        np.asarray(jax.jit(call)(tensors)), np.asarray(call(tensors)), rtol=1e-12, atol=1e-12
+    )
+
+
 @pytest.mark.parametrize("impl", jax_params)
 def test_vmap_over_the_batch(impl):
     import jax
