@@ -202,32 +202,27 @@ def _grown(
     return dims
 
 
+def _kinds(what: str, kinds: Sequence[str], allowed: Sequence[str]) -> st.SearchStrategy[str]:
+    """``kinds`` drawn in their order (shrinking towards the first), each one of ``allowed``."""
+    bad = [k for k in kinds if k not in allowed]
+    if bad or not kinds:
+        raise InvalidArgument(f"{what} kinds must be a non-empty subset of {allowed}, got {kinds}")
+    return st.sampled_from(tuple(kinds))
+
+
 def mask_kinds(kinds: Sequence[str] = MASK_KINDS) -> st.SearchStrategy[str]:
     """Mask kinds; shrinks towards the first (no mask)."""
-    bad = [k for k in kinds if k not in MASK_KINDS]
-    if bad or not kinds:
-        raise InvalidArgument(f"mask kinds must be a non-empty subset of {MASK_KINDS}, got {kinds}")
-    return st.sampled_from(tuple(kinds))
+    return _kinds("mask", kinds, MASK_KINDS)
 
 
 def value_kinds(kinds: Sequence[str] = VALUE_KINDS) -> st.SearchStrategy[str]:
     """Kinds of float values; shrinks towards dyadic."""
-    bad = [k for k in kinds if k not in VALUE_KINDS]
-    if bad or not kinds:
-        raise InvalidArgument(
-            f"value kinds must be a non-empty subset of {VALUE_KINDS}, got {kinds}"
-        )
-    return st.sampled_from(tuple(kinds))
+    return _kinds("value", kinds, VALUE_KINDS)
 
 
 def position_kinds(kinds: Sequence[str] = POSITION_KINDS) -> st.SearchStrategy[str]:
     """Kinds of position ids; shrinks towards the first."""
-    bad = [k for k in kinds if k not in POSITION_KINDS]
-    if bad or not kinds:
-        raise InvalidArgument(
-            f"position kinds must be a non-empty subset of {POSITION_KINDS}, got {kinds}"
-        )
-    return st.sampled_from(tuple(kinds))
+    return _kinds("position", kinds, POSITION_KINDS)
 
 
 @st.composite

@@ -44,7 +44,6 @@ __all__ = [
     "check_positions",
     "d_head",
     "default_positions",
-    "has_positions",
     "i",
     "j",
     "mlen",
@@ -173,11 +172,14 @@ def default_positions(qlen: int, klen: int) -> tuple[np.ndarray, np.ndarray]:
     return (mlen + np.arange(qlen, dtype=np.int64))[None], np.arange(klen, dtype=np.int64)[None]
 
 
+def _host(value: Any) -> np.ndarray:
+    """Position ids as a numpy array in their own dtype (a torch tensor from any device)."""
+    return np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
+
+
 def _ids(value: Any, length: int) -> np.ndarray:
     """Position ids as a (B, length) int64 array, B in {1, bsz} (broadcast shapes expanded)."""
-    if hasattr(value, "detach"):  # a torch tensor, on any device
-        value = value.detach().cpu().numpy()
-    ids = np.atleast_2d(np.asarray(value, dtype=np.int64))
+    ids = np.atleast_2d(_host(value).astype(np.int64))
     return np.broadcast_to(ids, (ids.shape[0], length))
 
 
@@ -198,11 +200,6 @@ def query_minus_key(problem: Problem) -> np.ndarray:
     return q_pos[:, :, None] - k_pos[:, None, :]
 
 
-def has_positions(problem: Problem) -> bool:
-    """Whether the call gives position ids (else the default layout applies)."""
-    return any(problem.tensors.get(name) is not None for name in POSITION_TENSORS)
-
-
 def check_positions(problem: Problem) -> None:
     """Position ids must be integers in [0, MAX_POSITION]: the first one outside is named.
     (Their dtype and shape are checked with every tensor's.)"""
@@ -211,7 +208,7 @@ def check_positions(problem: Problem) -> None:
         if value is None:
             continue
         try:
-            ids = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
+            ids = _host(value)
         except Exception:  # a traced value (under jax.jit or vmap) holds no values to check
             continue
         bad = (ids < 0) | (ids > MAX_POSITION)  # in the given dtype: no wrap-around

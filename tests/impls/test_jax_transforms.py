@@ -45,12 +45,9 @@ def test_same_shapes_never_retrace(impl):
     assert core._cache_size() == before
 
 
-@pytest.mark.parametrize("impl", jax_params)
-def test_jit_of_the_public_function(impl):
-    import jax
-
-    adapter = backend("jax")
-    args = adapter.convert(_args(impl), "float32")
+def _tensor_call(impl, args):
+    """The tensors of ``args``, and the implementation as a function of them alone (the
+    options bound), for jax.jit."""
     fn = impl.load()
     tensors = {k: v for k, v in args.items() if hasattr(v, "shape")}
     options = {k: v for k, v in args.items() if not hasattr(v, "shape")}
@@ -59,6 +56,14 @@ def test_jit_of_the_public_function(impl):
         t = dict(t)
         return fn(t.pop("q"), t.pop("k"), t.pop("v"), **t, **options)
 
+    return tensors, call
+
+
+@pytest.mark.parametrize("impl", jax_params)
+def test_jit_of_the_public_function(impl):
+    import jax
+
+    tensors, call = _tensor_call(impl, backend("jax").convert(_args(impl), "float32"))
     np.testing.assert_allclose(
         np.asarray(jax.jit(call)(tensors)), np.asarray(call(tensors)), rtol=1e-5, atol=1e-6
     )
@@ -77,14 +82,7 @@ def test_jit_over_position_ids(impl):
     from relpos.spec import ArgumentError
 
     args = backend("jax").convert(_args(impl, "positions_per_row"), "float64")
-    fn = impl.load()
-    tensors = {k: v for k, v in args.items() if hasattr(v, "shape")}
-    options = {k: v for k, v in args.items() if not hasattr(v, "shape")}
-
-    def call(t):
-        t = dict(t)
-        return fn(t.pop("q"), t.pop("k"), t.pop("v"), **t, **options)
-
+    tensors, call = _tensor_call(impl, args)
     if impl.encoding in HOST_TABLES:
         with pytest.raises(ArgumentError, match="`q_pos` must hold concrete values"):
             jax.jit(call)(tensors)
