@@ -36,10 +36,11 @@ library's caller computes it:
 ``llama_attention`` (target ``LlamaAttention``, profile llama)
     the whole module with its own projections (head_dim = the canonical d_head, so its
     scaling is the spec's default); cos and sin from ``LlamaRotaryEmbedding`` at the
-    positions ``LlamaModel`` gives (memory 0 .. mlen - 1 first, through the cache as above,
-    then mlen .. klen - 1); rope_theta is the canonical base. The rotary module keeps the
-    float32 inverse frequencies it is built with. The additive mask is (1 - mask) *
-    finfo.min.
+    ``position_ids`` a decoding ``LlamaModel`` is given: k_pos (0 .. klen - 1 by default),
+    the memory positions first, through the cache as above, then the queries', which are the
+    newest keys (q_pos must equal k_pos[:, mlen:]); rope_theta is the canonical base. The
+    rotary module keeps the float32 inverse frequencies it is built with. The additive mask
+    is (1 - mask) * finfo.min.
 ``llama_attention_kept`` (target ``LlamaAttention``, profile llama; :func:`stateful`)
     the same, with one module and one rotary module per configuration kept across calls and
     moved to each call's dtype with ``.to()``, as one model moved between dtypes is: the
@@ -477,12 +478,44 @@ def _llama_modules(target: Any, n_head: int, d: int, base: float) -> tuple[Any, 
     return target(config, layer_idx=0).eval(), LlamaRotaryEmbedding(config)
 
 
-def _llama_call(module: Any, rotary: Any, q: Any, k: Any, v: Any, mask: Any) -> tuple[Any, Any]:
+def _ids(ids: Any, length: int, default: Any) -> Any:
+    """Position ids as (rows, length) longs (``default`` when None), broadcast as the spec's."""
+    if ids is None:
+        return default[None]
+    ids = torch.as_tensor(ids).to(torch.long)
+    return torch.atleast_2d(ids).expand(-1, length)
+
+
+def _position_ids(q: Any, k: Any, q_pos: Any, k_pos: Any) -> Any:
+    """The ``position_ids`` (bsz or 1, klen) of the keys, as ``LlamaModel`` is given them:
+    ``k_pos`` (the default layout where None), of which the queries must be the last qlen: a
+    decoder's queries are its newest keys, q_pos = k_pos[:, klen - qlen:]."""
+    qlen, klen = q.shape[2], k.shape[2]
+    keys = _ids(k_pos, klen, torch.arange(klen))
+    queries = _ids(q_pos, qlen, torch.arange(klen - qlen, klen))
+    rows = max(keys.shape[0], queries.shape[0])
+    newest, queries = keys[:, klen - qlen :].expand(rows, qlen), queries.expand(rows, qlen)
+    differ = (newest != queries).nonzero()
+    if len(differ):
+        b, i = (int(x) for x in differ[0])
+        raise ValueError(
+            "`q_pos` must equal k_pos[:, klen - qlen:] for this adapter (a decoder's queries "
+            f"are its newest keys), got q_pos[{b}, {i}] = {int(queries[b, i])} and "
+            f"k_pos[{b}, {klen - qlen + i}] = {int(newest[b, i])}"
+        )
+    return keys
+
+
+def _llama_call(
+    module: Any, rotary: Any, q: Any, k: Any, v: Any, mask: Any, q_pos: Any, k_pos: Any
+) -> tuple[Any, Any]:
+    """One decoding call as ``LlamaModel`` makes it: cos and sin from the rotary module at the
+    position ids, the memory positions first through a ``DynamicCache``, then the queries."""
     bsz, n_head, qlen, d = q.shape
     klen = k.shape[2]
     params = _selecting(n_head, d, q.dtype, "q_proj", "k_proj", "v_proj", "o_proj")
     states = _qkv_states(q, k, v)
-    positions = torch.arange(klen)[None]
+    positions = _position_ids(q, k, q_pos, k_pos)
     mlen = klen - qlen
     memory = rotary(states, positions[:, :mlen])
     cache = _prefilled(module, params, states, qlen, position_embeddings=memory)
@@ -507,6 +540,8 @@ def llama_attention(
     v: Any,
     *,
     mask: Any = None,
+    q_pos: Any = None,
+    k_pos: Any = None,
     base: float = 10000,
     rotary_dim: int | None = None,
     scale: float | None = None,
@@ -517,7 +552,7 @@ def llama_attention(
     _unused("scale", scale, None)
     _unused("rotary_dim", rotary_dim, None)
     module, rotary = _llama_modules(target, q.shape[1], q.shape[3], base)
-    out, weights = _llama_call(module.to(q.dtype), rotary, q, k, v, mask)
+    out, weights = _llama_call(module.to(q.dtype), rotary, q, k, v, mask, q_pos, k_pos)
     return (out, weights, None) if with_weights else out
 
 
@@ -533,6 +568,8 @@ def llama_attention_kept(
     v: Any,
     *,
     mask: Any = None,
+    q_pos: Any = None,
+    k_pos: Any = None,
     base: float = 10000,
     rotary_dim: int | None = None,
     scale: float | None = None,
@@ -547,7 +584,7 @@ def llama_attention_kept(
     if key not in _KEPT:
         _KEPT[key] = _llama_modules(target, *key[1:])
     module, rotary = _KEPT[key]
-    out, weights = _llama_call(module.to(q.dtype), rotary.to(q.dtype), q, k, v, mask)
+    out, weights = _llama_call(module.to(q.dtype), rotary.to(q.dtype), q, k, v, mask, q_pos, k_pos)
     return (out, weights, None) if with_weights else out
 
 

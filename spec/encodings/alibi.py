@@ -98,7 +98,11 @@ _PROFILES = (
         "arXiv:2108.12409, section 3; ofirpress/attention_with_linear_biases",
         options={"causal": fixed(True), "slope_rule": fixed("paper"), "scale": fixed(None)},
         exclude=("slopes",),
-        notes=("the slopes follow from the head count; the target computes them",),
+        notes=(
+            "the slopes follow from the head count; the target computes them",
+            "no position ids: the published code builds its bias for positions 0 .. L - 1; "
+            "code that takes positions can be checked with --allow positions",
+        ),
     ),
     Profile(
         "x-transformers",
@@ -110,6 +114,9 @@ _PROFILES = (
         notes=(
             "bias -|j - i| * slope added after the 1/sqrt(d_head) scaling; the paper's slopes "
             "(its rule for other head counts); fully masked rows give output 0",
+            "no position ids in this profile: the bias is built from the lengths i and j "
+            "(queries the last i of j keys); custom positions can be checked with "
+            "--allow positions",
         ),
     ),
     Profile(
@@ -122,6 +129,8 @@ _PROFILES = (
         notes=(
             "signed bias (kv_idx - q_idx) * 2^(-8(h+1)/H): future keys get a positive bias",
             "FlexAttention scales before score_mod, and gives fully masked rows output 0",
+            "no position ids: score_mod sees q_idx and kv_idx, indices into the block; a "
+            "score_mod that reads position tensors can be checked with --allow positions",
         ),
     ),
 )

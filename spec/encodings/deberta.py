@@ -148,8 +148,9 @@ _PROFILES = (
         include=("pos_key", "pos_query"),
         memory=False,
         notes=(
-            "relative positions i - j of one sequence (no memory); the table is the middle "
-            "2 att_span rows, att_span = min(max(qlen, klen), max_relative_positions)",
+            "relative positions i - j of one sequence (no memory, no position ids); the table "
+            "is the middle 2 att_span rows, att_span = min(max(qlen, klen), "
+            "max_relative_positions)",
             "XSoftmax zeroes masked probabilities: fully masked rows give output 0",
         ),
     ),
@@ -164,6 +165,8 @@ _PROFILES = (
         notes=(
             "position_buckets = span, max_relative_positions = max_position",
             "XSoftmax zeroes masked probabilities: fully masked rows give output 0",
+            "no memory and no position ids: an encoder of one sequence, relative positions "
+            "i - j of indices, without a cache",
         ),
     ),
     Profile(
@@ -178,6 +181,9 @@ _PROFILES = (
         notes=(
             "as deberta-v1, but masked scores are filled with finfo.min before a plain softmax "
             "(no XSoftmax), so fully masked rows are uniform",
+            "no memory and no position ids: an encoder without a cache; the module's "
+            "relative_pos argument is one bucketed (qlen, klen) matrix for the whole batch, "
+            "which the encoder builds from arange",
         ),
     ),
     Profile(
@@ -194,6 +200,9 @@ _PROFILES = (
             "taken in float32 before the ceiling",
             "masked scores are filled with finfo.min before a plain softmax (no XSoftmax), so "
             "fully masked rows are uniform",
+            "no memory and no position ids: an encoder without a cache; the module's "
+            "relative_pos argument is one bucketed (qlen, klen) matrix for the whole batch, "
+            "which the encoder builds from arange",
         ),
     ),
 )

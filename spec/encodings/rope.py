@@ -183,7 +183,11 @@ _PROFILES = (
         "arXiv:2104.09864; transformers models/roformer",
         {"masked_rows": "uniform"},
         options={**_DEFAULTS, "rotary_dim": fixed(None)},
-        notes=("additive finfo.min mask: fully masked rows are uniform",),
+        notes=(
+            "additive finfo.min mask: fully masked rows are uniform",
+            "no position ids: the sinusoid is built for positions past_key_values_length .. "
+            "past_key_values_length + qlen - 1, so only the default layout exists",
+        ),
     ),
     Profile(
         "llama",
@@ -193,10 +197,13 @@ _PROFILES = (
         {"layout": "half", "masked_rows": "uniform"},
         options={**_DEFAULTS, "rotary_dim": fixed(None)},
         multiple_of={"d_head": 2},
+        positions=True,
         notes=(
             "inverse frequencies and angles in float32 (a float64 model is off by float32 "
             "rounding); base is the config's rope_theta",
             "the whole head rotates: rotate_half splits head_dim in two halves, so it is even",
+            "position ids are the model's position_ids; memory is a KV cache, so the queries "
+            "are the newest keys (q_pos = k_pos[:, mlen:])",
         ),
     ),
     Profile(
@@ -206,7 +213,11 @@ _PROFILES = (
         "EleutherAI/gpt-neox; transformers models/gpt_neox",
         {"layout": "half", "masked_rows": "uniform"},
         options={**_DEFAULTS, "rotary_dim": _partial},
-        notes=("only the first quarter of each head is rotated",),
+        positions=True,
+        notes=(
+            "only the first quarter of each head is rotated",
+            "position ids are the model's position_ids",
+        ),
     ),
     Profile(
         "gpt-j",
@@ -215,7 +226,11 @@ _PROFILES = (
         "kingoflolz/mesh-transformer-jax; transformers models/gptj",
         {"masked_rows": "uniform"},
         options={**_DEFAULTS, "rotary_dim": _partial},
-        notes=("rotary_dim of the head (64 of 256 in GPT-J 6B), interleaved pairs",),
+        positions=True,
+        notes=(
+            "rotary_dim of the head (64 of 256 in GPT-J 6B), interleaved pairs",
+            "position ids are the model's position_ids",
+        ),
     ),
 )
 

@@ -271,6 +271,7 @@ _PROFILES = (
         notes=(
             "tables shared by heads; the paper has no memory and no masks, so fully masked "
             "rows follow the spec",
+            "no position ids: the paper's distances are differences of sequence indices",
         ),
     ),
     Profile(
@@ -285,6 +286,7 @@ _PROFILES = (
             "queries are the last qlen of klen positions (memory); q is pre-multiplied by "
             "d^-1/2, which equals the spec's scale",
             "masks are additive -1e9 biases, so a fully masked row is (nearly) uniform",
+            "no position ids: the distance matrix is generated from the lengths",
         ),
     ),
     Profile(
@@ -305,6 +307,8 @@ _PROFILES = (
             "table of 2P - 1 rows, row = i - j + P - 1 (P = max_position_embeddings); no clip, "
             "an IndexError past the table",
             "additive mask (1 - attention_mask) * finfo.min: fully masked rows are uniform",
+            "no memory: with a cache (use_cache) every query is placed at key_length - 1, "
+            "which is right for one decoded query only; no position ids reach the distances",
         ),
     ),
     Profile(
@@ -321,7 +325,10 @@ _PROFILES = (
         options=_DEFAULT_SCALE,
         layouts=_SHARED,
         memory=False,
-        notes=("as hf-bert-relative-key, plus k_j . D[i - j] in the logit",),
+        notes=(
+            "as hf-bert-relative-key, plus k_j . D[i - j] in the logit",
+            "no memory and no position ids, as hf-bert-relative-key",
+        ),
     ),
     Profile(
         "hf-wav2vec2-bert-relative-key",
@@ -336,6 +343,8 @@ _PROFILES = (
             "distance j - i clamped to [-left_max, right_max] (64, 8 by default), row = "
             "clamp + left_max: the spec's clip (-left_max, right_max)",
             "self-attention only (qlen = klen); additive mask",
+            "no memory and no position ids: the conformer encoder has no cache, and its "
+            "distances come from arange(qlen)",
         ),
     ),
 )

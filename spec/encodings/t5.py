@@ -168,6 +168,8 @@ _PROFILES = (
         notes=(
             "no 1/sqrt(d_head); additive mask finfo.min, so fully masked rows are uniform",
             "with a cache, queries are the last positions of the keys (memory)",
+            "no position ids: T5Attention.compute_bias places query i at the cache's length "
+            "+ i and key j at j, so only the default layout exists",
         ),
     ),
     Profile(
@@ -179,6 +181,9 @@ _PROFILES = (
         notes=(
             "bias module built with scale = dim_head ** 0.5 and added after the logits are "
             "scaled by dim_head ** -0.5; fully masked rows give output 0",
+            "no position ids in this profile: the bias is built from the lengths i and j "
+            "(queries the last i of j keys); custom positions can be checked with "
+            "--allow positions",
         ),
     ),
 )

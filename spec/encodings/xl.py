@@ -247,6 +247,8 @@ _PROFILES = (
             "the spec's clamp_len=0 has no counterpart and is not drawn",
             "boolean mask, True = masked; no segment term; causal attention only (positions "
             "klen - 1 .. 0 hold no negative distance)",
+            "memory is the model's mems; no position ids: the sinusoid is built for distances "
+            "klen - 1 .. 0, so only the default layout exists",
         ),
     ),
     Profile(
@@ -261,6 +263,8 @@ _PROFILES = (
             "Hugging Face), so a fully masked row is uniform",
             "clamp_len 0 (or -1) means no clamp in XLNet: the spec's clamp_len=0 has no "
             "XLNet counterpart and is not drawn",
+            "memory is XLNet's mems; no position ids: relative_positional_encoding takes "
+            "lengths (distances klen .. -qlen), so only the default layout exists",
         ),
     ),
 )

@@ -4,6 +4,8 @@ pin them so that the README stays true, and fail if the library (or the checker)
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -223,6 +225,39 @@ def test_llama_conforms_in_float32_and_below_but_not_in_float64():
     assert got["oracle", "float64"].status == "fail"
     assert "out = [nan" in got["masked_rows", "float64"].message
     _passes_or_has_float16_findings(got["masked_rows", "float16"])
+
+
+#: A decoding step of two rows with their own position ids up to 2^17, after a cache of 5.
+PER_ROW_ROPE = Draw(
+    "rope",
+    {"bsz": 2, "n_head": 2, "qlen": 3, "mlen": 5, "d_head": 8},
+    {"base": 10000, "rotary_dim": None, "scale": None},
+    values="normal",
+    seed=2,
+    positions="per_row",
+)
+
+
+@pytest.mark.parametrize("kind", ["offset", "per_row", "packed"])
+def test_llama_takes_position_ids_as_a_decoding_model_does(kind):
+    # position_ids reach LlamaRotaryEmbedding, the memory positions through the cache first
+    draw = replace(PER_ROW_ROPE, positions=kind)
+    worst = reproduce_target(
+        LLAMA, "rope", "llama", "oracle", "float32", draw, adapter=f"{ADAPTERS}:llama_attention"
+    )
+    assert worst <= 1
+
+
+def test_the_llama_adapter_refuses_queries_that_are_not_the_newest_keys():
+    from transformers.models.llama.modeling_llama import LlamaAttention
+
+    from relpos.equivalence.adapters.huggingface import llama_attention
+
+    args = PER_ROW_ROPE.arguments("float32")
+    q, k, v = (torch.from_numpy(args[n]) for n in "qkv")
+    k_pos = torch.from_numpy(args["k_pos"])
+    with pytest.raises(ValueError, match=r"`q_pos` must equal k_pos\[:, klen - qlen:\]"):
+        llama_attention(LlamaAttention, q, k, v, q_pos=k_pos[:, :3], k_pos=k_pos)
 
 
 def _deberta_inputs(seed, span, length=4, d=2, n_head=2):

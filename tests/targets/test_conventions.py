@@ -227,3 +227,18 @@ def test_no_profile_of_a_library_that_reads_clamp_len_0_as_no_clamp_draws_it():
         allowed = restriction(enc, enc.profile(name)).options["clamp_len"]
         candidates = enc.option_values(dims)["clamp_len"]
         assert 0 in candidates and 0 not in allowed(dims, candidates), name
+
+
+NAMED = [p for enc in all_encodings() for p in enc.all_profiles()]
+
+
+@pytest.mark.parametrize("profile", NAMED, ids=[p.name for p in NAMED])
+def test_a_named_profile_without_memory_or_position_ids_says_why(profile):
+    """A profile that forbids memory, or draws no position ids, leaves out the cache and
+    position paths of its library: its notes say why (``no memory``, ``no position ids``),
+    so that a reader can tell a library limit from an untested path."""
+    text = " ".join(profile.notes)
+    if not profile.memory:
+        assert "no memory" in text, profile.notes
+    if not profile.positions:
+        assert "no position ids" in text, profile.notes
