@@ -1100,7 +1100,7 @@ PROPERTIES: dict[str, Property] = {
         Property(
             "left_padding",
             "left-padded rows with their own positions equal each row alone",
-            EXACT_ONLY,
+            PRECISE,
             _strategy("oracle", at_least={"bsz": 2, "mlen": 1}),
             check_left_padding,
             needs_memory=True,
@@ -1109,7 +1109,7 @@ PROPERTIES: dict[str, Property] = {
         Property(
             "packed",
             "two sequences packed in one row equal two separate calls",
-            EXACT_ONLY,
+            PRECISE,
             _strategy("oracle", at_least={"qlen": 2}),
             check_packed,
             needs_positions=True,

@@ -214,10 +214,16 @@ def test_t5_conforms_to_its_profile():
 
 def test_llama_conforms_in_float32_and_below_but_not_in_float64():
     target = _target(LLAMA, "llama_attention", "rope", "llama")
-    got = _status(check_target(target, properties=["oracle", "masked_rows"], budget="ci"))
+    positional = ["offset", "chunked", "left_padding", "packed"]
+    got = _status(
+        check_target(target, properties=["oracle", "masked_rows", *positional], budget="ci")
+    )
     for dtype in ("float32", "bfloat16"):
         assert got["oracle", dtype].status == "pass", got["oracle", dtype].message
         assert got["masked_rows", dtype].status == "pass", got["masked_rows", dtype].message
+    # position ids and the cache, as a decoding model uses them
+    for prop in positional:
+        assert got[prop, "float32"].status == "pass", got[prop, "float32"].message
     _passes_or_has_float16_findings(got["oracle", "float16"])
     # Findings: angles and the softmax run in float32 in a float64 model (errors about 1e-8,
     # and finfo(float64).min becomes -inf: fully masked rows NaN); float16 fully masked rows
