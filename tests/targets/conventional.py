@@ -93,7 +93,9 @@ def _llama_tables(klen, r, base, dtype):
     return cos, sin
 
 
-def _llama_attend(q, k, v, cos, sin, r, mask, scale):
+def _llama_attend(q, k, v, cos, sin, r, mask, scale, q_tables=None):
+    """Attention with keys rotated by (cos, sin) and queries by ``q_tables``, by default the
+    tables' last qlen rows (queries are the newest keys)."""
     qlen, klen, d = q.shape[2], k.shape[2], q.shape[3]
 
     def rotate(x, c, s):
@@ -101,7 +103,8 @@ def _llama_attend(q, k, v, cos, sin, r, mask, scale):
         half = torch.cat([-head[..., r // 2 :], head[..., : r // 2]], dim=-1)
         return torch.cat([head * c + half * s, rest], dim=-1)
 
-    qr = rotate(q, cos[klen - qlen :], sin[klen - qlen :])
+    qc, qs = q_tables if q_tables is not None else (cos[klen - qlen :], sin[klen - qlen :])
+    qr = rotate(q, qc, qs)
     kr = rotate(k, cos, sin)
     logits = qr @ kr.transpose(-1, -2) * (d**-0.5 if scale is None else scale)
     return _finish(logits, v, mask, torch.finfo(q.dtype).min)
@@ -112,12 +115,30 @@ def _width(q, rotary_dim):
     return d - d % 2 if rotary_dim is None else rotary_dim
 
 
-def llama_rope(q, k, v, *, base=10000, rotary_dim=None, mask=None, scale=None, **_):
+def _llama_tables_at(pos, r, base, dtype):
+    """cos and sin of shape (bsz, 1, len, r) for integer position ids (bsz, len)."""
+    theta = float(base) ** (-torch.arange(0, r, 2, dtype=torch.float64) / r)
+    angle = pos.to(torch.float64)[:, None, :, None] * theta
+    return (torch.cat([f(angle), f(angle)], dim=-1).to(dtype) for f in (torch.cos, torch.sin))
+
+
+def llama_rope(
+    q, k, v, *, base=10000, rotary_dim=None, mask=None, scale=None, q_pos=None, k_pos=None, **_
+):
     """Rotary embedding as Llama-style code applies it: rotate_half on the pairs
-    (t, t + r/2), angles from float64 positions."""
+    (t, t + r/2), angles from float64 positions, or from position ids where given."""
     r = _width(q, rotary_dim)
-    cos, sin = _llama_tables(k.shape[2], r, base, q.dtype)
-    return _llama_attend(q, k, v, cos, sin, r, mask, scale)
+    if q_pos is None and k_pos is None:
+        cos, sin = _llama_tables(k.shape[2], r, base, q.dtype)
+        return _llama_attend(q, k, v, cos, sin, r, mask, scale)
+    klen, qlen = k.shape[2], q.shape[2]
+    if k_pos is None:
+        k_pos = torch.arange(klen)[None]
+    if q_pos is None:
+        q_pos = torch.arange(klen - qlen, klen)[None]
+    cos, sin = _llama_tables_at(k_pos, r, base, q.dtype)
+    q_tables = tuple(_llama_tables_at(q_pos, r, base, q.dtype))
+    return _llama_attend(q, k, v, cos, sin, r, mask, scale, q_tables)
 
 
 _PER_LENGTH: dict = {}
