@@ -271,15 +271,16 @@ class JaxBackend(Backend):
     def version(self) -> str:
         return str(self.jax.__version__)
 
-    # Conversions happen in numpy (ml_dtypes carries bfloat16): a JAX astype is an operation
-    # of its own, compiled once per shape, and a run draws thousands of shapes.
+    # Conversions happen in numpy (ml_dtypes carries bfloat16), and arrays reach the device
+    # with device_put: a JAX astype, and jnp.asarray of a host array, are each a jitted
+    # operation of their own, compiled once per shape, and a run draws thousands of shapes.
     def tensor(self, value: np.ndarray, dtype: str) -> Any:
-        jnp = self.jax.numpy
+        jax = self.jax
         if value.dtype.kind == "f":
             with np.errstate(over="ignore"):  # beyond the dtype's range: inf, as a cast gives
-                host = np.asarray(value, dtype=np.float64).astype(getattr(jnp, dtype))
-            return jnp.asarray(host)
-        return jnp.asarray(value)
+                host = np.asarray(value, dtype=np.float64).astype(getattr(jax.numpy, dtype))
+            return jax.device_put(host)
+        return jax.device_put(np.asarray(value))
 
     def to_numpy(self, value: Any) -> np.ndarray:
         host = np.asarray(value)
@@ -314,7 +315,7 @@ class JaxBackend(Backend):
         jnp = jax.numpy
         converted = self.convert(args, dtype)
         fixed = {k: v for k, v in converted.items() if k not in wrt}
-        w = jnp.asarray(weights)
+        w = jax.device_put(np.asarray(weights))
 
         def loss(leaves: dict[str, Any]) -> Any:
             call = {**fixed, **leaves}
@@ -329,7 +330,7 @@ class JaxBackend(Backend):
         jnp = self.jax.numpy
         # jax.nn.dot_product_attention takes (batch, length, heads, d_head).
         t = [jnp.swapaxes(self.tensor(x, dtype), 1, 2) for x in (q, k, v)]
-        m = None if mask is None else jnp.asarray(mask)
+        m = None if mask is None else self.jax.device_put(np.asarray(mask))
         out = self.jax.nn.dot_product_attention(*t, mask=m, scale=scale)
         return self.to_numpy(jnp.swapaxes(out, 1, 2))
 
