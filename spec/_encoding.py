@@ -297,6 +297,11 @@ class Encoding(abc.ABC):
     def identities(self) -> list[Identity]:
         """The identities ``relpos spec prove`` proves."""
 
+    def variants(self) -> list[str]:
+        """Lines describing the encoding's variants as shipped (formula, parameters, source),
+        printed by ``relpos spec show``; none by default."""
+        return []
+
     @abc.abstractmethod
     def own_cases(self) -> list[Case]:
         """Golden-vector cases covering every option of the encoding (default positions)."""

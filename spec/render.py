@@ -36,6 +36,10 @@ def show(name: str, *, latex: bool = False) -> str:
         lines.append(f"{label}:")
         lines.extend("    " + row for row in text.splitlines())
         lines.append("")
+    variants = enc.variants()
+    if variants:
+        lines += ["Variants", "--------"]
+        lines += [*variants, ""]
     lines += ["Glossary", "--------"]
     lines += [f"  {sym:<16} {meaning}" for sym, meaning in enc.glossary]
     lines += [f"  {dim:<16} {meaning}" for dim, meaning in DIMENSIONS.items()]

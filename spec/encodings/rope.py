@@ -422,7 +422,14 @@ class RoPE(Encoding):
         )
 
     def identities(self) -> list[Identity]:
-        return _identities()
+        from relpos.spec.rope_scaling import identity_checks
+
+        return _identities() + [Identity(*check) for check in identity_checks()]
+
+    def variants(self) -> list[str]:
+        from relpos.spec.rope_scaling import variant_lines
+
+        return variant_lines()
 
     def own_cases(self) -> list[Case]:
         base = {"bsz": 1, "n_head": 2, "qlen": 4, "mlen": 0, "d_head": 4}

@@ -1,0 +1,147 @@
+"""The RoPE scaling variants of the spec: exact values tied to their formulas, and bad
+parameters refused with the argument, its value and what is allowed."""
+
+from __future__ import annotations
+
+import pytest
+import sympy as sp
+
+from relpos.spec import ArgumentError
+from relpos.spec.rope_scaling import VARIANTS, exact, frequencies
+
+L0 = {"original_max_position_embeddings": 2048}
+
+
+def test_default_is_the_papers_frequencies_exactly():
+    got = frequencies("default", rotary_dim=8, base=10000)
+    assert got.inverse == tuple(sp.Integer(10000) ** sp.Rational(-2 * t, 8) for t in range(4))
+    assert got.attention_factor == 1
+
+
+def test_a_float_parameter_is_the_rational_it_denotes():
+    assert exact(0.1) == sp.Rational(3602879701896397, 36028797018963968)
+    got = frequencies("linear", rotary_dim=2, base=2.5, factor=0.1)
+    assert got.inverse == (1 / exact(0.1),)
+
+
+def test_dynamic_grows_the_base_past_the_original_length_only():
+    short = frequencies("dynamic", rotary_dim=8, base=10000, seq_len=2048, factor=4, **L0)
+    long = frequencies("dynamic", rotary_dim=8, base=10000, seq_len=4096, factor=4, **L0)
+    assert short.inverse == frequencies("default", rotary_dim=8, base=10000).inverse
+    grown = 10000 * (sp.Integer(4) * 4096 / 2048 - 3) ** sp.Rational(8, 6)
+    assert long.base == grown
+    assert all(a < b for a, b in zip(long.inverse[1:], short.inverse[1:], strict=True))
+
+
+def test_yarn_interpolates_the_slow_pairs_and_keeps_the_fast_ones():
+    got = frequencies("yarn", rotary_dim=64, base=10000, factor=8, **L0)
+    theta = frequencies("default", rotary_dim=64, base=10000).inverse
+    assert got.inverse[0] == theta[0]  # many turns over L0: extrapolated
+    assert sp.simplify(got.inverse[-1] - theta[-1] / 8) == 0  # under one turn: interpolated
+    assert got.attention_factor == sp.Rational(1, 10) * sp.log(8) + 1
+
+
+def test_yarn_attention_factor_is_applied_once_and_an_explicit_one_wins():
+    pair = frequencies("yarn", rotary_dim=8, factor=40, mscale=0.707, mscale_all_dim=0.707, **L0)
+    assert pair.attention_factor == 1
+    given = frequencies("yarn", rotary_dim=8, factor=40, attention_factor=0.5, **L0)
+    assert given.attention_factor == sp.Rational(1, 2)
+
+
+def test_longrope_switches_factors_past_the_original_length():
+    kw = {"short_factor": [1, 1], "long_factor": [2, 4], "max_position_embeddings": 8192, **L0}
+    theta = frequencies("default", rotary_dim=4).inverse
+    at = {n: frequencies("longrope", rotary_dim=4, seq_len=n, **kw).inverse for n in (2048, 2049)}
+    assert at[2048] == theta
+    assert at[2049] == (theta[0] / 2, theta[1] / 4)
+    factor = frequencies("longrope", rotary_dim=4, **kw).attention_factor
+    assert factor == sp.sqrt(1 + sp.log(4) / sp.log(2048))
+
+
+def test_proportional_takes_its_exponent_from_head_dim():
+    got = frequencies("proportional", rotary_dim=4, head_dim=16)
+    assert got.inverse == (1, sp.Integer(10000) ** sp.Rational(-2, 16))
+
+
+@pytest.mark.parametrize(
+    ("call", "argument", "words"),
+    [
+        ({"rope_type": "ntk"}, "rope_type", "must be one of default, linear"),
+        ({"rope_type": "linear"}, "factor", "is required by rope_type 'linear'"),
+        ({"rope_type": "linear", "factor": 0}, "factor", "finite number > 0"),
+        ({"rope_type": "default", "factor": 2}, "factor", "is not a parameter of rope_type"),
+        ({"rope_type": "default", "rotary_dim": 3}, "rotary_dim", "even integer >= 2"),
+        ({"rope_type": "default", "base": 1}, "base", "finite number > 1"),
+        ({"rope_type": "default", "seq_len": 0}, "seq_len", "integer >= 1"),
+        ({"rope_type": "dynamic", "rotary_dim": 2, "factor": 2, **L0}, "rotary_dim", ">= 4"),
+        ({"rope_type": "yarn", "factor": 2, "truncate": 1, **L0}, "truncate", "True or False"),
+        (
+            {"rope_type": "llama3", "factor": 8, "high_freq_factor": 1, **L0},
+            "high_freq_factor",
+            "must exceed low_freq_factor",
+        ),
+        (
+            {"rope_type": "longrope", "short_factor": [1], "long_factor": [1, 2], **L0},
+            "short_factor",
+            "r/2 = 2 factors",
+        ),
+        (
+            {"rope_type": "longrope", "short_factor": [1, 1], "long_factor": [1, 2], **L0},
+            "factor",
+            "must be given",
+        ),
+        ({"rope_type": "proportional", "head_dim": 2}, "rotary_dim", "must not exceed head_dim"),
+    ],
+)
+def test_bad_parameters_are_named(call, argument, words):
+    call = {"rotary_dim": 4, **call}
+    with pytest.raises(ArgumentError, match=words) as caught:
+        frequencies(**call)
+    assert caught.value.argument == argument
+
+
+def test_spec_show_prints_every_variant_with_its_source():
+    from relpos.spec.render import show
+
+    sheet = show("rope")
+    assert list(VARIANTS) == [
+        "default",
+        "linear",
+        "dynamic",
+        "yarn",
+        "longrope",
+        "llama3",
+        "proportional",
+    ]
+    for v in VARIANTS.values():
+        assert f"  {v.name}: {v.summary}" in sheet
+        assert f"source: {v.citation}" in sheet
+
+
+def test_the_variant_identities_fail_on_a_planted_spec_bug(monkeypatch):
+    from relpos.spec import rope_scaling
+    from relpos.spec.encodings import get
+
+    def every_band_divided(r, b, L0, params):
+        return rope_scaling.RopeFrequencies(
+            "llama3",
+            tuple(t / exact(params["factor"]) for t in rope_scaling._default(b, r)),
+            sp.Integer(1),
+            b,
+            exact(params["factor"]),
+        )
+
+    monkeypatch.setattr(rope_scaling, "_llama3", every_band_divided)
+    proofs = {i.name: i.prove() for i in get("rope").identities()}
+    failed = proofs["llama3 keeps high and divides low frequencies"]
+    assert not failed.proved and "high-frequency pair 0 changed" in failed.detail
+    assert proofs["yarn at factor 1 is default"].proved
+
+
+def test_yarn_ramp_where_the_clipped_bounds_cross():
+    # r = 2, base 10, L0 2048: low = d(32) = ln(2048 / (64 pi)) / ln 10 > 1 = r - 1 >= high, so
+    # (t - low) / (high - low) at t = 0 is low / (low - 1) > 1, clipped to 1: interpolated
+    got = frequencies("yarn", rotary_dim=2, base=10.0, factor=2, truncate=False, **L0)
+    low = sp.log(sp.Integer(2048) / (64 * sp.pi)) / sp.log(10)
+    assert sp.N(low, 30) > 1
+    assert got.inverse == (sp.Rational(1, 2),)
