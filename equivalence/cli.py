@@ -6,6 +6,9 @@ relpos vectors export --out DIR        write the golden vectors
 relpos vectors verify DIR              re-derive golden vectors, report differences
 relpos check [--target M:F --encoding NAME [--profile P] [--adapter M:F]]
                                        conformance report (bundled implementations or a target)
+relpos frequencies --target M:F [--rope-type T]
+                                       a RoPE's inverse frequencies and attention factor
+                                       against the spec's exact values, per scaling variant
 relpos profiles [--encoding NAME]      conventions and named library profiles
 relpos bench                           benchmarks
 relpos --version                       the installed distribution's version
@@ -400,6 +403,59 @@ def _bench(args: argparse.Namespace) -> int:
     return bench(args.sizes or "256,512,1024,2048", args.rounds, args.select, args.out)
 
 
+def _frequencies(args: argparse.Namespace) -> int:
+    import json
+
+    from relpos.equivalence.frequencies import check_frequencies
+    from relpos.equivalence.isolation import set_timeout
+    from relpos.equivalence.profiles import active_profile
+    from relpos.spec import ArgumentError
+
+    try:
+        budget = args.budget or active_profile()
+        seed = _run_seed(args)
+    except ValueError as exc:  # HYPOTHESIS_PROFILE, RELPOS_SEED
+        sys.stderr.write(f"relpos frequencies: {exc}\n")
+        return 2
+    unwritable = _unwritable(args.json)
+    if unwritable:
+        sys.stderr.write(f"relpos frequencies: --json {args.json}: {unwritable}\n")
+        return 2
+    if args.timeout is not None:
+        set_timeout(args.timeout)
+    try:
+        results = check_frequencies(args.target, args.rope_type, dtype=args.dtype, budget=budget)
+    except ArgumentError as exc:
+        sys.stderr.write(f"relpos frequencies: {exc}\n")
+        return 2
+    width = max(len(r.rope_type) for r in results)
+    sys.stdout.write(f"{'rope_type':<{width}}  status   examples  worst/bound\n")
+    for r in results:
+        sys.stdout.write(
+            f"{r.rope_type:<{width}}  {r.status:<7}  {r.examples:>8}  {r.worst_ratio:.3g}\n"
+        )
+    failed = [r for r in results if r.status not in ("pass", "skip")]
+    for r in failed + [r for r in results if r.status == "skip"]:
+        sys.stdout.write(f"\n{r.status} {r.rope_type}: {r.message}\n")
+        if r.call is not None:
+            sys.stdout.write(f"  smallest call: {args.target}(**{r.call!r})\n")
+    if args.json:
+        report = {
+            "target": args.target,
+            "budget": budget,
+            "seed": seed,
+            "dtype": args.dtype,
+            "results": [vars(r) for r in results],
+        }
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    passed = sum(r.status == "pass" for r in results)
+    sys.stdout.write(
+        f"\n{passed} passed, {len(failed)} failed, "
+        f"{len(results) - passed - len(failed)} skipped (budget {budget})\n"
+    )
+    return 1 if failed else 0
+
+
 def _version() -> str:
     """The installed distribution's version (the one pip reports)."""
     from importlib import metadata
@@ -408,6 +464,12 @@ def _version() -> str:
         return metadata.version("relpos-conformance")
     except metadata.PackageNotFoundError:
         return "unknown (relpos-conformance is not installed)"
+
+
+def _rope_types() -> list[str]:
+    from relpos.spec.rope_scaling import VARIANTS
+
+    return list(VARIANTS)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -526,6 +588,32 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--json", metavar="FILE", help="write the report as JSON")
     check.add_argument("--verbose", action="store_true", help="also list skipped checks")
     check.set_defaults(run=_check)
+
+    freq = commands.add_parser(
+        "frequencies",
+        help="a RoPE target's inverse frequencies and attention factor against the spec, per "
+        "scaling variant",
+    )
+    freq.add_argument(
+        "--target",
+        required=True,
+        metavar="MODULE:FUNCTION",
+        help="function(rope_type=..., rotary_dim=..., base=..., seq_len=..., **parameters) "
+        "-> (inverse frequencies, attention factor); e.g. "
+        "relpos.equivalence.adapters.huggingface:llama_rotary_frequencies",
+    )
+    freq.add_argument("--rope-type", action="append", choices=list(_rope_types()))
+    freq.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float64", "float32", "bfloat16", "float16"],
+        help="the dtype the target computes its frequencies in (default float32)",
+    )
+    freq.add_argument("--budget", choices=["dev", "ci", "thorough"])
+    freq.add_argument("--seed", type=_seed_value, metavar="N")
+    freq.add_argument("--timeout", type=_timeout_value, metavar="SECONDS")
+    freq.add_argument("--json", metavar="FILE")
+    freq.set_defaults(run=_frequencies)
 
     profiles = commands.add_parser(
         "profiles", help="the conventions libraries differ in, and the named profiles"

@@ -66,6 +66,7 @@ __all__ = [
     "deberta_v2_self_attention",
     "llama_attention",
     "llama_attention_kept",
+    "llama_rotary_frequencies",
     "t5_attention",
     "wav2vec2_bert_self_attention",
     "xlnet_rel_attn_core",
@@ -476,6 +477,56 @@ def _llama_modules(target: Any, n_head: int, d: int, base: float) -> tuple[Any, 
     )
     config._attn_implementation = "eager"
     return target(config, layer_idx=0).eval(), LlamaRotaryEmbedding(config)
+
+
+def llama_rotary_frequencies(
+    rope_type: str, *, rotary_dim: int, base: float, seq_len: int | None = None, **parameters: Any
+) -> tuple[Any, float]:
+    """The inverse frequencies and attention factor of a ``LlamaRotaryEmbedding`` configured
+    with ``rope_type`` and the spec's parameters (:mod:`relpos.spec.rope_scaling`), as the
+    module holds them after a forward pass over positions 0 .. seq_len - 1 (its dynamic and
+    longrope updates run there). Returns (inverse frequencies of the r/2 rotated pairs, a
+    float64 numpy array; the attention factor).
+
+    The spec's L0 is the config's max_position_embeddings for ``dynamic`` (the length
+    transformers grows from); ``proportional`` takes head_dim and rotates
+    ``partial_rotary_factor`` = r / head_dim of it, and its frequencies past r/2 must be 0."""
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+
+    params = dict(parameters)
+    head_dim = params.pop("head_dim", rotary_dim)
+    config_kw: dict[str, Any] = {}
+    if rope_type == "dynamic":
+        config_kw["max_position_embeddings"] = params.pop("original_max_position_embeddings")
+    elif "max_position_embeddings" in params:
+        config_kw["max_position_embeddings"] = params.pop("max_position_embeddings")
+    rope = {"rope_type": rope_type, "rope_theta": float(base), **params}
+    if head_dim != rotary_dim:
+        rope["partial_rotary_factor"] = rotary_dim / head_dim
+    config = LlamaConfig(
+        vocab_size=8,
+        hidden_size=head_dim,
+        intermediate_size=4,
+        num_hidden_layers=1,
+        num_attention_heads=1,
+        num_key_value_heads=1,
+        head_dim=head_dim,
+        rope_parameters=rope,
+        **config_kw,
+    )
+    module = LlamaRotaryEmbedding(config)
+    if seq_len is not None:
+        x = torch.zeros(1, seq_len, head_dim, dtype=torch.float32)
+        module(x, torch.arange(seq_len)[None])
+    inv = module.inv_freq.detach().to(torch.float64).numpy()
+    rest = inv[rotary_dim // 2 :]
+    if rest.size and (rest != 0).any():
+        raise ValueError(
+            f"LlamaRotaryEmbedding gives nonzero frequencies {rest.tolist()} past the "
+            f"r/2 = {rotary_dim // 2} rotated pairs"
+        )
+    return inv[: rotary_dim // 2], float(module.attention_scaling)
 
 
 def _ids(ids: Any, length: int, default: Any) -> Any:

@@ -1,0 +1,337 @@
+"""The inverse frequencies and attention factor of a RoPE implementation against the spec's
+exact values (:mod:`relpos.spec.rope_scaling`).
+
+A library computes theta'_t in its own precision (float32 in most). The bound on each one is
+derived from how such code computes it, each step rounded once (unit roundoff u of the
+dtype):
+
+- the exponent 2t/r is rounded: base^(e (1 + d)) = base^e (1 + e ln(base) d + ...), a relative
+  error of |e ln base| u, with the effective base (``dynamic`` grows it);
+- the power, the reciprocal and the divisions by factors are at most C_STEPS roundings of
+  2u each (a power within one ulp, at most 2u relative);
+- a blend (1 - w) theta / s + w theta (``yarn``'s ramp, ``llama3``'s smooth band) whose weight
+  w is off by C_WEIGHT u in absolute terms moves the result by |theta - theta / s| C_WEIGHT u,
+  relative to a result >= theta / min(s, 1): a factor max(s, 1 / s).
+
+The attention factor is a scalar that such code computes in float64 (Python's math) or in the
+frequencies' dtype: its bound is C_FACTOR roundings of the coarser. Everything is doubled
+(:data:`~relpos.equivalence.tolerance.SAFETY`). A bug in these formulas (a band left unscaled,
+a factor squared, short and long factors swapped, a base that does not grow) moves a value by
+far more than any of these bounds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import sympy as sp
+from hypothesis import strategies as st
+
+from relpos.equivalence.tolerance import SAFETY
+from relpos.spec.rope_scaling import VARIANTS, RopeFrequencies, frequencies
+
+__all__ = [
+    "C_FACTOR",
+    "C_STEPS",
+    "C_WEIGHT",
+    "EXAMPLES",
+    "FrequencyResult",
+    "FrequencyVerdict",
+    "check_frequencies",
+    "compare_frequencies",
+    "frequency_bounds",
+    "scalings",
+]
+
+#: Roundings along the power, reciprocal and divisions of one frequency.
+C_STEPS = 6
+#: Absolute error of a blend's weight, in units of u.
+C_WEIGHT = 8
+#: Roundings along an attention factor (logarithms, square roots, ratios).
+C_FACTOR = 8
+
+_UNIT = {"float64": 2.0**-53, "float32": 2.0**-24, "bfloat16": 2.0**-8, "float16": 2.0**-11}
+
+
+@dataclass(frozen=True)
+class FrequencyVerdict:
+    """Whether a library's frequencies and attention factor are the spec's: the worst error as
+    a fraction of its bound, where it is, and a message that says both."""
+
+    passed: bool
+    worst_ratio: float
+    message: str
+
+
+def _unit(dtype: str) -> float:
+    if dtype not in _UNIT:
+        raise ValueError(f"`dtype` must be one of {', '.join(_UNIT)}, got {dtype!r}")
+    return _UNIT[dtype]
+
+
+def _blended(expected: RopeFrequencies) -> bool:
+    return expected.rope_type in ("yarn", "llama3")
+
+
+def frequency_bounds(expected: RopeFrequencies, *, dtype: str = "float32") -> np.ndarray:
+    """Relative bounds per pair: SAFETY u (|e_t ln base| + 2 C_STEPS + C_WEIGHT max(s, 1/s)
+    for a blend), with e_t = 2t / r and ``base`` the effective base."""
+    u = _unit(dtype)
+    base, scale = float(sp.N(expected.base, 20)), float(sp.N(expected.scale, 20))
+    n = len(expected.inverse)
+    exponent = np.arange(n) * 2.0 / (2 * n)
+    blend = C_WEIGHT * max(scale, 1.0 / scale) if _blended(expected) else 0.0
+    return SAFETY * u * (np.abs(exponent * np.log(base)) + 2 * C_STEPS + blend)
+
+
+def compare_frequencies(
+    inverse: Sequence[float] | np.ndarray,
+    attention_factor: float,
+    expected: RopeFrequencies,
+    *,
+    dtype: str = "float32",
+    factor_dtype: str = "float64",
+) -> FrequencyVerdict:
+    """``inverse`` (r/2 values) and ``attention_factor`` of an implementation against
+    ``expected``; ``dtype`` is that of the frequencies and ``factor_dtype`` that of the
+    attention factor."""
+    got = np.asarray(inverse, dtype=np.float64).reshape(-1)
+    want, want_factor = expected.floats()
+    if got.shape != (len(want),):
+        return FrequencyVerdict(
+            False,
+            float("inf"),
+            f"{got.size} inverse frequencies, the spec has r/2 = {len(want)}",
+        )
+    want_arr = np.asarray(want)
+    bounds = frequency_bounds(expected, dtype=dtype)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = np.where(want_arr != 0, np.abs(got - want_arr) / np.abs(want_arr), np.inf)
+    relative = np.where(np.isfinite(got), relative, np.inf)
+    ratios = relative / bounds
+    factor_bound = SAFETY * C_FACTOR * max(_unit(factor_dtype), _unit("float64"))
+    factor_error = abs(float(attention_factor) - want_factor) / abs(want_factor)
+    factor_ratio = factor_error / factor_bound if np.isfinite(attention_factor) else float("inf")
+    t = int(np.argmax(ratios))
+    worst = max(float(ratios[t]), factor_ratio)
+    lines = []
+    if ratios[t] > 1:
+        lines.append(
+            f"inverse frequency theta'_{t} = {got[t]!r}, the spec's "
+            f"{sp.N(expected.inverse[t], 17)} ({expected.inverse[t]}): relative error "
+            f"{relative[t]:.3g} > bound {bounds[t]:.3g}"
+        )
+    if factor_ratio > 1:
+        lines.append(
+            f"attention factor {float(attention_factor)!r}, the spec's "
+            f"{sp.N(expected.attention_factor, 17)} ({expected.attention_factor}): relative "
+            f"error {factor_error:.3g} > bound {factor_bound:.3g}"
+        )
+    passed = not lines
+    message = (
+        f"{expected.rope_type}: every inverse frequency and the attention factor within bounds "
+        f"(worst {worst:.3g} of its bound)"
+        if passed
+        else f"{expected.rope_type}: " + "; ".join(lines)
+    )
+    return FrequencyVerdict(passed, worst, message)
+
+
+def scalings(
+    rope_types: Sequence[str] | None = None, *, max_rotary_dim: int = 128
+) -> st.SearchStrategy[dict[str, Any]]:
+    """Calls of :func:`relpos.spec.rope_scaling.frequencies` (rope_type, rotary_dim, base,
+    seq_len and the variant's parameters) where the variants' bugs show: rotary widths up to
+    ``max_rotary_dim``, bases of shipped models, factors below and above 1, sequence lengths
+    on both sides of L0 (L0 - 1, L0, L0 + 1) and up to 2^17, yarn with and without truncation,
+    with an mscale pair, mscale alone and an explicit attention factor. Shrinks towards
+    default RoPE of width 2."""
+    chosen = tuple(rope_types or VARIANTS)
+    unknown = [t for t in chosen if t not in VARIANTS]
+    if unknown:
+        raise ValueError(f"rope_types {unknown} must be among {', '.join(VARIANTS)}")
+    return st.sampled_from(chosen).flatmap(lambda t: _scaling(t, max_rotary_dim))
+
+
+@st.composite
+def _scaling(draw: Any, rope_type: str, max_rotary_dim: int) -> dict[str, Any]:
+    low = 4 if rope_type == "dynamic" else 2
+    r = draw(st.integers(low // 2, max_rotary_dim // 2)) * 2
+    base = draw(st.sampled_from([10000.0, 500000.0, 1000000.0, 10.0, 2.5]))
+    L0 = draw(st.sampled_from([2048, 4096, 8192, 256]))
+    seq_len = draw(
+        st.one_of(
+            st.none(),
+            st.sampled_from([L0 - 1, L0, L0 + 1]),
+            st.integers(1, 2**17),
+        )
+    )
+    factor = draw(st.sampled_from([2.0, 4.0, 8.0, 1.5, 40.0, 1.0, 0.5]))
+    params: dict[str, Any] = {}
+    if rope_type in ("linear", "dynamic", "yarn", "llama3"):
+        params["factor"] = factor
+    if rope_type in ("dynamic", "yarn", "llama3", "longrope"):
+        params["original_max_position_embeddings"] = L0
+    if rope_type == "yarn":
+        params["beta_fast"] = draw(st.sampled_from([32.0, 16.0, 64.0]))
+        params["beta_slow"] = draw(st.sampled_from([1.0, 2.0]))
+        params["truncate"] = draw(st.booleans())
+        extra = draw(st.sampled_from(["none", "pair", "explicit", "mscale"]))
+        if extra == "pair":
+            params["mscale"] = params["mscale_all_dim"] = draw(st.sampled_from([0.707, 1.0]))
+        elif extra == "mscale":
+            params["mscale"] = draw(st.sampled_from([0.707, 2.0]))
+        elif extra == "explicit":
+            params["attention_factor"] = draw(st.sampled_from([1.0, 0.8, 1.25]))
+    if rope_type == "llama3":
+        params["low_freq_factor"] = draw(st.sampled_from([1.0, 2.0]))
+        params["high_freq_factor"] = draw(st.sampled_from([4.0, 8.0]))
+    if rope_type == "longrope":
+        short = draw(st.lists(st.sampled_from([1.0, 1.25, 2.0]), min_size=r // 2, max_size=r // 2))
+        long = draw(st.lists(st.sampled_from([1.5, 4.0, 16.0]), min_size=r // 2, max_size=r // 2))
+        params.update(short_factor=short, long_factor=long)
+        params["max_position_embeddings"] = L0 * draw(st.sampled_from([2, 16, 32]))
+    if rope_type == "proportional":
+        params["head_dim"] = r * draw(st.sampled_from([1, 2, 4]))
+        params["factor"] = draw(st.sampled_from([1.0, 2.0]))
+    return {"rope_type": rope_type, "rotary_dim": r, "base": base, "seq_len": seq_len, **params}
+
+
+# -- checking a target ----------------------------------------------------------------------
+
+
+@dataclass
+class FrequencyResult:
+    """One rope_type's outcome: ``status`` is pass, fail, error (the target raised), timeout
+    or crash (its worker died), or skip (the target raised NotImplementedError: it ships no
+    such variant)."""
+
+    rope_type: str
+    status: str
+    examples: int = 0
+    worst_ratio: float = 0.0
+    message: str = ""
+    #: The smallest failing call Hypothesis found (keyword arguments of the target).
+    call: dict[str, Any] | None = None
+
+
+#: Examples per rope_type in each budget. A call costs milliseconds (a few vectors, no
+#: attention), so these are larger than the attention properties' budgets.
+EXAMPLES = {"dev": 100, "ci": 200, "thorough": 2000}
+
+
+class _Failed(AssertionError):
+    pass
+
+
+_LOADED: dict[str, Any] = {}
+
+
+def _call_in_worker(path: str, path_entries: list[str], call: dict[str, Any]) -> Any:
+    import sys
+
+    from relpos.equivalence.targets import load_callable
+
+    if path not in _LOADED:
+        sys.path[:] = path_entries
+        _LOADED[path] = load_callable(path)
+    inverse, factor = _LOADED[path](**call)
+    return np.asarray(inverse, dtype=np.float64), float(factor)
+
+
+def _caller(target: str, isolate: bool) -> Any:
+    import sys
+
+    from relpos.equivalence.isolation import LOAD_TIMEOUT, pool, timeout
+    from relpos.equivalence.targets import load_callable
+
+    if not isolate:
+        fn = load_callable(target)
+        return lambda call: _as_pair(fn(**call))
+    load_callable(target)  # a bad path is refused here, with the argument named
+    worker = pool("frequencies")
+
+    def call(kw: dict[str, Any]) -> Any:
+        limit = max(LOAD_TIMEOUT, timeout()) if target not in _STARTED else timeout()
+        _STARTED.add(target)
+        return worker.call(target, _call_in_worker, target, list(sys.path), kw, limit=limit)
+
+    return call
+
+
+_STARTED: set[str] = set()
+
+
+def _as_pair(value: Any) -> tuple[np.ndarray, float]:
+    inverse, factor = value
+    if hasattr(inverse, "detach"):  # a torch tensor
+        inverse = inverse.detach().cpu().double().numpy()
+    return np.asarray(inverse, dtype=np.float64), float(factor)
+
+
+def check_frequencies(
+    target: str,
+    rope_types: Sequence[str] | None = None,
+    *,
+    dtype: str = "float32",
+    budget: str | None = None,
+    isolate: bool = True,
+) -> list[FrequencyResult]:
+    """Check ``target`` (``package.module:function``, called as ``function(rope_type=...,
+    rotary_dim=..., base=..., seq_len=..., **parameters)`` and returning (inverse
+    frequencies, attention factor)) on every rope_type, with :data:`EXAMPLES` draws of
+    :func:`scalings` per rope_type under the budget's Hypothesis settings and the run's
+    seed. The target runs in a worker process (``isolate``), so that a hang or a crash is a
+    finding."""
+    from hypothesis import settings
+
+    from relpos.equivalence.profiles import active_profile, load_profile
+
+    call_target = _caller(target, isolate)
+    name = budget or active_profile()
+    chosen = settings(load_profile(name), database=None, max_examples=EXAMPLES[name])
+    return [
+        _check_one(rope_type, target, call_target, chosen, dtype)
+        for rope_type in rope_types or VARIANTS
+    ]
+
+
+def _check_one(
+    rope_type: str, target: str, call_target: Any, chosen: Any, dtype: str
+) -> FrequencyResult:
+    from hypothesis import given, seed, settings
+
+    from relpos.equivalence.isolation import TargetDied
+    from relpos.equivalence.profiles import run_seed
+
+    result = FrequencyResult(rope_type, "pass")
+    last: list[dict[str, Any]] = []
+
+    @given(call=scalings([rope_type]))
+    def holds(call: dict[str, Any]) -> None:
+        result.examples += 1
+        last[:] = [call]  # after shrinking, Hypothesis replays the smallest failure last
+        inverse, factor = call_target(call)
+        verdict = compare_frequencies(inverse, factor, frequencies(**call), dtype=dtype)
+        result.worst_ratio = max(result.worst_ratio, verdict.worst_ratio)
+        if not verdict.passed:
+            raise _Failed(verdict.message)
+
+    run = settings(chosen)(holds if chosen.derandomize else seed(run_seed())(holds))
+    try:
+        run()
+    except _Failed as failed:
+        result.status, result.message = "fail", str(failed)
+    except TargetDied as died:
+        result.status, result.message = died.status, died.message
+    except NotImplementedError as missing:
+        result.status, result.message = "skip", f"{target} ships no {rope_type}: {missing}"
+    except Exception as exc:  # the target raised: reported with the call that did it
+        result.status = "error"
+        result.message = f"{target} raised {type(exc).__name__}: {exc}"
+    if result.status != "pass" and last:
+        result.call = last[0]
+    return result

@@ -1,0 +1,59 @@
+"""Every rope_type of transformers' LlamaRotaryEmbedding against the spec's exact inverse
+frequencies and attention factor (tox environment interop): the module as a model holds it
+after a forward pass over the current positions, so that the dynamic and longrope updates
+run. What these find are findings about the library; the tests pin them for the README."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from relpos.equivalence.frequencies import compare_frequencies, scalings
+from relpos.spec.rope_scaling import VARIANTS, frequencies
+
+pytest.importorskip("transformers")
+pytest.importorskip("torch")
+pytestmark = pytest.mark.interop
+
+from relpos.equivalence.adapters.huggingface import llama_rotary_frequencies  # noqa: E402
+
+
+def _verdict(call):
+    inverse, factor = llama_rotary_frequencies(**call)
+    return compare_frequencies(inverse, factor, frequencies(**call))
+
+
+def _mscale_alone(call):
+    return call["rope_type"] == "yarn" and "mscale" in call and "mscale_all_dim" not in call
+
+
+@pytest.mark.parametrize("rope_type", list(VARIANTS))
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_llama_rotary_embedding_computes_the_spec(rope_type, data):
+    call = data.draw(scalings([rope_type], max_rotary_dim=64))
+    result = _verdict(call)
+    if _mscale_alone(call) and call["factor"] > 1 and call.get("attention_factor") is None:
+        # finding: without mscale_all_dim, transformers drops mscale (its `if mscale and
+        # mscale_all_dim`), where DeepSeek-V2's reference divides by mscale(s, 0) = 1
+        assert not result.passed and "attention factor" in result.message
+        assert "inverse frequency" not in result.message
+    else:
+        assert result.passed, result.message
+
+
+def test_yarn_with_mscale_alone_drops_it():
+    call = {
+        "rope_type": "yarn",
+        "rotary_dim": 8,
+        "base": 10000.0,
+        "factor": 16.0,
+        "original_max_position_embeddings": 4096,
+        "mscale": 2.0,
+    }
+    _, factor = llama_rotary_frequencies(**call)
+    spec = frequencies(**call)
+    without = frequencies(**{k: v for k, v in call.items() if k != "mscale"})
+    assert factor == pytest.approx(float(without.attention_factor), rel=1e-15)
+    assert float(spec.attention_factor) != pytest.approx(factor, rel=1e-3)

@@ -1,0 +1,186 @@
+"""Scaled RoPE frequencies computed as shipped code computes them (float32 numpy, each
+variant's published formula), with the bugs public trackers report planted one at a time:
+the correct code passes every drawn call, and the search of :func:`scalings` finds a call
+that each planted bug fails."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import find as hypothesis_find
+
+from relpos.equivalence.frequencies import compare_frequencies, scalings
+from relpos.spec.rope_scaling import frequencies
+
+F32 = np.float32
+
+
+def _powers(base, r, denominator=None):
+    n = r if denominator is None else denominator
+    return F32(base) ** (np.arange(0, r, 2, dtype=np.int64).astype(F32) / F32(n))
+
+
+def _mscale(s, m=1.0):
+    return 1.0 if s <= 1 else 0.1 * m * math.log(s) + 1.0
+
+
+def shipped(call, bug=None):
+    """(inverse frequencies, attention factor) of ``call`` in float32, ``bug`` planted."""
+    c = dict(call)
+    t, r, base, n = c.pop("rope_type"), c.pop("rotary_dim"), c.pop("base"), c.pop("seq_len")
+    one = 1.0
+    if t == "default":
+        return F32(1) / _powers(base, r), one
+    if t == "linear":
+        return F32(1) / _powers(base, r) / F32(c["factor"]), one
+    if t == "proportional":
+        denominator = r if bug == "proportional_uses_r" else c["head_dim"]
+        return F32(1) / _powers(base, r, denominator) / F32(c["factor"]), one
+    L0 = c["original_max_position_embeddings"]
+    if t == "dynamic":
+        f = c["factor"]
+        L = L0 if bug == "dynamic_is_static" else max(n or L0, L0)
+        grown = base * ((f * L / L0) - (f - 1)) ** (r / (r - 2))
+        return F32(1) / _powers(grown, r), one
+    if t == "yarn":
+        f = c["factor"]
+
+        def dim(beta):
+            return (r * math.log(L0 / (beta * 2 * math.pi))) / (2 * math.log(base))
+
+        low, high = dim(c["beta_fast"]), dim(c["beta_slow"])
+        if c["truncate"]:
+            low, high = math.floor(low), math.ceil(high)
+        low, high = max(low, 0), min(high, r - 1)
+        if low == high:
+            high += 0.001
+        ramp = np.clip((np.arange(r // 2, dtype=F32) - F32(low)) / F32(high - low), 0, 1)
+        keep = F32(1) - ramp
+        powers = _powers(base, r)
+        inv = (F32(1) / (F32(f) * powers)) * (F32(1) - keep) + (F32(1) / powers) * keep
+        if c.get("attention_factor") is not None and bug != "yarn_explicit_ignored":
+            factor = c["attention_factor"]
+        else:
+            factor = _mscale(f, c.get("mscale", 1.0)) / _mscale(f, c.get("mscale_all_dim", 0.0))
+        if bug == "yarn_factor_squared":
+            factor *= factor
+        return inv, factor
+    if t == "longrope":
+        long = n is not None and (n >= L0 if bug == "longrope_switch_at_L0" else n > L0)
+        ext = np.asarray(c["long_factor"] if long else c["short_factor"], dtype=F32)
+        f = c["max_position_embeddings"] / L0
+        factor = 1.0 if f <= 1 else math.sqrt(1 + math.log(f) / math.log(L0))
+        return F32(1) / (ext * _powers(base, r)), factor
+    assert t == "llama3"
+    inv = F32(1) / _powers(base, r)
+    if bug == "llama3_unscaled":
+        return inv, one
+    f, lo, hi = c["factor"], c["low_freq_factor"], c["high_freq_factor"]
+    wavelength = F32(2 * math.pi) / inv
+    scaled = np.where(wavelength > F32(L0 / lo), inv / F32(f), inv)
+    smooth = (F32(L0) / wavelength - F32(lo)) / F32(hi - lo)
+    blended = (F32(1) - smooth) * scaled / F32(f) + smooth * scaled
+    medium = ~(wavelength < F32(L0 / hi)) & ~(wavelength > F32(L0 / lo))
+    return np.where(medium, blended, scaled), one
+
+
+def verdict(call, bug=None):
+    inv, factor = shipped(call, bug)
+    return compare_frequencies(inv, factor, frequencies(**call))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(call=scalings())
+def test_shipped_frequencies_pass(call):
+    result = verdict(call)
+    assert result.passed, result.message
+
+
+PLANTED = {
+    "llama3_unscaled": "llama3",
+    "yarn_factor_squared": "yarn",
+    "yarn_explicit_ignored": "yarn",
+    "dynamic_is_static": "dynamic",
+    "longrope_switch_at_L0": "longrope",
+    "proportional_uses_r": "proportional",
+}
+
+
+@pytest.mark.parametrize("bug", sorted(PLANTED))
+def test_the_search_finds_each_planted_bug(bug):
+    failing = hypothesis_find(
+        scalings([PLANTED[bug]]),
+        lambda call: not verdict(call, bug).passed,
+        settings=settings(max_examples=400, deadline=None, database=None),
+    )
+    message = verdict(failing, bug).message
+    assert PLANTED[bug] in message and "bound" in message
+
+
+# -- the same bugs through `relpos frequencies`, the command users run ---------------------
+
+
+def shipped_target(**call):
+    return shipped(call)
+
+
+def _planted_target(bug):
+    def target(**call):
+        return shipped(call, bug)
+
+    target.__name__ = target.__qualname__ = f"planted_{bug}"
+    return target
+
+
+for _bug in PLANTED:
+    globals()[f"planted_{_bug}"] = _planted_target(_bug)
+
+
+def raises_for_longrope(**call):
+    if call["rope_type"] == "longrope":
+        raise RuntimeError("no long factors here")
+    return shipped(call)
+
+
+def _run(capsys, *argv):
+    from relpos.equivalence.cli import main
+
+    code = main(["frequencies", *argv])
+    return code, capsys.readouterr()
+
+
+def test_the_command_passes_shipped_code(capsys):
+    code, out = _run(capsys, "--target", f"{__name__}:shipped_target", "--budget", "ci")
+    assert code == 0, out.out
+    assert "7 passed, 0 failed" in out.out and out.out.startswith("seed ")
+
+
+@pytest.mark.parametrize("bug", sorted(PLANTED))
+def test_the_command_catches_each_planted_bug(capsys, bug):
+    rope_type = PLANTED[bug]
+    code, out = _run(capsys, "--target", f"{__name__}:planted_{bug}", "--rope-type", rope_type)
+    assert code == 1
+    assert f"fail {rope_type}: {rope_type}:" in out.out
+    assert f"smallest call: {__name__}:planted_{bug}(**{{'rope_type': '{rope_type}'" in out.out
+
+
+def test_a_target_that_raises_is_an_error_with_its_call(capsys, tmp_path):
+    report = tmp_path / "r.json"
+    code, out = _run(capsys, "--target", f"{__name__}:raises_for_longrope", "--json", str(report))
+    assert code == 1
+    assert "error longrope: " in out.out and "RuntimeError: no long factors here" in out.out
+    import json
+
+    saved = json.loads(report.read_text())
+    statuses = {r["rope_type"]: r["status"] for r in saved["results"]}
+    assert statuses.pop("longrope") == "error" and set(statuses.values()) == {"pass"}
+    assert saved["seed"] == int(out.out.split()[1])
+
+
+def test_a_bad_target_is_refused_by_name(capsys):
+    code, out = _run(capsys, "--target", "no_such_module:f")
+    assert code == 2
+    assert "`target` must name an importable module" in out.err
