@@ -42,7 +42,10 @@ __all__ = [
     "FrequencyVerdict",
     "check_frequencies",
     "compare_frequencies",
+    "compare_rotations",
     "frequency_bounds",
+    "mrope_draws",
+    "mrope_reference",
     "scalings",
 ]
 
@@ -198,6 +201,117 @@ def _scaling(draw: Any, rope_type: str, max_rotary_dim: int) -> dict[str, Any]:
         params["head_dim"] = r * draw(st.sampled_from([1, 2, 4]))
         params["factor"] = draw(st.sampled_from([1.0, 2.0]))
     return {"rope_type": rope_type, "rotary_dim": r, "base": base, "seq_len": seq_len, **params}
+
+
+def mrope_reference(
+    positions: np.ndarray, expected: RopeFrequencies, section: Sequence[int], layout: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin (L, r/2) of the spec's M-RoPE angles for position ids (3, L), evaluated at
+    50 digits from the exact frequencies and rounded once to float64."""
+    import mpmath
+
+    from relpos.spec.rope_scaling import mrope_axes
+
+    ids = np.asarray(positions, dtype=np.int64)
+    axes = mrope_axes(2 * len(expected.inverse), section, layout)
+    with mpmath.workdps(50):
+        thetas = [mpmath.mpf(str(sp.N(x, 60))) for x in expected.inverse]
+        angles = [
+            [int(ids[a, i]) * th for a, th in zip(axes, thetas, strict=True)]
+            for i in range(ids.shape[1])
+        ]
+        cos = np.array([[float(mpmath.cos(x)) for x in row] for row in angles])
+        sin = np.array([[float(mpmath.sin(x)) for x in row] for row in angles])
+    return cos, sin
+
+
+def compare_rotations(
+    cos: np.ndarray,
+    sin: np.ndarray,
+    positions: np.ndarray,
+    expected: RopeFrequencies,
+    section: Sequence[int],
+    layout: str,
+    *,
+    dtype: str = "float32",
+) -> FrequencyVerdict:
+    """A library's cos and sin (L, r/2) for position ids (3, L) against the spec's M-RoPE.
+    The bound follows from float32 code: the angle p theta'_t is off by |p theta'_t| times the
+    frequency's bound plus one rounding u; cos and sin move by at most that, and are
+    themselves within C_STEPS u; all doubled."""
+    from relpos.spec.rope_scaling import mrope_axes
+
+    want_cos, want_sin = mrope_reference(positions, expected, section, layout)
+    axes = np.asarray(mrope_axes(2 * len(expected.inverse), section, layout))
+    ids = np.asarray(positions, dtype=np.int64)
+    theta = np.asarray(expected.floats()[0])
+    angle = np.abs(ids[axes, :].T * theta[None, :])  # (L, r/2)
+    u = _unit(dtype)
+    relative = frequency_bounds(expected, dtype=dtype) / SAFETY
+    bound = SAFETY * (angle * (relative[None, :] + u) + C_STEPS * u)
+    got = {"cos": np.asarray(cos, dtype=np.float64), "sin": np.asarray(sin, dtype=np.float64)}
+    if got["cos"].shape != want_cos.shape or got["sin"].shape != want_sin.shape:
+        return FrequencyVerdict(
+            False,
+            float("inf"),
+            f"cos and sin of shape {got['cos'].shape}, the spec's {want_cos.shape}",
+        )
+    worst, where = 0.0, ""
+    for name, want in (("cos", want_cos), ("sin", want_sin)):
+        ratio = np.abs(got[name] - want) / bound
+        ratio = np.where(np.isfinite(got[name]), ratio, np.inf)
+        i, t = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
+        if ratio[i, t] > worst:
+            worst = float(ratio[i, t])
+            where = (
+                f"{name} of pair {t} at token {i} (ids {ids[:, i].tolist()}, axis "
+                f"{'THW'[axes[t]]}) = {got[name][i, t]!r}, the spec's {want[i, t]!r}, off by "
+                f"{abs(got[name][i, t] - want[i, t]):.3g} > bound {bound[i, t]:.3g}"
+            )
+    passed = worst <= 1
+    message = (
+        f"M-RoPE ({layout}, section {list(section)}): every cos and sin within bounds (worst "
+        f"{worst:.3g} of its bound)"
+        if passed
+        else f"M-RoPE ({layout}, section {list(section)}): {where}"
+    )
+    return FrequencyVerdict(passed, worst, message)
+
+
+@st.composite
+def mrope_draws(draw: Any, *, max_rotary_dim: int = 64, max_len: int = 32) -> dict[str, Any]:
+    """M-RoPE inputs: a rotary width, a base, a section (s_T, s_H, s_W) summing to r/2 that
+    fits the layout, and position ids (3, L) of text tokens (all three ids equal, from an
+    offset up to 2^17), of an image grid (one temporal id, rows and columns), or random ids up
+    to 2^17 on each axis. Shrinks towards a short text of width 2."""
+    layout = draw(st.sampled_from(("sectioned", "interleaved")))
+    r = 2 * draw(st.integers(1, max_rotary_dim // 2))
+    n = r // 2
+    s_h = draw(st.integers(0, min(n, (n + 1) // 3) if layout == "interleaved" else n))
+    rest = n - s_h
+    s_w = draw(st.integers(0, min(rest, n // 3) if layout == "interleaved" else rest))
+    section = (n - s_h - s_w, s_h, s_w)
+    base = draw(st.sampled_from([10000.0, 1000000.0, 500000.0, 10.0]))
+    length = draw(st.integers(1, max_len))
+    kind = draw(st.sampled_from(("text", "grid", "random")))
+    if kind == "text":
+        start = draw(st.integers(0, 2**17 - length))
+        ids = np.tile(np.arange(start, start + length), (3, 1))
+    elif kind == "grid":
+        width = draw(st.integers(1, length))
+        t0 = draw(st.integers(0, 2**17 - length))
+        cells = np.arange(length)
+        ids = np.stack([np.full(length, t0), t0 + cells // width, t0 + cells % width])
+    else:
+        seed = draw(st.integers(0, 2**32 - 1))
+        ids = np.random.default_rng(seed).integers(0, 2**17, size=(3, length))
+    return {
+        "rotary_dim": r,
+        "base": base,
+        "section": section,
+        "layout": layout,
+        "positions": ids.astype(np.int64),
+    }
 
 
 # -- checking a target ----------------------------------------------------------------------

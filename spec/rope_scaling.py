@@ -54,11 +54,14 @@ import sympy as sp
 from relpos.spec._signature import ArgumentError
 
 __all__ = [
+    "MROPE_LAYOUTS",
     "VARIANTS",
     "RopeFrequencies",
     "Variant",
     "exact",
     "frequencies",
+    "mrope_angles",
+    "mrope_axes",
 ]
 
 
@@ -578,6 +581,24 @@ def identity_checks() -> list[tuple[str, str, Callable[[], tuple[bool, str, str]
             "the smooth band meets theta at lambda_high and theta / s at lambda_low",
         )
 
+    def mrope_is_1d(r: int, section: tuple[int, int, int], layout: str) -> str | None:
+        inverse = _default(sp.Integer(10000), r)
+        for p in (0, 1, 7, 2**17):
+            got = mrope_angles(inverse, (p, p, p), section, layout)
+            if got != tuple(p * theta for theta in inverse):
+                return f"position {p}: {got} is not p theta_t"
+        return None
+
+    def sections() -> Any:
+        for r in range(2, 34, 2):
+            n = r // 2
+            for s_t in range(n + 1):
+                for s_h in range(n - s_t + 1):
+                    section = (s_t, s_h, n - s_t - s_h)
+                    yield r, section, "sectioned"
+                    if 3 * section[1] <= n + 1 and 3 * section[2] <= n:
+                        yield r, section, "interleaved"
+
     from relpos.spec._proofs import all_of
 
     return [
@@ -610,8 +631,75 @@ def identity_checks() -> list[tuple[str, str, Callable[[], tuple[bool, str, str]
             ),
         ),
         (
+            "M-RoPE with equal position ids is 1D RoPE",
+            "with temporal, height and width ids all p, every pair rotates by p theta_t, in "
+            "both layouts and every section",
+            lambda: exhaustive(sections(), mrope_is_1d, "r <= 32, every section, both layouts"),
+        ),
+        (
             "linear is default at positions / factor",
             "the angle p theta_t / s of linear scaling is default's angle at position p / s",
             linear_positions,
         ),
     ]
+
+
+# -- multimodal positions ---------------------------------------------------------------------
+
+#: How M-RoPE assigns the rotated pairs to the temporal, height and width position ids.
+MROPE_LAYOUTS = ("sectioned", "interleaved")
+
+
+def mrope_axes(
+    rotary_dim: int, section: Sequence[int], layout: str = "sectioned"
+) -> tuple[int, ...]:
+    """The axis (0 temporal, 1 height, 2 width) whose position id rotates each pair t of
+    M-RoPE, from ``section`` = (s_T, s_H, s_W), which sums to r/2.
+
+    - ``sectioned`` (Qwen2-VL, Wang et al. 2024, arXiv:2409.12191): the first s_T pairs take
+      the temporal id, the next s_H the height id, the last s_W the width id;
+    - ``interleaved`` (Qwen3-VL): pair t takes the height id when t = 1 mod 3 and t < 3 s_H,
+      the width id when t = 2 mod 3 and t < 3 s_W, and the temporal id otherwise, so that
+      every axis spans high and low frequencies."""
+    if layout not in MROPE_LAYOUTS:
+        raise ArgumentError("layout", repr(layout), f"must be one of {', '.join(MROPE_LAYOUTS)}")
+    ok = isinstance(section, list | tuple) and len(section) == 3
+    ok = ok and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in section)
+    if not ok:
+        raise ArgumentError(
+            "mrope_section", repr(section), "must be three integers >= 0 (temporal, height, width)"
+        )
+    n = rotary_dim // 2
+    if sum(section) != n:
+        raise ArgumentError(
+            "mrope_section", repr(list(section)), f"must sum to r/2 = {n} (one pair each)"
+        )
+    if layout == "sectioned":
+        return tuple(axis for axis, size in enumerate(section) for _ in range(size))
+    _, s_h, s_w = section
+    if 3 * s_h > n + 1 or 3 * s_w > n:
+        raise ArgumentError(
+            "mrope_section",
+            repr(list(section)),
+            f"must fit the interleaved layout: 3 s_H <= r/2 + 1 and 3 s_W <= r/2 (r/2 = {n})",
+        )
+    return tuple(
+        1 if t % 3 == 1 and t < 3 * s_h else 2 if t % 3 == 2 and t < 3 * s_w else 0
+        for t in range(n)
+    )
+
+
+def mrope_angles(
+    inverse: Sequence[sp.Expr],
+    positions: Sequence[int],
+    section: Sequence[int],
+    layout: str = "sectioned",
+) -> tuple[sp.Expr, ...]:
+    """The exact angle of each pair for one token with position ids ``positions`` =
+    (temporal, height, width): pos[axis(t)] theta'_t."""
+    if len(positions) != 3 or not all(isinstance(p, int) for p in positions):
+        raise ArgumentError(
+            "positions", repr(positions), "must be three integers (temporal, height, width)"
+        )
+    axes = mrope_axes(2 * len(inverse), section, layout)
+    return tuple(positions[a] * theta for a, theta in zip(axes, inverse, strict=True))

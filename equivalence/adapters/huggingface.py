@@ -67,6 +67,7 @@ __all__ = [
     "llama_attention",
     "llama_attention_kept",
     "llama_rotary_frequencies",
+    "qwen_vl_rotary",
     "t5_attention",
     "wav2vec2_bert_self_attention",
     "xlnet_rel_attn_core",
@@ -527,6 +528,52 @@ def llama_rotary_frequencies(
             f"r/2 = {rotary_dim // 2} rotated pairs"
         )
     return inv[: rotary_dim // 2], float(module.attention_scaling)
+
+
+def qwen_vl_rotary(
+    positions: Any, *, rotary_dim: int, base: float, section: Any, layout: str
+) -> tuple[Any, Any]:
+    """cos and sin of a Qwen2-VL (``layout="sectioned"``) or Qwen3-VL (``"interleaved"``) text
+    rotary embedding for position ids ``positions`` (3, L): temporal, height and width ids of
+    L tokens. Returns float64 numpy arrays (L, r/2), pair t in column t (the module repeats
+    them for its rotate_half halves; the repeat is checked to be exact)."""
+    import numpy as np
+
+    kw: dict[str, Any] = {
+        "hidden_size": 2 * rotary_dim,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "num_hidden_layers": 1,
+        "intermediate_size": 4,
+        "vocab_size": 8,
+    }
+    rope = {"rope_type": "default", "rope_theta": float(base), "mrope_section": list(section)}
+    if layout == "sectioned":
+        from transformers.models.qwen2_vl.configuration_qwen2_vl import Qwen2VLTextConfig
+        from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLRotaryEmbedding
+
+        module = Qwen2VLRotaryEmbedding(Qwen2VLTextConfig(**kw, rope_parameters=rope))
+    elif layout == "interleaved":
+        from transformers.models.qwen3_vl.configuration_qwen3_vl import Qwen3VLTextConfig
+        from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLTextRotaryEmbedding
+
+        config = Qwen3VLTextConfig(
+            **kw, head_dim=rotary_dim, rope_parameters={**rope, "mrope_interleaved": True}
+        )
+        module = Qwen3VLTextRotaryEmbedding(config)
+    else:
+        raise ValueError(f"`layout` must be 'sectioned' or 'interleaved', got {layout!r}")
+    ids = torch.as_tensor(np.asarray(positions, dtype=np.int64))[:, None, :]
+    x = torch.zeros(1, ids.shape[-1], rotary_dim, dtype=torch.float32)
+    cos, sin = module(x, ids)
+    out = []
+    for table in (cos, sin):
+        t = table[0].to(torch.float64).numpy()
+        half = rotary_dim // 2
+        if not np.array_equal(t[:, :half], t[:, half:]):
+            raise ValueError("the module's two rotate_half halves differ")
+        out.append(t[:, :half])
+    return out[0], out[1]
 
 
 def _ids(ids: Any, length: int, default: Any) -> Any:

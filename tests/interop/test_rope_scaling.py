@@ -9,14 +9,22 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from relpos.equivalence.frequencies import compare_frequencies, scalings
+from relpos.equivalence.frequencies import (
+    compare_frequencies,
+    compare_rotations,
+    mrope_draws,
+    scalings,
+)
 from relpos.spec.rope_scaling import VARIANTS, frequencies
 
 pytest.importorskip("transformers")
 pytest.importorskip("torch")
 pytestmark = pytest.mark.interop
 
-from relpos.equivalence.adapters.huggingface import llama_rotary_frequencies  # noqa: E402
+from relpos.equivalence.adapters.huggingface import (  # noqa: E402
+    llama_rotary_frequencies,
+    qwen_vl_rotary,
+)
 
 
 def _verdict(call):
@@ -57,3 +65,15 @@ def test_yarn_with_mscale_alone_drops_it():
     without = frequencies(**{k: v for k, v in call.items() if k != "mscale"})
     assert factor == pytest.approx(float(without.attention_factor), rel=1e-15)
     assert float(spec.attention_factor) != pytest.approx(factor, rel=1e-3)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(draw=mrope_draws())
+def test_qwen_vl_multimodal_rotary_computes_the_spec(draw):
+    """Qwen2-VL (sectioned) and Qwen3-VL (interleaved) text rotary embeddings, for text,
+    image-grid and random position ids up to 2^17."""
+    kw = {k: draw[k] for k in ("rotary_dim", "base", "section", "layout")}
+    cos, sin = qwen_vl_rotary(draw["positions"], **kw)
+    expected = frequencies("default", rotary_dim=kw["rotary_dim"], base=kw["base"])
+    result = compare_rotations(cos, sin, draw["positions"], expected, kw["section"], kw["layout"])
+    assert result.passed, result.message

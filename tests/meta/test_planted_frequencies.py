@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import find as hypothesis_find
 
-from relpos.equivalence.frequencies import compare_frequencies, scalings
+from relpos.equivalence.frequencies import compare_frequencies, mrope_draws, scalings
 from relpos.spec.rope_scaling import frequencies
 
 F32 = np.float32
@@ -184,3 +184,58 @@ def test_a_bad_target_is_refused_by_name(capsys):
     code, out = _run(capsys, "--target", "no_such_module:f")
     assert code == 2
     assert "`target` must name an importable module" in out.err
+
+
+# -- M-RoPE: position ids split over frequency sections ---------------------------------------
+
+
+def shipped_mrope(draw, bug=None):
+    """cos and sin (L, r/2) of M-RoPE in float32 as shipped code computes them."""
+    r, base, (s_t, s_h, s_w) = draw["rotary_dim"], draw["base"], draw["section"]
+    ids = draw["positions"]
+    inv = F32(1) / _powers(base, r)
+    n = r // 2
+    if draw["layout"] == "sectioned":
+        if bug == "height_width_swapped":
+            s_h, s_w = s_w, s_h
+        axis = np.repeat([0, 1, 2], [s_t, s_h, s_w])
+        if bug == "height_width_swapped":
+            axis = np.where(axis == 1, 2, np.where(axis == 2, 1, 0))
+    else:
+        if bug == "sectioned_for_interleaved":
+            axis = np.repeat([0, 1, 2], [s_t, s_h, s_w])
+        else:
+            axis = np.zeros(n, dtype=np.int64)
+            start = 0 if bug == "interleave_offset" else 1
+            axis[start : 3 * s_h : 3] = 1
+            axis[2 : 3 * s_w : 3] = 2
+    angle = ids[axis, :].T.astype(F32) * inv[None, :]
+    return np.cos(angle), np.sin(angle)
+
+
+def mrope_verdict(draw, bug=None):
+    from relpos.equivalence.frequencies import compare_rotations
+
+    cos, sin = shipped_mrope(draw, bug)
+    expected = frequencies("default", rotary_dim=draw["rotary_dim"], base=draw["base"])
+    return compare_rotations(cos, sin, draw["positions"], expected, draw["section"], draw["layout"])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(draw=mrope_draws())
+def test_shipped_mrope_passes(draw):
+    result = mrope_verdict(draw)
+    assert result.passed, result.message
+
+
+@pytest.mark.parametrize(
+    "bug", ["height_width_swapped", "interleave_offset", "sectioned_for_interleaved"]
+)
+def test_the_search_finds_each_planted_mrope_bug(bug):
+    failing = hypothesis_find(
+        mrope_draws(),
+        lambda draw: not mrope_verdict(draw, bug).passed,
+        settings=settings(max_examples=400, deadline=None, database=None),
+    )
+    message = mrope_verdict(failing, bug).message
+    assert "M-RoPE" in message and "bound" in message and "axis" in message

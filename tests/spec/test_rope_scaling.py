@@ -145,3 +145,29 @@ def test_yarn_ramp_where_the_clipped_bounds_cross():
     low = sp.log(sp.Integer(2048) / (64 * sp.pi)) / sp.log(10)
     assert sp.N(low, 30) > 1
     assert got.inverse == (sp.Rational(1, 2),)
+
+
+def test_mrope_axes_follow_each_layout():
+    from relpos.spec.rope_scaling import mrope_angles, mrope_axes
+
+    assert mrope_axes(16, (2, 3, 3)) == (0, 0, 1, 1, 1, 2, 2, 2)
+    assert mrope_axes(16, (4, 2, 2), "interleaved") == (0, 1, 2, 0, 1, 2, 0, 0)
+    inverse = frequencies("default", rotary_dim=4).inverse
+    assert mrope_angles(inverse, (3, 5, 7), (1, 0, 1)) == (3 * inverse[0], 7 * inverse[1])
+
+
+@pytest.mark.parametrize(
+    ("call", "argument", "words"),
+    [
+        ((8, (1, 1, 1)), "mrope_section", "must sum to r/2 = 4"),
+        ((8, (4, 0)), "mrope_section", "three integers"),
+        ((8, (0, 4, 0), "interleaved"), "mrope_section", "fit the interleaved layout"),
+        ((8, (2, 1, 1), "zigzag"), "layout", "sectioned, interleaved"),
+    ],
+)
+def test_bad_mrope_sections_are_named(call, argument, words):
+    from relpos.spec.rope_scaling import mrope_axes
+
+    with pytest.raises(ArgumentError, match=words) as caught:
+        mrope_axes(*call)
+    assert caught.value.argument == argument
