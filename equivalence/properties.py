@@ -853,13 +853,15 @@ def _restriction(impl: Implementation) -> Restriction:
     return r if isinstance(r, Restriction) else Restriction()
 
 
-def _resized(draw: Draw, restrict: Restriction, axis: str, size: int) -> Draw | None:
+def _resized(
+    draw: Draw, restrict: Restriction, axis: str, size: int, limit: int = KLEN_MAX
+) -> Draw | None:
     """``draw`` with ``axis`` set to ``size`` (a multiple the library takes), or None where
-    the library does not take it or klen would pass KLEN_MAX."""
+    the library does not take it or klen would pass ``limit``."""
     step = restrict.multiple_of.get(axis, 1)
     size = -(-size // step) * step
     dims = {**draw.dims, axis: size}
-    if (size < 1 and axis == "qlen") or dims["qlen"] + dims["mlen"] > KLEN_MAX:
+    if (size < 1 and axis == "qlen") or dims["qlen"] + dims["mlen"] > limit:
         return None
     resized = replace(draw, dims=dims)
     return resized if restrict.admits(resized) else None
@@ -876,6 +878,30 @@ def _at_a_new_length(draw: Draw, impl: Implementation, restrict: Restriction) ->
     return _resized(draw, restrict, axis, size) or draw
 
 
+#: How long a key sequence the history beyond every earlier length may reach.
+_LONGEST = 4 * KLEN_MAX
+
+
+def _beyond_every_length(
+    draw: Draw, impl: Implementation, restrict: Restriction, earlier_dtype: str
+) -> Draw | None:
+    """``draw`` with its memory (its queries where the library takes no memory) grown until
+    klen exceeds every klen ``impl`` has been called with in this process, and reaches a
+    position that ``earlier_dtype`` rounds (1/u + 1: 257 for bfloat16) where that is still
+    above them; None past :data:`_LONGEST`. A cache that grows only when a call is longer
+    than all before it is written by such a call, and one built from positions in the
+    caller's dtype shows it only past that position."""
+    longest = max(_LENGTHS.get(impl.id, set()), default=0)
+    rounded = int(1 / tolerance.DTYPES[earlier_dtype].u) + 1
+    wanted = max(longest + 1, rounded + 1 if rounded > longest else 0)
+    if draw.klen >= wanted:
+        return draw
+    axis = "mlen" if restrict.at_most.get("mlen", 1) > 0 else "qlen"
+    step = restrict.multiple_of.get(axis, 1)
+    grow = -(-(wanted - draw.klen) // step) * step
+    return _resized(draw, restrict, axis, draw.dims[axis] + grow, _LONGEST)
+
+
 def _against_oracle(impl: Implementation, draw: Draw, dtype: str, said: str) -> list[Verdict]:
     """:func:`check_oracle` on ``draw``; each failure starts with ``said`` and where the call
     was made."""
@@ -889,7 +915,9 @@ def _against_oracle(impl: Implementation, draw: Draw, dtype: str, said: str) -> 
 def check_history(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]:
     """Results do not depend on earlier calls. The draw is checked against the oracle at a
     key length new to ``impl`` in this process, first on its own, then (each time at another
-    new length) right after a call in a lower dtype of the same shapes, after a longer call,
+    new length) right after a call in a lower dtype of the same shapes, right after such a
+    call longer than every call before it (a cache that grows only then is written by it),
+    after a longer call,
     after a shorter one and, where the implementation takes position ids, after a call of the
     same shapes at a large offset. State kept between calls (a rotation table cached per
     length and reused in another dtype or at other positions, a table sized by the first
@@ -904,13 +932,21 @@ def check_history(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]
     if not all(v.ok for v in alone):
         return alone
     verdicts: list[Verdict] = []
-    histories = ("dtype", "longer", "shorter") + (("offset",) if restrict.positions else ())
+    histories = ("dtype", "longest", "longer", "shorter")
+    histories += ("offset",) if restrict.positions else ()
     for history in histories:
         checked = _at_a_new_length(draw, impl, restrict)
+        if history == "longest":
+            grown = _beyond_every_length(draw, impl, restrict, _LOWER[dtype])
+            if grown is None:
+                continue
+            checked = grown
         qlen = checked.dims["qlen"]
         earlier, earlier_dtype = checked, _LOWER[dtype]
         said = f"after a {earlier_dtype} call of the same shapes"
-        if history == "offset":
+        if history == "longest":
+            said = f"after a {earlier_dtype} call of the same shapes, longer than any before it"
+        elif history == "offset":
             earlier, earlier_dtype = replace(checked, positions="offset"), dtype
             shift = int(earlier.arguments(dtype)["k_pos"][0, 0])
             said = f"after a call of the same shapes at positions shifted by {shift}"

@@ -175,6 +175,14 @@ _AXES = (
 )
 
 _DEFAULTS = {"base": fixed(10000), "scale": fixed(None)}
+
+
+def _two_or_more(dims: Mapping[str, int], candidates: list[Any]) -> list[Any]:
+    # rotary-embedding-torch divides by dim - 2 at construction (theta_rescale_factor)
+    kept = [r for r in candidates if r is None or r >= 4]
+    return kept if dims["d_head"] >= 4 else []
+
+
 _PROFILES = (
     Profile(
         "roformer",
@@ -217,6 +225,23 @@ _PROFILES = (
         notes=(
             "only the first quarter of each head is rotated",
             "position ids are the model's position_ids",
+        ),
+    ),
+    Profile(
+        "rotary-embedding-torch",
+        "rope",
+        "rotary-embedding-torch (lucidrains) RotaryEmbedding, interleaved pairs",
+        "PyPI rotary-embedding-torch, rotary_embedding_torch.py (RotaryEmbedding, "
+        "rotate_queries_with_cached_keys)",
+        {"masked_rows": "uniform"},
+        options={"scale": fixed(None), "rotary_dim": _two_or_more},
+        notes=(
+            "no position ids: positions are arange(klen), the queries the last qlen of them "
+            "(rotate_queries_with_cached_keys)",
+            "rotary_dim of at least 4: RotaryEmbedding(dim=2) divides by dim - 2 and raises "
+            "ZeroDivisionError",
+            "the attention around the rotation is the adapter's (float32 scores for the half "
+            "types, additive finfo.min mask)",
         ),
     ),
     Profile(

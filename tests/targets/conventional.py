@@ -201,3 +201,26 @@ def kept_passthrough(target, q, k, v, **arguments):
     """An adapter declared stateful that calls the target as it is (for the checker's
     header)."""
     return target(q, k, v, **arguments)
+
+
+_GROWN: dict = {}
+
+
+def rope_tables_grown_from_positions_in_the_input_dtype(
+    q, k, v, *, base=10000, rotary_dim=None, mask=None, scale=None, **_
+):
+    """llama_rope with one float32 table per (width, base), rebuilt only when a call is
+    longer than it, from positions in that call's dtype: a bfloat16 call that grows it past
+    position 256 leaves rounded positions for every later call."""
+    r, klen = _width(q, rotary_dim), k.shape[2]
+    key = (r, base)
+    if key not in _GROWN or _GROWN[key][0].shape[0] < klen:
+        positions = torch.arange(klen, dtype=q.dtype).to(torch.float64)
+        theta = float(base) ** (-torch.arange(0, r, 2, dtype=torch.float64) / r)
+        angle = positions[:, None] * theta[None]
+        _GROWN[key] = tuple(
+            torch.cat([f(angle), f(angle)], dim=-1).to(torch.float32)
+            for f in (torch.cos, torch.sin)
+        )
+    cos, sin = (t[:klen].to(q.dtype) for t in _GROWN[key])
+    return _llama_attend(q, k, v, cos, sin, r, mask, scale)

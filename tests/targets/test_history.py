@@ -46,6 +46,14 @@ def test_tables_sized_by_the_first_call_fail_after_a_shorter_call():
         assert "a klen new to it" in result.message, result.message
 
 
+def test_tables_grown_from_positions_in_the_input_dtype_fail_after_a_longer_lower_call():
+    got = _history("rope_tables_grown_from_positions_in_the_input_dtype")
+    assert got["float32"].status == "fail", got["float32"].message
+    assert "after a bfloat16 call of the same shapes, longer than any before it" in (
+        got["float32"].message
+    )
+
+
 def test_relpos_check_finds_the_cache_per_length():
     # In a process of its own, as a user runs it: the lengths new to a target depend on every
     # call this process made before, and the tests before this one called the same target
@@ -62,6 +70,21 @@ def test_relpos_check_finds_the_cache_per_length():
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "after a bfloat16 call of the same shapes" in done.stdout, done.stdout
+
+
+def test_relpos_check_finds_the_table_grown_in_bfloat16():
+    command = (
+        "from relpos.equivalence.cli import main; raise SystemExit(main(['check', "
+        f"'--target', '{HERE}:rope_tables_grown_from_positions_in_the_input_dtype', "
+        "'--encoding', 'rope', '--profile', 'llama', '--property', 'history', "
+        "'--dtype', 'float32']))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", command], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "after a bfloat16 call of the same shapes, longer than any before it" in done.stdout
 
 
 def test_relpos_check_says_when_an_adapter_keeps_modules(capsys):
