@@ -51,6 +51,8 @@ class Expected:
     #: probability flushed to zero loses up to the smallest normal times |V_ij|, however
     #: small the probability was).
     abs_values_sum: np.ndarray | None = None
+    #: The part of magnitude_scores that rounding a phase adds (RoPE), or None.
+    magnitude_phase: np.ndarray | None = None
     _bounds: dict[str, tolerance.Bounds] = field(default_factory=dict)
 
     def bounds(self, dtype: str) -> tolerance.Bounds:
@@ -63,6 +65,7 @@ class Expected:
                 magnitude_out=self.magnitude_out,
                 abs_values_sum=self.abs_values_sum,
                 oracle_radius=self.radius,
+                magnitude_phase=self.magnitude_phase,
             )
         return self._bounds[dtype]
 
@@ -106,6 +109,7 @@ def expected(encoding: str, args: Mapping[str, Any]) -> Expected:
         abs_values_sum=np.einsum(
             "bhij,bhijd->bhid", result.mask, np.abs(pair_values(encoding, **args))
         ),
+        magnitude_phase=mags.get("scores_phase"),
     )
     _CACHE[key] = value
     if len(_CACHE) > _CACHE_SIZE:
@@ -165,6 +169,7 @@ class Approximate:
     mask: np.ndarray
     magnitude_scores: np.ndarray
     magnitude_out: np.ndarray
+    magnitude_phase: np.ndarray | None = None
 
     def bounds(self, dtype: str) -> tolerance.Bounds:
         return tolerance.bounds(
@@ -173,6 +178,7 @@ class Approximate:
             mask=self.mask,
             magnitude_scores=self.magnitude_scores,
             magnitude_out=self.magnitude_out,
+            magnitude_phase=self.magnitude_phase,
         )
 
 
@@ -180,7 +186,7 @@ def approximate(encoding: str, args: Mapping[str, Any]) -> Approximate:
     from relpos.spec import approximate as spec_approximate
 
     a = spec_approximate(encoding, **args)
-    return Approximate(a["probs"], a["mask"], a["scores"], a["out"])
+    return Approximate(a["probs"], a["mask"], a["scores"], a["out"], a.get("scores_phase"))
 
 
 _Arrays = dict[str, np.ndarray]

@@ -25,7 +25,18 @@ since rounding the argument D f_k by one ulp moves the sine by up to |D f_k| u. 
 both q and k, so its magnitude is first order in the two angles' rounding: the logit of |q|
 and |k| rotated by |cos| and |sin|, plus what |p theta_t| adds on the query's side, plus what
 it adds on the key's (spreading both at once would grow with the square of the position,
-and at position 500 allowed 360 times more).
+and at position 500 allowed 360 times more). Angles come from integer positions at float32
+or better in every dtype (the spec's convention), so the part of the magnitude that the
+angles' spread adds, M_phase (``magnitudes()["scores_phase"]``), is scaled by the unit
+roundoff of the accumulation dtype: the angle p theta_t is off by |ln theta_t| u_acc (the
+rounded exponent of base^(-2t/r)) plus a few roundings (the power, the product with p), at
+most ``C_PHASE`` u_acc for bases up to e^20. A half type's own rounding then moves cos and
+sin by u relative to their values, which the rest of the magnitude carries::
+
+    tol_e = ((n + 4) * u_acc + C_ROUND * u) * (M - M_phase) + C_PHASE * u_acc * M_phase   (E1')
+
+An angle built from positions rounded to the half type (257 for 256 in bfloat16) is then
+outside the bound.
 
 Probabilities. A perturbation de of a row's logits moves alpha_ij by at most
 alpha_ij (exp(2 max_k |de_ik|) - 1) (the ratio of exponentials of two perturbed logits moves
@@ -112,6 +123,9 @@ C_ROUND = 8
 SAFETY = 2.0
 #: Roundings of intermediates to the working dtype along one gradient path.
 C_ROUND_GRAD = 16
+#: Roundings of a RoPE angle in units of u_acc: |ln theta_t| <= ln(base) <= 20 from the
+#: rounded exponent, and 4 for the power, the reciprocal, the position's product and cos/sin.
+C_PHASE = 24
 #: exp(2 E) - 1 is evaluated with 2 E clipped here: beyond it (a half type with logits of
 #: order 1e3) the bound already exceeds any value and saturates instead of overflowing.
 MAX_EXPONENT = 600.0
@@ -161,8 +175,9 @@ def bounds(
     magnitude_out: np.ndarray,
     abs_values_sum: np.ndarray | None = None,
     oracle_radius: Bounds | None = None,
+    magnitude_phase: np.ndarray | None = None,
 ) -> Bounds:
-    """E1-E3 for one evaluation.
+    """E1-E3 for one evaluation (E1' where ``magnitude_phase`` is given).
 
     ``probs`` (float64) and ``mask`` come from the oracle, the magnitudes from
     :func:`relpos.spec.magnitudes`; ``abs_values_sum`` is sum_j |V_ij| per output element (for the
@@ -174,7 +189,13 @@ def bounds(
     m = _model(dtype)
     n = magnitude_out.shape[-1]  # d_head
     klen = probs.shape[-1]
-    tol_e = SAFETY * ((n + 4) * m.u_acc + C_ROUND * m.u) * magnitude_scores
+    if magnitude_phase is None:
+        tol_e = SAFETY * ((n + 4) * m.u_acc + C_ROUND * m.u) * magnitude_scores
+    else:
+        plain = np.maximum(magnitude_scores - magnitude_phase, 0.0)
+        tol_e = SAFETY * (
+            ((n + 4) * m.u_acc + C_ROUND * m.u) * plain + C_PHASE * m.u_acc * magnitude_phase
+        )
     worst = np.where(mask, tol_e, 0.0).max(axis=-1, initial=0.0)  # E_i per row
     growth = np.expm1(np.minimum(2 * worst, MAX_EXPONENT))[..., None]
     per_prob = growth + (klen + 3) * m.u_acc + m.u
@@ -254,6 +275,7 @@ def for_evaluation(
             magnitude_scores=mags["scores"],
             magnitude_out=mags["out"],
             oracle_radius=radius,
+            magnitude_phase=mags.get("scores_phase"),
         )
         for dtype in dtypes
     }

@@ -185,6 +185,38 @@ class Encoding(abc.ABC):
         one side at a time, so that the magnitude stays first order in them."""
         return [(1, self.logit_operands(problem, x, scale, mode))]
 
+    def phase_free_magnitude_operands(
+        self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode
+    ) -> list[tuple[int, tuple[PairFormula, tuple[Any, ...]]]] | None:
+        """The logits' magnitude without what rounding a phase adds (RoPE's angles p
+        theta_t), as :meth:`magnitude_operands`; None for an encoding without one. The
+        difference is the phase's part of the magnitude, which the tolerance model scales
+        by the unit roundoff the phase is computed in."""
+        return None
+
+    @final
+    def phase_magnitude(
+        self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode
+    ) -> np.ndarray | None:
+        """The phase's part of the logits' magnitude in an abs mode (the magnitude less its
+        phase-free form, >= 0), None without a phase."""
+        plain = self.phase_free_magnitude_operands(problem, x, scale, mode)
+        if plain is None:
+            return None
+        total = self._signed_sum(problem, self.magnitude_operands(problem, x, scale, mode))
+        return np.asarray(total) - np.asarray(self._signed_sum(problem, plain))
+
+    def _signed_sum(
+        self, problem: Problem, parts: list[tuple[int, tuple[PairFormula, tuple[Any, ...]]]]
+    ) -> Any:
+        d = problem.dims
+        pairs = (d["bsz"], d["n_head"], d["qlen"], d["klen"])
+        total: Any = None
+        for sign, (formula, operands) in parts:
+            part = np.asarray(formula.on_pairs({"d_head": d["d_head"]}, pairs, *operands))
+            total = part if total is None else total + sign * part
+        return total
+
     @final
     def logits(self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode) -> np.ndarray:
         """Logits e[b, h, i, j] before masking, evaluated from the formula of
@@ -193,11 +225,9 @@ class Encoding(abc.ABC):
         d = problem.dims
         pairs = (d["bsz"], d["n_head"], d["qlen"], d["klen"])
         if mode in ("abs", "abs_float"):
-            total: Any = None
-            for sign, (formula, operands) in self.magnitude_operands(problem, x, scale, mode):
-                part = np.asarray(formula.on_pairs({"d_head": d["d_head"]}, pairs, *operands))
-                total = part if total is None else total + sign * part
-            return np.asarray(total)
+            return np.asarray(
+                self._signed_sum(problem, self.magnitude_operands(problem, x, scale, mode))
+            )
         formula, operands = self.logit_operands(problem, x, scale, mode)
         if mode == "ball":
             return formula.balls(pairs, *operands)

@@ -257,7 +257,8 @@ def magnitudes(
 
     ``scores``: the logit formula evaluated on absolute values of every input and constant
     (for Shaw, scale * |q_i| . (|k_j| + |a_c|)), an upper bound on the magnitude of every
-    product a floating-point evaluation sums; ``out``: sum_j alpha_ij |V|_ij, which bounds the
+    product a floating-point evaluation sums; ``scores_phase`` (RoPE only): the part of
+    ``scores`` that rounding the angles adds; ``out``: sum_j alpha_ij |V|_ij, which bounds the
     terms the output sums. ``precision="float64"`` evaluates the same formulas in float64
     numpy arrays: fast enough for long sequences, and far more accurate than the constants of
     any bound built on it.
@@ -270,10 +271,15 @@ def magnitudes(
     abs_mode: Mode = "abs" if precision == "exact" else "abs_float"
     with mpmath.workdps(DPS):
         abs_inputs = _inputs(enc, problem, abs_mode)
-        abs_logits = enc.logits(problem, abs_inputs, _scale(enc, problem, abs_mode), abs_mode)
+        abs_scale = _scale(enc, problem, abs_mode)
+        abs_logits = enc.logits(problem, abs_inputs, abs_scale, abs_mode)
+        phase = enc.phase_magnitude(problem, abs_inputs, abs_scale, abs_mode)
         _, probs, _, _ = _run(enc, problem, value_mode)
         abs_out = (probs[..., None] * enc.values(problem, abs_inputs, abs_mode)).sum(axis=-2)
-    return {"scores": _to_float64(abs_logits), "out": _to_float64(abs_out)}
+    out = {"scores": _to_float64(abs_logits), "out": _to_float64(abs_out)}
+    if phase is not None:
+        out["scores_phase"] = np.maximum(_to_float64(phase), 0.0)
+    return out
 
 
 def _to_float64(arr: np.ndarray) -> np.ndarray:
@@ -473,11 +479,16 @@ def approximate(encoding: str | Encoding, /, **args: Any) -> dict[str, np.ndarra
     with mpmath.workdps(DPS):
         _, probs, _, mask = _run(enc, problem, "float")
         abs_inputs = _inputs(enc, problem, "abs_float")
-        abs_logits = enc.logits(problem, abs_inputs, _scale(enc, problem, "abs_float"), "abs_float")
+        abs_scale = _scale(enc, problem, "abs_float")
+        abs_logits = enc.logits(problem, abs_inputs, abs_scale, "abs_float")
+        phase = enc.phase_magnitude(problem, abs_inputs, abs_scale, "abs_float")
         abs_out = (probs[..., None] * enc.values(problem, abs_inputs, "abs_float")).sum(axis=-2)
-    return {
+    out = {
         "probs": probs,
         "mask": mask,
         "scores": np.asarray(abs_logits, dtype=np.float64),
         "out": np.asarray(abs_out, dtype=np.float64),
     }
+    if phase is not None:
+        out["scores_phase"] = np.maximum(np.asarray(phase, dtype=np.float64), 0.0)
+    return out

@@ -417,6 +417,12 @@ class RoPE(Encoding):
             (-1, self._operands(problem, x, scale, mode, (False, False))),
         ]
 
+    def phase_free_magnitude_operands(
+        self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode
+    ) -> list[tuple[int, tuple[PairFormula, tuple[Any, ...]]]]:
+        """|q| and |k| rotated by |cos| and |sin|, without the angles' spread."""
+        return [(1, self._operands(problem, x, scale, mode, (False, False)))]
+
     def logit_operands(
         self, problem: Problem, x: Mapping[str, Any], scale: Any, mode: Mode
     ) -> tuple[PairFormula, tuple[Any, ...]]:

@@ -228,3 +228,30 @@ def test_a_half_type_product_before_its_scale_is_caught_by_the_default_check(
     assert code == 1, out
     assert f"FAIL: torch-{encoding}-reference half_range float16" in out
     assert "so a product scaled only afterwards overflows" in out
+
+
+@pytest.mark.parametrize("prop", ["golden"])
+def test_positions_rounded_to_a_half_type_are_caught_in_it(prop, monkeypatch, capsys):
+    """The angle's allowance is float32's (angles come from integer positions at float32 or
+    better in every dtype), so positions rounded to bfloat16 fail in bfloat16 itself, by the
+    golden long-position case (half-type inputs reach the
+    implementation upcast to float32, so the plant rounds to bfloat16 explicitly)."""
+    monkeypatch.setattr(rope, "_angles", _bfloat16_positions)
+    code = main(
+        [
+            "check",
+            "--encoding",
+            "rope",
+            "--backend",
+            "torch",
+            "--property",
+            prop,
+            "--dtype",
+            "bfloat16",
+            "--budget",
+            "dev",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert f"FAIL: torch-rope-reference {prop} bfloat16" in out

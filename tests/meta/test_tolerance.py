@@ -75,6 +75,32 @@ def test_large_logits_in_half_types_saturate_without_overflow():
     assert (b.probs > 1).all()  # the honest statement: nothing is known beyond [0, 1]
 
 
+def test_a_rope_phase_is_allowed_float32_rounding_in_a_half_type():
+    """E1': the angles' part of the magnitude scales with u_acc (float32), the rest as E1."""
+    shape, n = (1, 1, 2, 3), 4
+    m = tolerance.DTYPES["bfloat16"]
+    common = {
+        "probs": np.full(shape, 1 / 3),
+        "mask": np.ones(shape, bool),
+        "magnitude_scores": np.full(shape, 10.0),
+        "magnitude_out": np.ones((1, 1, 2, n)),
+    }
+    plain = tolerance.bounds("bfloat16", **common)
+    phased = tolerance.bounds("bfloat16", **common, magnitude_phase=np.full(shape, 6.0))
+    per_plain = tolerance.SAFETY * ((n + 4) * m.u_acc + tolerance.C_ROUND * m.u)
+    want = per_plain * 4.0 + tolerance.SAFETY * tolerance.C_PHASE * m.u_acc * 6.0
+    assert np.allclose(phased.scores, want, rtol=1e-12)
+    assert (phased.scores < plain.scores).all()
+    from relpos.spec import magnitudes
+
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((1, 1, 3, 4)) for _ in range(3))
+    assert "scores_phase" in magnitudes("rope", "float64", q=q, k=k, v=v)
+    assert "scores_phase" not in magnitudes(
+        "t5", "float64", q=q, k=k, v=v, rel_bias=rng.standard_normal((32, 1))
+    )
+
+
 def test_unknown_dtype_is_rejected():
     with pytest.raises(
         ValueError, match="`dtype` must be one of float64, float32, bfloat16, float16, got 'float8'"
