@@ -932,7 +932,7 @@ def check_history(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]
     if not all(v.ok for v in alone):
         return alone
     verdicts: list[Verdict] = []
-    histories = ("dtype", "longest", "longer", "shorter")
+    histories: tuple[str, ...] = ("dtype", "longest", "longer", "shorter")
     histories += ("offset",) if restrict.positions else ()
     for history in histories:
         checked = _at_a_new_length(draw, impl, restrict)
