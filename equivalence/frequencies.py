@@ -30,7 +30,7 @@ import numpy as np
 import sympy as sp
 from hypothesis import strategies as st
 
-from relpos.equivalence.tolerance import SAFETY
+from relpos.equivalence.tolerance import DTYPES, SAFETY
 from relpos.spec.rope_scaling import VARIANTS, RopeFrequencies, frequencies
 
 __all__ = [
@@ -56,7 +56,6 @@ C_WEIGHT = 8
 #: Roundings along an attention factor (logarithms, square roots, ratios).
 C_FACTOR = 8
 
-_UNIT = {"float64": 2.0**-53, "float32": 2.0**-24, "bfloat16": 2.0**-8, "float16": 2.0**-11}
 
 
 @dataclass(frozen=True)
@@ -70,9 +69,9 @@ class FrequencyVerdict:
 
 
 def _unit(dtype: str) -> float:
-    if dtype not in _UNIT:
-        raise ValueError(f"`dtype` must be one of {', '.join(_UNIT)}, got {dtype!r}")
-    return _UNIT[dtype]
+    if dtype not in DTYPES:
+        raise ValueError(f"`dtype` must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    return DTYPES[dtype].u
 
 
 def _blended(expected: RopeFrequencies) -> bool:
