@@ -57,7 +57,6 @@ C_WEIGHT = 8
 C_FACTOR = 8
 
 
-
 @dataclass(frozen=True)
 class FrequencyVerdict:
     """Whether a library's frequencies and attention factor are the spec's: the worst error as
