@@ -879,7 +879,10 @@ def _at_a_new_length(draw: Draw, impl: Implementation, restrict: Restriction) ->
 
 
 #: How long a key sequence the history beyond every earlier length may reach.
-_LONGEST = 4 * KLEN_MAX
+_LONGEST = 2 * KLEN_MAX
+#: Queries of that call: the state it writes depends on klen alone, and the oracle's cost on
+#: qlen * klen.
+_LONGEST_QUERIES = 4
 
 
 def _beyond_every_length(
@@ -888,10 +891,14 @@ def _beyond_every_length(
     """``draw`` with its memory (its queries where the library takes no memory) grown until
     klen exceeds every klen ``impl`` has been called with in this process, and reaches a
     position that ``earlier_dtype`` rounds (1/u + 1: 257 for bfloat16) where that is still
-    above them; None past :data:`_LONGEST`. A cache that grows only when a call is longer
+    above them, with at most :data:`_LONGEST_QUERIES` queries where the library takes memory;
+    None past :data:`_LONGEST`. A cache that grows only when a call is longer
     than all before it is written by such a call, and one built from positions in the
     caller's dtype shows it only past that position."""
     longest = max(_LENGTHS.get(impl.id, set()), default=0)
+    if restrict.at_most.get("mlen", 1) > 0 and draw.dims["qlen"] > _LONGEST_QUERIES:
+        fewer = _resized(draw, restrict, "qlen", _LONGEST_QUERIES)
+        draw = fewer if fewer is not None else draw
     rounded = int(1 / tolerance.DTYPES[earlier_dtype].u) + 1
     wanted = max(longest + 1, rounded + 1 if rounded > longest else 0)
     if draw.klen >= wanted:
