@@ -40,6 +40,7 @@ __all__ = [
     "EXAMPLES",
     "FrequencyResult",
     "FrequencyVerdict",
+    "boundaries",
     "check_frequencies",
     "compare_frequencies",
     "compare_rotations",
@@ -166,7 +167,8 @@ def _scaling(draw: Any, rope_type: str, max_rotary_dim: int) -> dict[str, Any]:
     seq_len = draw(
         st.one_of(
             st.none(),
-            st.sampled_from([L0 - 1, L0, L0 + 1]),
+            st.just(L0),
+            st.sampled_from([L0 - 1, L0 + 1]),
             st.integers(1, 2**17),
         )
     )
@@ -199,6 +201,34 @@ def _scaling(draw: Any, rope_type: str, max_rotary_dim: int) -> dict[str, Any]:
         params["head_dim"] = r * draw(st.sampled_from([1, 2, 4]))
         params["factor"] = draw(st.sampled_from([1.0, 2.0]))
     return {"rope_type": rope_type, "rotary_dim": r, "base": base, "seq_len": seq_len, **params}
+
+
+def boundaries(rope_type: str) -> list[dict[str, Any]]:
+    """Calls of ``rope_type`` at the lengths where variants switch (L0 - 1, L0, L0 + 1 and no
+    seq_len), run before every search. A search's draws are correlated within a run, and a
+    run can draw no length at L0 itself: these calls make the switch point certain."""
+    L0, r = 4096, 64
+    params: dict[str, Any] = {}
+    if rope_type in ("linear", "dynamic", "yarn", "llama3"):
+        params["factor"] = 8.0
+    if rope_type in ("dynamic", "yarn", "llama3", "longrope"):
+        params["original_max_position_embeddings"] = L0
+    if rope_type == "yarn":
+        params.update(
+            beta_fast=32.0, beta_slow=1.0, truncate=True, mscale=0.707, mscale_all_dim=0.707
+        )
+    if rope_type == "llama3":
+        params.update(low_freq_factor=1.0, high_freq_factor=4.0)
+    if rope_type == "longrope":
+        short = [1.0 + (t % 3) / 4 for t in range(r // 2)]
+        long = [1.5 + t for t in range(r // 2)]
+        params.update(short_factor=short, long_factor=long, max_position_embeddings=16 * L0)
+    if rope_type == "proportional":
+        params.update(head_dim=2 * r, factor=2.0)
+    return [
+        {"rope_type": rope_type, "rotary_dim": r, "base": 10000.0, "seq_len": n, **params}
+        for n in (L0 - 1, L0, L0 + 1, None)
+    ]
 
 
 def mrope_reference(
@@ -339,6 +369,15 @@ class _Failed(AssertionError):
     pass
 
 
+class _TargetRaised(Exception):
+    """The target's own exception, kept apart from the checker's: an exception of the oracle
+    or of the comparison is never reported as the target's."""
+
+    def __init__(self, exc: Exception) -> None:
+        super().__init__(f"{type(exc).__name__}: {exc}")
+        self.exc = exc
+
+
 _LOADED: dict[str, Any] = {}
 
 
@@ -414,7 +453,7 @@ def check_frequencies(
 def _check_one(
     rope_type: str, target: str, call_target: Any, chosen: Any, dtype: str
 ) -> FrequencyResult:
-    from hypothesis import given, seed, settings
+    from hypothesis import example, given, seed, settings
 
     from relpos.equivalence.isolation import TargetDied
     from relpos.equivalence.profiles import run_seed
@@ -426,12 +465,19 @@ def _check_one(
     def holds(call: dict[str, Any]) -> None:
         result.examples += 1
         last[:] = [call]  # after shrinking, Hypothesis replays the smallest failure last
-        inverse, factor = call_target(call)
+        try:
+            inverse, factor = call_target(call)
+        except (TargetDied, NotImplementedError):
+            raise
+        except Exception as exc:
+            raise _TargetRaised(exc) from exc
         verdict = compare_frequencies(inverse, factor, frequencies(**call), dtype=dtype)
         result.worst_ratio = max(result.worst_ratio, verdict.worst_ratio)
         if not verdict.passed:
             raise _Failed(verdict.message)
 
+    for call in boundaries(rope_type):
+        holds = example(call=call)(holds)
     run = settings(chosen)(holds if chosen.derandomize else seed(run_seed())(holds))
     try:
         run()
@@ -441,9 +487,9 @@ def _check_one(
         result.status, result.message = died.status, died.message
     except NotImplementedError as missing:
         result.status, result.message = "skip", f"{target} ships no {rope_type}: {missing}"
-    except Exception as exc:  # the target raised: reported with the call that did it
+    except _TargetRaised as raised:  # reported with the call that did it
         result.status = "error"
-        result.message = f"{target} raised {type(exc).__name__}: {exc}"
+        result.message = f"{target} raised {raised}"
     if result.status != "pass" and last:
         result.call = last[0]
     return result

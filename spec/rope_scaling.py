@@ -373,8 +373,18 @@ def frequencies(
             )
         f = exact(params["factor"])
         L = max(seq_len or L0, L0)
-        grown = b * (f * sp.Integer(L) / L0 - (f - 1)) ** sp.Rational(r, r - 2)
-        return RopeFrequencies(rope_type, tuple(_default(grown, r)), one, grown, f)
+        growth = f * sp.Integer(L) / L0 - (f - 1)
+        if growth == 1:  # seq_len <= L0: the default frequencies, exactly
+            return RopeFrequencies(rope_type, tuple(_default(b, r)), one, b, f)
+        # grown^(-2t/r) = base^(-2t/r) growth^(-2t/(r-2)). The growth's powers stay
+        # unevaluated: SymPy would otherwise look for perfect powers in integers with
+        # hundreds of digits (long seq_len, wide r), and overflow doing it.
+        inverse = tuple(
+            x * sp.Pow(growth, sp.Rational(-2 * t, r - 2), evaluate=False)
+            for t, x in enumerate(_default(b, r))
+        )
+        grown = b * sp.Pow(growth, sp.Rational(r, r - 2), evaluate=False)
+        return RopeFrequencies(rope_type, inverse, one, grown, f)
     if rope_type == "yarn":
         return _yarn(r, b, L0, params)
     if rope_type == "longrope":

@@ -12,7 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import find as hypothesis_find
 
-from relpos.equivalence.frequencies import compare_frequencies, mrope_draws, scalings
+from relpos.equivalence.frequencies import (
+    boundaries,
+    compare_frequencies,
+    mrope_draws,
+    scalings,
+)
 from relpos.spec.rope_scaling import frequencies
 
 F32 = np.float32
@@ -120,6 +125,20 @@ def test_the_search_finds_each_planted_bug(bug):
     assert PLANTED[bug] in message and "bound" in message
 
 
+@pytest.mark.parametrize("rope_type", sorted({t for t in PLANTED.values()} | {"default"}))
+def test_the_switch_point_calls_pass_shipped_code(rope_type):
+    for call in boundaries(rope_type):
+        result = verdict(call)
+        assert result.passed, result.message
+
+
+@pytest.mark.parametrize("bug", ["longrope_switch_at_L0", "dynamic_is_static"])
+def test_the_switch_point_calls_catch_the_bugs_at_L0_whatever_the_search_draws(bug):
+    """A run's draws are correlated: one run in seven of 100 longrope draws had no seq_len at
+    L0 itself. The switch-point calls, run before every search, catch it in every run."""
+    assert any(not verdict(call, bug).passed for call in boundaries(PLANTED[bug]))
+
+
 # -- the same bugs through `relpos frequencies`, the command users run ---------------------
 
 
@@ -178,6 +197,21 @@ def test_a_target_that_raises_is_an_error_with_its_call(capsys, tmp_path):
     statuses = {r["rope_type"]: r["status"] for r in saved["results"]}
     assert statuses.pop("longrope") == "error" and set(statuses.values()) == {"pass"}
     assert saved["seed"] == int(out.out.split()[1])
+
+
+def test_an_oracle_failure_is_never_blamed_on_the_target(monkeypatch):
+    """An exception of the spec's side propagates as the checker's own, so that no target
+    is reported in error for it."""
+    from relpos.equivalence import frequencies as module
+
+    def broken(**call):
+        raise OverflowError("the oracle's own")
+
+    monkeypatch.setattr(module, "frequencies", broken)
+    with pytest.raises(OverflowError, match="the oracle's own"):
+        module.check_frequencies(
+            f"{__name__}:shipped_target", ["default"], budget="dev", isolate=False
+        )
 
 
 def test_a_bad_target_is_refused_by_name(capsys):

@@ -171,3 +171,23 @@ def test_bad_mrope_sections_are_named(call, argument, words):
     with pytest.raises(ArgumentError, match=words) as caught:
         mrope_axes(*call)
     assert caught.value.argument == argument
+
+
+def test_dynamic_at_long_lengths_and_wide_rotations_is_exact():
+    """A growth of 96417/512 over 38 pairs: SymPy's own evaluation of its powers looked for
+    perfect powers in integers too large for a float, and overflowed."""
+    got = frequencies(
+        "dynamic",
+        rotary_dim=76,
+        base=10000.0,
+        seq_len=100001,
+        factor=8.0,
+        original_max_position_embeddings=4096,
+    )
+    growth = sp.Rational(8 * 100001, 4096) - 7
+    grown = 10000 * growth ** (sp.Float(76, 50) / 74)
+    inverse, _ = got.floats()
+    for t, value in enumerate(inverse):
+        want = float(sp.N(grown ** (sp.Rational(-2 * t, 76)), 30))
+        assert value == pytest.approx(want, rel=1e-15, abs=0)
+    assert float(got.base) == pytest.approx(float(grown), rel=1e-15)
