@@ -158,6 +158,13 @@ def scalings(
     return st.sampled_from(chosen).flatmap(lambda t: _scaling(t, max_rotary_dim))
 
 
+#: The variants whose draws and switch-point calls take a ``factor`` (proportional draws its
+#: own, longrope's comes from its lengths).
+_DRAWN_FACTOR = ("linear", "dynamic", "yarn", "llama3")
+#: The variants that take the original length L0.
+_LENGTH_SWITCHED = ("dynamic", "yarn", "llama3", "longrope")
+
+
 @st.composite
 def _scaling(draw: Any, rope_type: str, max_rotary_dim: int) -> dict[str, Any]:
     low = 4 if rope_type == "dynamic" else 2
@@ -174,9 +181,9 @@ def _scaling(draw: Any, rope_type: str, max_rotary_dim: int) -> dict[str, Any]:
     )
     factor = draw(st.sampled_from([2.0, 4.0, 8.0, 1.5, 40.0, 1.0, 0.5]))
     params: dict[str, Any] = {}
-    if rope_type in ("linear", "dynamic", "yarn", "llama3"):
+    if rope_type in _DRAWN_FACTOR:
         params["factor"] = factor
-    if rope_type in ("dynamic", "yarn", "llama3", "longrope"):
+    if rope_type in _LENGTH_SWITCHED:
         params["original_max_position_embeddings"] = L0
     if rope_type == "yarn":
         params["beta_fast"] = draw(st.sampled_from([32.0, 16.0, 64.0]))
@@ -209,9 +216,9 @@ def boundaries(rope_type: str) -> list[dict[str, Any]]:
     run can draw no length at L0 itself: these calls make the switch point certain."""
     L0, r = 4096, 64
     params: dict[str, Any] = {}
-    if rope_type in ("linear", "dynamic", "yarn", "llama3"):
+    if rope_type in _DRAWN_FACTOR:
         params["factor"] = 8.0
-    if rope_type in ("dynamic", "yarn", "llama3", "longrope"):
+    if rope_type in _LENGTH_SWITCHED:
         params["original_max_position_embeddings"] = L0
     if rope_type == "yarn":
         params.update(
@@ -375,7 +382,6 @@ class _TargetRaised(Exception):
 
     def __init__(self, exc: Exception) -> None:
         super().__init__(f"{type(exc).__name__}: {exc}")
-        self.exc = exc
 
 
 _LOADED: dict[str, Any] = {}
