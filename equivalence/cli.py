@@ -6,9 +6,10 @@ relpos vectors export --out DIR        write the golden vectors
 relpos vectors verify DIR              re-derive golden vectors, report differences
 relpos check [--target M:F --encoding NAME [--profile P] [--adapter M:F]]
                                        conformance report (bundled implementations or a target)
-relpos frequencies --target M:F [--rope-type T]
+relpos frequencies [--target M:F] [--rope-type T]
                                        a RoPE's inverse frequencies and attention factor
                                        against the spec's exact values, per scaling variant
+                                       (bundled implementations or a target)
 relpos profiles [--encoding NAME]      conventions and named library profiles
 relpos bench                           benchmarks
 relpos --version                       the installed distribution's version
@@ -406,9 +407,10 @@ def _bench(args: argparse.Namespace) -> int:
 def _frequencies(args: argparse.Namespace) -> int:
     import json
 
-    from relpos.equivalence.frequencies import check_frequencies
+    from relpos.equivalence.frequencies import BUNDLED, check_frequencies
     from relpos.equivalence.isolation import set_timeout
     from relpos.equivalence.profiles import active_profile
+    from relpos.impls import backend_available
     from relpos.spec import ArgumentError
 
     try:
@@ -423,11 +425,52 @@ def _frequencies(args: argparse.Namespace) -> int:
         return 2
     if args.timeout is not None:
         set_timeout(args.timeout)
-    try:
-        results = check_frequencies(args.target, args.rope_type, dtype=args.dtype, budget=budget)
-    except ArgumentError as exc:
-        sys.stderr.write(f"relpos frequencies: {exc}\n")
+    if args.target is not None:
+        targets = [(args.target, False)]
+    elif args.dtype not in ("float32", "float64"):
+        sys.stderr.write(
+            f"relpos frequencies: --dtype {args.dtype}: the bundled implementations compute "
+            "frequencies in float32 or float64 (a model in a half type rotates by float32 "
+            "angles); --dtype is for a --target that computes in a half type\n"
+        )
         return 2
+    else:
+        targets = [(path, True) for name, path in BUNDLED.items() if backend_available(name)[0]]
+        if not targets:
+            sys.stderr.write(
+                "relpos frequencies: neither torch nor jax is installed, so nothing bundled "
+                "can run (pip install 'relpos-conformance[torch]'), and no --target was given\n"
+            )
+            return 2
+    reports, failed, passed, total = [], 0, 0, 0
+    for target, precision in targets:
+        try:
+            results = check_frequencies(
+                target, args.rope_type, dtype=args.dtype, budget=budget, precision=precision
+            )
+        except ArgumentError as exc:
+            sys.stderr.write(f"relpos frequencies: {exc}\n")
+            return 2
+        if len(targets) > 1:
+            sys.stdout.write(f"\n{target} (precision {args.dtype})\n")
+        extra = f", 'precision': {args.dtype!r}" if precision else ""
+        _frequency_table(results, target, extra)
+        reports.append({"target": target, "results": [vars(r) for r in results]})
+        failed += sum(r.status not in ("pass", "skip") for r in results)
+        passed += sum(r.status == "pass" for r in results)
+        total += len(results)
+    if args.json:
+        report: dict[str, Any] = {"budget": budget, "seed": seed, "dtype": args.dtype}
+        report.update(reports[0] if args.target is not None else {"targets": reports})
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    sys.stdout.write(
+        f"\n{passed} passed, {failed} failed, {total - passed - failed} skipped (budget {budget})\n"
+    )
+    return 1 if failed else 0
+
+
+def _frequency_table(results: list[Any], target: str, extra: str) -> None:
+    """One target's table, then its failures and skips with the smallest failing call."""
     width = max(len(r.rope_type) for r in results)
     sys.stdout.write(f"{'rope_type':<{width}}  status   examples  worst/bound\n")
     for r in results:
@@ -438,22 +481,8 @@ def _frequencies(args: argparse.Namespace) -> int:
     for r in failed + [r for r in results if r.status == "skip"]:
         sys.stdout.write(f"\n{r.status} {r.rope_type}: {r.message}\n")
         if r.call is not None:
-            sys.stdout.write(f"  smallest call: {args.target}(**{r.call!r})\n")
-    if args.json:
-        report = {
-            "target": args.target,
-            "budget": budget,
-            "seed": seed,
-            "dtype": args.dtype,
-            "results": [vars(r) for r in results],
-        }
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    passed = sum(r.status == "pass" for r in results)
-    sys.stdout.write(
-        f"\n{passed} passed, {len(failed)} failed, "
-        f"{len(results) - passed - len(failed)} skipped (budget {budget})\n"
-    )
-    return 1 if failed else 0
+            call = repr(r.call)[:-1] + extra + "}"
+            sys.stdout.write(f"  smallest call: {target}(**{call})\n")
 
 
 def _version() -> str:
@@ -596,18 +625,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     freq.add_argument(
         "--target",
-        required=True,
         metavar="MODULE:FUNCTION",
         help="function(rope_type=..., rotary_dim=..., base=..., seq_len=..., **parameters) "
         "-> (inverse frequencies, attention factor); e.g. "
-        "relpos.equivalence.adapters.huggingface:llama_rotary_frequencies",
+        "relpos.equivalence.adapters.huggingface:llama_rotary_frequencies (default: the "
+        "bundled implementations of each installed backend)",
     )
     freq.add_argument("--rope-type", action="append", choices=list(_rope_types()))
     freq.add_argument(
         "--dtype",
         default="float32",
         choices=["float64", "float32", "bfloat16", "float16"],
-        help="the dtype the target computes its frequencies in (default float32)",
+        help="the dtype the target computes its frequencies in (default float32; the bundled "
+        "implementations: float32 or float64)",
     )
     freq.add_argument("--budget", choices=["dev", "ci", "thorough"])
     freq.add_argument("--seed", type=_seed_value, metavar="N")

@@ -34,6 +34,7 @@ from relpos.equivalence.tolerance import DTYPES, SAFETY
 from relpos.spec.rope_scaling import VARIANTS, RopeFrequencies, frequencies
 
 __all__ = [
+    "BUNDLED",
     "C_FACTOR",
     "C_STEPS",
     "C_WEIGHT",
@@ -384,19 +385,35 @@ class _TargetRaised(Exception):
         super().__init__(f"{type(exc).__name__}: {exc}")
 
 
+#: The bundled implementations, per backend: ``relpos frequencies`` without ``--target``
+#: checks each whose backend is installed, in float32 and float64 (their ``precision``).
+BUNDLED = {
+    "torch": "relpos.impls.torch.rope_scaling:inverse_frequencies",
+    "jax": "relpos.impls.jax.rope_scaling:inverse_frequencies",
+}
+
 _LOADED: dict[str, Any] = {}
+
+
+def _load(path: str) -> Any:
+    """The target's function; the bundled JAX one with 64-bit types enabled, as the
+    checker's JAX backend runs it."""
+    from relpos.equivalence.targets import load_callable
+
+    if path == BUNDLED["jax"]:
+        from relpos.equivalence.backends import JaxBackend
+
+        JaxBackend().jax  # noqa: B018 (enables jax_enable_x64)
+    return load_callable(path)
 
 
 def _call_in_worker(path: str, path_entries: list[str], call: dict[str, Any]) -> Any:
     import sys
 
-    from relpos.equivalence.targets import load_callable
-
     if path not in _LOADED:
         sys.path[:] = path_entries
-        _LOADED[path] = load_callable(path)
-    inverse, factor = _LOADED[path](**call)
-    return np.asarray(inverse, dtype=np.float64), float(factor)
+        _LOADED[path] = _load(path)
+    return _as_pair(_LOADED[path](**call))
 
 
 def _caller(target: str, isolate: bool) -> Any:
@@ -406,7 +423,7 @@ def _caller(target: str, isolate: bool) -> Any:
     from relpos.equivalence.targets import load_callable
 
     if not isolate:
-        fn = load_callable(target)
+        fn = _load(target)
         return lambda call: _as_pair(fn(**call))
     load_callable(target)  # a bad path is refused here, with the argument named
     worker = pool("frequencies")
@@ -436,18 +453,26 @@ def check_frequencies(
     dtype: str = "float32",
     budget: str | None = None,
     isolate: bool = True,
+    precision: bool = False,
 ) -> list[FrequencyResult]:
     """Check ``target`` (``package.module:function``, called as ``function(rope_type=...,
     rotary_dim=..., base=..., seq_len=..., **parameters)`` and returning (inverse
     frequencies, attention factor)) on every rope_type, with :data:`EXAMPLES` draws of
     :func:`scalings` per rope_type under the budget's Hypothesis settings and the run's
     seed. The target runs in a worker process (``isolate``), so that a hang or a crash is a
-    finding."""
+    finding. With ``precision``, each call also gets ``precision=dtype`` (the bundled
+    implementations compute in the precision they are asked for)."""
     from hypothesis import settings
 
     from relpos.equivalence.profiles import active_profile, load_profile
 
     call_target = _caller(target, isolate)
+    if precision:
+        plain = call_target
+
+        def call_target(call: dict[str, Any]) -> Any:
+            return plain({**call, "precision": dtype})
+
     name = budget or active_profile()
     chosen = settings(load_profile(name), database=None, max_examples=EXAMPLES[name])
     return [

@@ -58,6 +58,7 @@ __all__ = [
     "VARIANTS",
     "RopeFrequencies",
     "Variant",
+    "checked",
     "exact",
     "frequencies",
     "mrope_angles",
@@ -326,6 +327,65 @@ def _correction(beta: sp.Expr, r: int, base: sp.Expr, L0: int) -> sp.Expr:
     return r * sp.log(sp.Integer(L0) / (beta * 2 * sp.pi)) / (2 * sp.log(base))
 
 
+def checked(
+    rope_type: str,
+    *,
+    rotary_dim: int,
+    base: Any = 10000,
+    seq_len: int | None = None,
+    **parameters: Any,
+) -> dict[str, Any]:
+    """The variant's parameters of a call of :func:`frequencies`, every default filled in,
+    after checking every argument (no formula is evaluated). Bad arguments raise
+    :class:`ArgumentError` naming the argument, its value and what is allowed; the bundled
+    implementations check their calls with this, so that they and the spec refuse alike."""
+    params = _parameters(rope_type, parameters)
+    ok = isinstance(rotary_dim, int) and not isinstance(rotary_dim, bool)
+    if not ok or rotary_dim < 2 or rotary_dim % 2:
+        raise ArgumentError(
+            "rotary_dim", f"rotary_dim={rotary_dim!r}", "must be an even integer >= 2"
+        )
+    if _number(above=1)(base) is not None:
+        raise ArgumentError("base", f"base={base!r}", "must be a finite number > 1")
+    if seq_len is not None and _length(seq_len) is not None:
+        raise ArgumentError("seq_len", f"seq_len={seq_len!r}", "must be None or an integer >= 1")
+    r = rotary_dim
+    if rope_type == "proportional" and r > params["head_dim"]:
+        raise ArgumentError(
+            "rotary_dim", f"rotary_dim={r}", f"must not exceed head_dim = {params['head_dim']}"
+        )
+    if rope_type == "dynamic" and r == 2:
+        raise ArgumentError(
+            "rotary_dim",
+            "rotary_dim=2",
+            "must be >= 4 for dynamic scaling (its exponent is r/(r-2))",
+        )
+    if rope_type == "longrope":
+        for name in ("short_factor", "long_factor"):
+            if len(params[name]) != r // 2:
+                raise ArgumentError(
+                    name,
+                    f"{len(params[name])} factors",
+                    f"must hold r/2 = {r // 2} factors, one per rotated pair",
+                )
+        given = (params[n] for n in ("attention_factor", "factor", "max_position_embeddings"))
+        if all(value is None for value in given):
+            raise ArgumentError(
+                "factor",
+                "factor=None",
+                "must be given when neither attention_factor nor max_position_embeddings is",
+            )
+    if rope_type == "llama3" and not exact(params["high_freq_factor"]) > exact(
+        params["low_freq_factor"]
+    ):
+        raise ArgumentError(
+            "high_freq_factor",
+            f"high_freq_factor={params['high_freq_factor']!r}",
+            f"must exceed low_freq_factor = {params['low_freq_factor']!r}",
+        )
+    return params
+
+
 def frequencies(
     rope_type: str,
     *,
@@ -337,17 +397,9 @@ def frequencies(
     """The exact inverse frequencies and attention factor of ``rope_type`` for a rotary width
     of ``rotary_dim`` (r, even), a ``base`` and, where the variant depends on it, the current
     sequence length ``seq_len`` (the largest position + 1). Bad arguments raise
-    :class:`ArgumentError` naming the argument, its value and what is allowed."""
-    params = _parameters(rope_type, parameters)
-    ok = isinstance(rotary_dim, int) and not isinstance(rotary_dim, bool)
-    if not ok or rotary_dim < 2 or rotary_dim % 2:
-        raise ArgumentError(
-            "rotary_dim", f"rotary_dim={rotary_dim!r}", "must be an even integer >= 2"
-        )
-    if _number(above=1)(base) is not None:
-        raise ArgumentError("base", f"base={base!r}", "must be a finite number > 1")
-    if seq_len is not None and _length(seq_len) is not None:
-        raise ArgumentError("seq_len", f"seq_len={seq_len!r}", "must be None or an integer >= 1")
+    :class:`ArgumentError` naming the argument, its value and what is allowed
+    (:func:`checked`)."""
+    params = checked(rope_type, rotary_dim=rotary_dim, base=base, seq_len=seq_len, **parameters)
     r, b = rotary_dim, exact(base)
     one = sp.Integer(1)
     if rope_type == "default":
@@ -357,20 +409,10 @@ def frequencies(
         return RopeFrequencies(rope_type, tuple(x / f for x in _default(b, r)), one, b, f)
     if rope_type == "proportional":
         head_dim = params["head_dim"]
-        if r > head_dim:
-            raise ArgumentError(
-                "rotary_dim", f"rotary_dim={r}", f"must not exceed head_dim = {head_dim}"
-            )
         f = exact(params["factor"])
         return RopeFrequencies(rope_type, tuple(x / f for x in _default(b, r, head_dim)), one, b, f)
     L0 = params["original_max_position_embeddings"]
     if rope_type == "dynamic":
-        if r == 2:
-            raise ArgumentError(
-                "rotary_dim",
-                "rotary_dim=2",
-                "must be >= 4 for dynamic scaling (its exponent is r/(r-2))",
-            )
         f = exact(params["factor"])
         L = max(seq_len or L0, L0)
         growth = f * sp.Integer(L) / L0 - (f - 1)
@@ -445,13 +487,6 @@ def _yarn(r: int, b: sp.Expr, L0: int, params: Mapping[str, Any]) -> RopeFrequen
 def _longrope(
     r: int, b: sp.Expr, L0: int, seq_len: int | None, params: Mapping[str, Any]
 ) -> RopeFrequencies:
-    for name in ("short_factor", "long_factor"):
-        if len(params[name]) != r // 2:
-            raise ArgumentError(
-                name,
-                f"{len(params[name])} factors",
-                f"must hold r/2 = {r // 2} factors, one per rotated pair",
-            )
     chosen = (
         params["long_factor"] if seq_len is not None and seq_len > L0 else params["short_factor"]
     )
@@ -461,14 +496,8 @@ def _longrope(
         return RopeFrequencies("longrope", inverse, exact(params["attention_factor"]), b, ext)
     if params["factor"] is not None:
         f = exact(params["factor"])
-    elif params["max_position_embeddings"] is not None:
+    else:  # checked(): max_position_embeddings is given
         f = sp.Rational(params["max_position_embeddings"], L0)
-    else:
-        raise ArgumentError(
-            "factor",
-            "factor=None",
-            "must be given when neither attention_factor nor max_position_embeddings is",
-        )
     factor = sp.Integer(1) if f <= 1 else sp.sqrt(1 + sp.log(f) / sp.log(L0))
     return RopeFrequencies("longrope", inverse, factor, b, ext)
 
@@ -476,12 +505,6 @@ def _longrope(
 def _llama3(r: int, b: sp.Expr, L0: int, params: Mapping[str, Any]) -> RopeFrequencies:
     f = exact(params["factor"])
     lo, hi = exact(params["low_freq_factor"]), exact(params["high_freq_factor"])
-    if not hi > lo:
-        raise ArgumentError(
-            "high_freq_factor",
-            f"high_freq_factor={params['high_freq_factor']!r}",
-            f"must exceed low_freq_factor = {params['low_freq_factor']!r}",
-        )
     low_wavelength, high_wavelength = L0 / lo, L0 / hi
     inverse = []
     for theta in _default(b, r):
