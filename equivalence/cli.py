@@ -10,6 +10,9 @@ relpos frequencies [--target M:F] [--rope-type T]
                                        a RoPE's inverse frequencies and attention factor
                                        against the spec's exact values, per scaling variant
                                        (bundled implementations or a target)
+relpos rotations --target M:F --layout L
+                                       cos and sin of M-RoPE or 2D axial RoPE for position
+                                       ids of several axes, per layout
 relpos profiles [--encoding NAME]      conventions and named library profiles
 relpos bench                           benchmarks
 relpos --version                       the installed distribution's version
@@ -404,27 +407,38 @@ def _bench(args: argparse.Namespace) -> int:
     return bench(args.sizes or "256,512,1024,2048", args.rounds, args.select, args.out)
 
 
-def _frequencies(args: argparse.Namespace) -> int:
-    import json
-
-    from relpos.equivalence.frequencies import BUNDLED, check_frequencies
+def _search_setup(args: argparse.Namespace, command: str) -> tuple[str, int] | None:
+    """The budget and seed of a search command, its --json checked writable and its
+    --timeout set; None (the reason written) where an argument is refused."""
     from relpos.equivalence.isolation import set_timeout
     from relpos.equivalence.profiles import active_profile
-    from relpos.impls import backend_available
-    from relpos.spec import ArgumentError
 
     try:
         budget = args.budget or active_profile()
         seed = _run_seed(args)
     except ValueError as exc:  # HYPOTHESIS_PROFILE, RELPOS_SEED
-        sys.stderr.write(f"relpos frequencies: {exc}\n")
-        return 2
+        sys.stderr.write(f"relpos {command}: {exc}\n")
+        return None
     unwritable = _unwritable(args.json)
     if unwritable:
-        sys.stderr.write(f"relpos frequencies: --json {args.json}: {unwritable}\n")
-        return 2
+        sys.stderr.write(f"relpos {command}: --json {args.json}: {unwritable}\n")
+        return None
     if args.timeout is not None:
         set_timeout(args.timeout)
+    return budget, seed
+
+
+def _frequencies(args: argparse.Namespace) -> int:
+    import json
+
+    from relpos.equivalence.frequencies import BUNDLED, check_frequencies
+    from relpos.impls import backend_available
+    from relpos.spec import ArgumentError
+
+    setup = _search_setup(args, "frequencies")
+    if setup is None:
+        return 2
+    budget, seed = setup
     if args.target is not None:
         targets = [(args.target, False)]
     elif args.dtype not in ("float32", "float64"):
@@ -469,20 +483,54 @@ def _frequencies(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _frequency_table(results: list[Any], target: str, extra: str) -> None:
+def _frequency_table(results: list[Any], target: str, extra: str, key: str = "rope_type") -> None:
     """One target's table, then its failures and skips with the smallest failing call."""
-    width = max(len(r.rope_type) for r in results)
-    sys.stdout.write(f"{'rope_type':<{width}}  status   examples  worst/bound\n")
+    width = max(len(key), *(len(getattr(r, key)) for r in results))
+    sys.stdout.write(f"{key:<{width}}  status   examples  worst/bound\n")
     for r in results:
         sys.stdout.write(
-            f"{r.rope_type:<{width}}  {r.status:<7}  {r.examples:>8}  {r.worst_ratio:.3g}\n"
+            f"{getattr(r, key):<{width}}  {r.status:<7}  {r.examples:>8}  {r.worst_ratio:.3g}\n"
         )
     failed = [r for r in results if r.status not in ("pass", "skip")]
     for r in failed + [r for r in results if r.status == "skip"]:
-        sys.stdout.write(f"\n{r.status} {r.rope_type}: {r.message}\n")
+        sys.stdout.write(f"\n{r.status} {getattr(r, key)}: {r.message}\n")
         if r.call is not None:
             call = repr(r.call)[:-1] + extra + "}"
             sys.stdout.write(f"  smallest call: {target}(**{call})\n")
+
+
+def _rotations(args: argparse.Namespace) -> int:
+    import json
+
+    from relpos.equivalence.frequencies import check_rotations
+    from relpos.spec import ArgumentError
+
+    setup = _search_setup(args, "rotations")
+    if setup is None:
+        return 2
+    budget, seed = setup
+    try:
+        results = check_rotations(args.target, args.layout, dtype=args.dtype, budget=budget)
+    except ArgumentError as exc:
+        sys.stderr.write(f"relpos rotations: {exc}\n")
+        return 2
+    _frequency_table(results, args.target, "", key="layout")
+    failed = sum(r.status not in ("pass", "skip") for r in results)
+    passed = sum(r.status == "pass" for r in results)
+    if args.json:
+        report = {
+            "target": args.target,
+            "budget": budget,
+            "seed": seed,
+            "dtype": args.dtype,
+            "results": [vars(r) for r in results],
+        }
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    sys.stdout.write(
+        f"\n{passed} passed, {failed} failed, {len(results) - passed - failed} skipped "
+        f"(budget {budget})\n"
+    )
+    return 1 if failed else 0
 
 
 def _version() -> str:
@@ -644,6 +692,39 @@ def _parser() -> argparse.ArgumentParser:
     freq.add_argument("--timeout", type=_timeout_value, metavar="SECONDS")
     freq.add_argument("--json", metavar="FILE")
     freq.set_defaults(run=_frequencies)
+
+    rot = commands.add_parser(
+        "rotations",
+        help="a RoPE target's cos and sin for several position ids per token (M-RoPE, 2D axial) "
+        "against the spec, per layout",
+    )
+    rot.add_argument(
+        "--target",
+        required=True,
+        metavar="MODULE:FUNCTION",
+        help="function(positions, *, rotary_dim, base, [section,] layout) -> (cos, sin), each "
+        "(L, r/2); positions (3, L) for M-RoPE, (2, L) rows and columns for 2D axial; e.g. "
+        "relpos.equivalence.adapters.huggingface:pixtral_rotary",
+    )
+    rot.add_argument(
+        "--layout",
+        action="append",
+        required=True,
+        choices=["sectioned", "interleaved", "split", "alternating"],
+        help="the layout to check, repeatable: M-RoPE's sectioned or interleaved, 2D axial's "
+        "split or alternating (a target raising NotImplementedError for one skips it)",
+    )
+    rot.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float64", "float32", "bfloat16", "float16"],
+        help="the dtype the target computes its angles in (default float32)",
+    )
+    rot.add_argument("--budget", choices=["dev", "ci", "thorough"])
+    rot.add_argument("--seed", type=_seed_value, metavar="N")
+    rot.add_argument("--timeout", type=_timeout_value, metavar="SECONDS")
+    rot.add_argument("--json", metavar="FILE")
+    rot.set_defaults(run=_rotations)
 
     profiles = commands.add_parser(
         "profiles", help="the conventions libraries differ in, and the named profiles"

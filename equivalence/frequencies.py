@@ -39,10 +39,15 @@ __all__ = [
     "C_STEPS",
     "C_WEIGHT",
     "EXAMPLES",
+    "ROTATION_LAYOUTS",
     "FrequencyResult",
     "FrequencyVerdict",
+    "RotationResult",
+    "axial_draws",
     "boundaries",
     "check_frequencies",
+    "check_rotations",
+    "compare_axial",
     "compare_frequencies",
     "compare_rotations",
     "frequency_bounds",
@@ -239,26 +244,82 @@ def boundaries(rope_type: str) -> list[dict[str, Any]]:
     ]
 
 
-def mrope_reference(
-    positions: np.ndarray, expected: RopeFrequencies, section: Sequence[int], layout: str
+def _pair_reference(
+    ids: np.ndarray, axes: Sequence[int], inverse: Sequence[sp.Expr]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """cos and sin (L, r/2) of the spec's M-RoPE angles for position ids (3, L), evaluated at
-    50 digits from the exact frequencies and rounded once to float64."""
+    """cos and sin (L, n) of pos[axes[t]] theta_t for position ids (A, L), evaluated at 50
+    digits from the exact frequencies and rounded once to float64."""
     import mpmath
 
-    from relpos.spec.rope_scaling import mrope_axes
-
-    ids = np.asarray(positions, dtype=np.int64)
-    axes = mrope_axes(2 * len(expected.inverse), section, layout)
     with mpmath.workdps(50):
-        thetas = [mpmath.mpf(str(sp.N(x, 60))) for x in expected.inverse]
+        thetas = [mpmath.mpf(str(sp.N(x, 60))) for x in inverse]
         angles = [
             [int(ids[a, i]) * th for a, th in zip(axes, thetas, strict=True)]
             for i in range(ids.shape[1])
         ]
         cos = np.array([[float(mpmath.cos(x)) for x in row] for row in angles])
         sin = np.array([[float(mpmath.sin(x)) for x in row] for row in angles])
-    return cos, sin
+    return cos.reshape(ids.shape[1], len(axes)), sin.reshape(ids.shape[1], len(axes))
+
+
+def mrope_reference(
+    positions: np.ndarray, expected: RopeFrequencies, section: Sequence[int], layout: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin (L, r/2) of the spec's M-RoPE angles for position ids (3, L), evaluated at
+    50 digits from the exact frequencies and rounded once to float64."""
+    from relpos.spec.rope_scaling import mrope_axes
+
+    axes = mrope_axes(2 * len(expected.inverse), section, layout)
+    return _pair_reference(np.asarray(positions, dtype=np.int64), axes, expected.inverse)
+
+
+def _compare_pairs(
+    cos: Any,
+    sin: Any,
+    ids: np.ndarray,
+    axes: Sequence[int],
+    inverse: Sequence[sp.Expr],
+    relative: np.ndarray,
+    label: str,
+    names: str,
+    dtype: str,
+) -> FrequencyVerdict:
+    """A library's cos and sin (L, n) against pos[axes[t]] theta_t. The bound follows from
+    float32 code: the angle p theta_t is off by |p theta_t| times the frequency's relative
+    bound ``relative`` (without the safety factor) plus one rounding u; cos and sin move by
+    at most that, and are themselves within C_STEPS u; all doubled."""
+    want_cos, want_sin = _pair_reference(ids, axes, inverse)
+    axis = np.asarray(axes, dtype=np.int64)
+    theta = np.asarray([float(sp.N(x, 30)) for x in inverse])
+    angle = np.abs(ids[axis, :].T * theta[None, :])  # (L, n)
+    u = _unit(dtype)
+    bound = SAFETY * (angle * (relative[None, :] + u) + C_STEPS * u)
+    got = {"cos": np.asarray(cos, dtype=np.float64), "sin": np.asarray(sin, dtype=np.float64)}
+    if got["cos"].shape != want_cos.shape or got["sin"].shape != want_sin.shape:
+        return FrequencyVerdict(
+            False,
+            float("inf"),
+            f"{label}: cos and sin of shape {got['cos'].shape}, the spec's {want_cos.shape}",
+        )
+    worst, where = 0.0, ""
+    for name, want in (("cos", want_cos), ("sin", want_sin)):
+        ratio = np.abs(got[name] - want) / bound
+        ratio = np.where(np.isfinite(got[name]), ratio, np.inf)
+        i, t = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
+        if ratio[i, t] > worst:
+            worst = float(ratio[i, t])
+            where = (
+                f"{name} of pair {t} at token {i} (ids {ids[:, i].tolist()}, axis "
+                f"{names[axis[t]]}) = {got[name][i, t]!r}, the spec's {want[i, t]!r}, off by "
+                f"{abs(got[name][i, t] - want[i, t]):.3g} > bound {bound[i, t]:.3g}"
+            )
+    passed = worst <= 1
+    message = (
+        f"{label}: every cos and sin within bounds (worst {worst:.3g} of its bound)"
+        if passed
+        else f"{label}: {where}"
+    )
+    return FrequencyVerdict(passed, worst, message)
 
 
 def compare_rotations(
@@ -271,47 +332,83 @@ def compare_rotations(
     *,
     dtype: str = "float32",
 ) -> FrequencyVerdict:
-    """A library's cos and sin (L, r/2) for position ids (3, L) against the spec's M-RoPE.
-    The bound follows from float32 code: the angle p theta'_t is off by |p theta'_t| times the
-    frequency's bound plus one rounding u; cos and sin move by at most that, and are
-    themselves within C_STEPS u; all doubled."""
+    """A library's cos and sin (L, r/2) for position ids (3, L) against the spec's M-RoPE
+    (the bound of :func:`_compare_pairs`, with the frequencies' own bounds)."""
     from relpos.spec.rope_scaling import mrope_axes
 
-    want_cos, want_sin = mrope_reference(positions, expected, section, layout)
-    axes = np.asarray(mrope_axes(2 * len(expected.inverse), section, layout))
-    ids = np.asarray(positions, dtype=np.int64)
-    theta = np.asarray(expected.floats()[0])
-    angle = np.abs(ids[axes, :].T * theta[None, :])  # (L, r/2)
-    u = _unit(dtype)
-    relative = frequency_bounds(expected, dtype=dtype) / SAFETY
-    bound = SAFETY * (angle * (relative[None, :] + u) + C_STEPS * u)
-    got = {"cos": np.asarray(cos, dtype=np.float64), "sin": np.asarray(sin, dtype=np.float64)}
-    if got["cos"].shape != want_cos.shape or got["sin"].shape != want_sin.shape:
-        return FrequencyVerdict(
-            False,
-            float("inf"),
-            f"cos and sin of shape {got['cos'].shape}, the spec's {want_cos.shape}",
-        )
-    worst, where = 0.0, ""
-    for name, want in (("cos", want_cos), ("sin", want_sin)):
-        ratio = np.abs(got[name] - want) / bound
-        ratio = np.where(np.isfinite(got[name]), ratio, np.inf)
-        i, t = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
-        if ratio[i, t] > worst:
-            worst = float(ratio[i, t])
-            where = (
-                f"{name} of pair {t} at token {i} (ids {ids[:, i].tolist()}, axis "
-                f"{'THW'[axes[t]]}) = {got[name][i, t]!r}, the spec's {want[i, t]!r}, off by "
-                f"{abs(got[name][i, t] - want[i, t]):.3g} > bound {bound[i, t]:.3g}"
-            )
-    passed = worst <= 1
-    message = (
-        f"M-RoPE ({layout}, section {list(section)}): every cos and sin within bounds (worst "
-        f"{worst:.3g} of its bound)"
-        if passed
-        else f"M-RoPE ({layout}, section {list(section)}): {where}"
+    return _compare_pairs(
+        cos,
+        sin,
+        np.asarray(positions, dtype=np.int64),
+        mrope_axes(2 * len(expected.inverse), section, layout),
+        expected.inverse,
+        frequency_bounds(expected, dtype=dtype) / SAFETY,
+        f"M-RoPE ({layout}, section {list(section)})",
+        "THW",
+        dtype,
     )
-    return FrequencyVerdict(passed, worst, message)
+
+
+def compare_axial(
+    cos: np.ndarray,
+    sin: np.ndarray,
+    positions: np.ndarray,
+    *,
+    rotary_dim: int,
+    base: Any = 10000,
+    layout: str = "split",
+    dtype: str = "float32",
+) -> FrequencyVerdict:
+    """A library's cos and sin (L, r/2) for patch positions (2, L), rows and columns, against
+    the spec's 2D axial RoPE (:func:`relpos.spec.rope_scaling.axial_pairs`). Each frequency
+    base^(-e_t) gets the bound of a default one, u (|e_t ln base| + 2 C_STEPS), with e_t its
+    own exponent (4j/r in ``split``, 2j/r in ``alternating``)."""
+    from relpos.spec.rope_scaling import axial_pairs
+
+    pairs = axial_pairs(rotary_dim, base, layout)
+    quarter = rotary_dim // 4
+    j = np.arange(2 * quarter) % quarter
+    exponent = 4.0 * j / rotary_dim
+    if layout == "alternating":
+        exponent = (2.0 * j + np.repeat([0, 1], quarter)) * 2 / rotary_dim
+    u = _unit(dtype)
+    relative = u * (np.abs(exponent * np.log(float(base))) + 2 * C_STEPS)
+    return _compare_pairs(
+        cos,
+        sin,
+        np.asarray(positions, dtype=np.int64),
+        [a for a, _ in pairs],
+        [theta for _, theta in pairs],
+        relative,
+        f"2D axial RoPE ({layout}, r = {rotary_dim})",
+        "RC",
+        dtype,
+    )
+
+
+@st.composite
+def axial_draws(draw: Any, *, max_rotary_dim: int = 64, max_len: int = 32) -> dict[str, Any]:
+    """2D axial RoPE inputs: a layout, a rotary width (a multiple of 4), a base, and patch
+    positions (2, L): the raster of a whole grid, patches at the far corners of a grid of up
+    to 2^10 per side, or random rows and columns up to 2^12. Shrinks towards one patch of a
+    width-4 rotation."""
+    layout = draw(st.sampled_from(("split", "alternating")))
+    r = 4 * draw(st.integers(1, max_rotary_dim // 4))
+    base = draw(st.sampled_from([10000.0, 100.0, 1000000.0, 10.0]))
+    length = draw(st.integers(1, max_len))
+    kind = draw(st.sampled_from(("grid", "corners", "random")))
+    if kind == "grid":
+        width = draw(st.integers(1, length))
+        cells = np.arange(length)
+        ids = np.stack([cells // width, cells % width])
+    else:
+        rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+        if kind == "corners":  # rows and columns at the grid's edges
+            side = draw(st.integers(1, 2**10))
+            ids = rng.choice(np.unique([0, 1, max(side - 2, 0), side - 1]), size=(2, length))
+        else:
+            ids = rng.integers(0, 2**12, size=(2, length))
+    return {"rotary_dim": r, "base": base, "layout": layout, "positions": ids.astype(np.int64)}
 
 
 @st.composite
@@ -407,16 +504,26 @@ def _load(path: str) -> Any:
     return load_callable(path)
 
 
-def _call_in_worker(path: str, path_entries: list[str], call: dict[str, Any]) -> Any:
+def _invoke(fn: Any, call: dict[str, Any], positional: str | None) -> Any:
+    """``fn(**call)``, or ``fn(call[positional], **rest)``; its results as host arrays."""
+    if positional is None:
+        return _host(fn(**call))
+    rest = {k: v for k, v in call.items() if k != positional}
+    return _host(fn(call[positional], **rest))
+
+
+def _call_in_worker(
+    path: str, path_entries: list[str], call: dict[str, Any], positional: str | None
+) -> Any:
     import sys
 
     if path not in _LOADED:
         sys.path[:] = path_entries
         _LOADED[path] = _load(path)
-    return _as_pair(_LOADED[path](**call))
+    return _invoke(_LOADED[path], call, positional)
 
 
-def _caller(target: str, isolate: bool) -> Any:
+def _caller(target: str, isolate: bool, positional: str | None = None) -> Any:
     import sys
 
     from relpos.equivalence.isolation import LOAD_TIMEOUT, pool, timeout
@@ -424,14 +531,15 @@ def _caller(target: str, isolate: bool) -> Any:
 
     if not isolate:
         fn = _load(target)
-        return lambda call: _as_pair(fn(**call))
+        return lambda call: _invoke(fn, call, positional)
     load_callable(target)  # a bad path is refused here, with the argument named
     worker = pool("frequencies")
 
     def call(kw: dict[str, Any]) -> Any:
         limit = max(LOAD_TIMEOUT, timeout()) if target not in _STARTED else timeout()
         _STARTED.add(target)
-        return worker.call(target, _call_in_worker, target, list(sys.path), kw, limit=limit)
+        entries = list(sys.path)
+        return worker.call(target, _call_in_worker, target, entries, kw, positional, limit=limit)
 
     return call
 
@@ -439,11 +547,15 @@ def _caller(target: str, isolate: bool) -> Any:
 _STARTED: set[str] = set()
 
 
-def _as_pair(value: Any) -> tuple[np.ndarray, float]:
-    inverse, factor = value
-    if hasattr(inverse, "detach"):  # a torch tensor
-        inverse = inverse.detach().cpu().double().numpy()
-    return np.asarray(inverse, dtype=np.float64), float(factor)
+def _host(value: Any) -> tuple[np.ndarray, ...]:
+    """A target's two results (frequencies and factor, or cos and sin) as float64 numpy
+    arrays, whatever array type they came in."""
+    out = []
+    for part in value:
+        if hasattr(part, "detach"):  # a torch tensor
+            part = part.detach().cpu().double().numpy()
+        out.append(np.asarray(part, dtype=np.float64))
+    return tuple(out)
 
 
 def check_frequencies(
@@ -484,43 +596,162 @@ def check_frequencies(
 def _check_one(
     rope_type: str, target: str, call_target: Any, chosen: Any, dtype: str
 ) -> FrequencyResult:
+    def verdict(call: dict[str, Any], returned: Any) -> FrequencyVerdict:
+        inverse, factor = returned
+        return compare_frequencies(inverse, factor, frequencies(**call), dtype=dtype)
+
+    result = FrequencyResult(rope_type, "pass")
+    searched = _search(scalings([rope_type]), boundaries(rope_type), call_target, verdict, chosen)
+    _record(result, searched, f"{target} ships no {rope_type}", target)
+    return result
+
+
+@dataclass
+class _Searched:
+    status: str = "pass"
+    examples: int = 0
+    worst_ratio: float = 0.0
+    message: str = ""
+    call: dict[str, Any] | None = None
+
+
+def _search(
+    calls: st.SearchStrategy[dict[str, Any]],
+    first: Sequence[dict[str, Any]],
+    call_target: Any,
+    verdict_of: Any,
+    chosen: Any,
+) -> _Searched:
+    """Search ``calls`` (after the fixed calls ``first``) for one whose ``verdict_of(call,
+    what the target returned)`` fails, under the settings ``chosen`` and the run's seed.
+    Only the target's own exceptions are its errors: the oracle's propagate."""
     from hypothesis import example, given, seed, settings
 
     from relpos.equivalence.isolation import TargetDied
     from relpos.equivalence.profiles import run_seed
 
-    result = FrequencyResult(rope_type, "pass")
+    out = _Searched()
     last: list[dict[str, Any]] = []
 
-    @given(call=scalings([rope_type]))
+    @given(call=calls)
     def holds(call: dict[str, Any]) -> None:
-        result.examples += 1
+        out.examples += 1
         last[:] = [call]  # after shrinking, Hypothesis replays the smallest failure last
         try:
-            inverse, factor = call_target(call)
+            returned = call_target(call)
         except (TargetDied, NotImplementedError):
             raise
         except Exception as exc:
             raise _TargetRaised(exc) from exc
-        verdict = compare_frequencies(inverse, factor, frequencies(**call), dtype=dtype)
-        result.worst_ratio = max(result.worst_ratio, verdict.worst_ratio)
+        verdict = verdict_of(call, returned)
+        out.worst_ratio = max(out.worst_ratio, verdict.worst_ratio)
         if not verdict.passed:
             raise _Failed(verdict.message)
 
-    for call in boundaries(rope_type):
+    for call in first:
         holds = example(call=call)(holds)
     run = settings(chosen)(holds if chosen.derandomize else seed(run_seed())(holds))
     try:
         run()
     except _Failed as failed:
-        result.status, result.message = "fail", str(failed)
+        out.status, out.message = "fail", str(failed)
     except TargetDied as died:
-        result.status, result.message = died.status, died.message
+        out.status, out.message = died.status, died.message
     except NotImplementedError as missing:
-        result.status, result.message = "skip", f"{target} ships no {rope_type}: {missing}"
+        out.status, out.message = "skip", str(missing)
     except _TargetRaised as raised:  # reported with the call that did it
-        result.status = "error"
-        result.message = f"{target} raised {raised}"
-    if result.status != "pass" and last:
-        result.call = last[0]
-    return result
+        out.status, out.message = "error", f"raised {raised}"
+    if out.status != "pass" and last:
+        out.call = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in last[0].items()}
+    return out
+
+
+def _record(result: Any, searched: _Searched, missing: str, target: str) -> None:
+    result.status, result.examples = searched.status, searched.examples
+    result.worst_ratio, result.call = searched.worst_ratio, searched.call
+    result.message = {
+        "skip": f"{missing}: {searched.message}",
+        "error": f"{target} {searched.message}",
+    }.get(searched.status, searched.message)
+
+
+# -- rotations of several position ids: M-RoPE and 2D axial RoPE -----------------------------
+
+#: The layouts ``relpos rotations`` checks: M-RoPE's (position ids (3, L)) and 2D axial
+#: RoPE's (patch positions (2, L)).
+ROTATION_LAYOUTS = ("sectioned", "interleaved", "split", "alternating")
+
+
+@dataclass
+class RotationResult:
+    """One layout's outcome, with the statuses of :class:`FrequencyResult`."""
+
+    layout: str
+    status: str
+    examples: int = 0
+    worst_ratio: float = 0.0
+    message: str = ""
+    call: dict[str, Any] | None = None
+
+
+def _fixed(draws: st.SearchStrategy[dict[str, Any]], layout: str) -> Any:
+    return draws.filter(lambda d: d["layout"] == layout)
+
+
+def check_rotations(
+    target: str,
+    layouts: Sequence[str] | None = None,
+    *,
+    dtype: str = "float32",
+    budget: str | None = None,
+    isolate: bool = True,
+) -> list[RotationResult]:
+    """Check ``target``'s cos and sin for each layout, :data:`EXAMPLES` draws per layout. The
+    target is called as ``function(positions, *, rotary_dim, base, section, layout)`` for
+    M-RoPE (``sectioned``, ``interleaved``; positions (3, L) of temporal, height and width
+    ids) and as ``function(positions, *, rotary_dim, base, layout)`` for 2D axial RoPE
+    (``split``, ``alternating``; positions (2, L) of rows and columns), and returns cos and
+    sin (L, r/2), pair t in column t. NotImplementedError skips a layout the target does
+    not ship. It runs in a worker process (``isolate``)."""
+    from hypothesis import settings
+
+    from relpos.equivalence.profiles import active_profile, load_profile
+
+    chosen_layouts = list(layouts or ROTATION_LAYOUTS)
+    unknown = [x for x in chosen_layouts if x not in ROTATION_LAYOUTS]
+    if unknown:
+        raise ValueError(f"layouts {unknown} must be among {', '.join(ROTATION_LAYOUTS)}")
+    call_target = _caller(target, isolate, positional="positions")
+    name = budget or active_profile()
+    chosen = settings(load_profile(name), database=None, max_examples=EXAMPLES[name])
+    results = []
+    for layout in chosen_layouts:
+        if layout in ("split", "alternating"):
+            draws = _fixed(axial_draws(), layout)
+
+            def verdict(call: dict[str, Any], returned: Any) -> FrequencyVerdict:
+                cos, sin = returned
+                kw = {k: v for k, v in call.items() if k != "positions"}
+                return compare_axial(cos, sin, call["positions"], **kw, dtype=dtype)
+
+        else:
+            draws = _fixed(mrope_draws(), layout)
+
+            def verdict(call: dict[str, Any], returned: Any) -> FrequencyVerdict:
+                cos, sin = returned
+                expected = frequencies("default", rotary_dim=call["rotary_dim"], base=call["base"])
+                return compare_rotations(
+                    cos,
+                    sin,
+                    call["positions"],
+                    expected,
+                    call["section"],
+                    call["layout"],
+                    dtype=dtype,
+                )
+
+        result = RotationResult(layout, "pass")
+        searched = _search(draws, (), call_target, verdict, chosen)
+        _record(result, searched, f"{target} ships no {layout} layout", target)
+        results.append(result)
+    return results

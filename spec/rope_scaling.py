@@ -54,10 +54,13 @@ import sympy as sp
 from relpos.spec._signature import ArgumentError
 
 __all__ = [
+    "AXIAL_LAYOUTS",
     "MROPE_LAYOUTS",
     "VARIANTS",
     "RopeFrequencies",
     "Variant",
+    "axial_angles",
+    "axial_pairs",
     "checked",
     "exact",
     "frequencies",
@@ -528,6 +531,17 @@ def variant_lines() -> list[str]:
             default = "required" if p.default is REQUIRED else f"default {p.default!r}"
             lines.append(f"      {p.name} ({default}): {p.doc}")
         lines.append(f"      source: {v.citation}")
+    lines += [
+        "  M-RoPE (mrope_axes, mrope_angles): position ids (temporal, height, width) over "
+        "mrope_section (s_T, s_H, s_W), layouts " + ", ".join(MROPE_LAYOUTS),
+        "      source: Wang et al. (2024), Qwen2-VL, arXiv:2409.12191; Qwen3-VL (interleaved)",
+        "  2D axial (axial_pairs, axial_angles): a patch's (row, column) over r/4 pairs each, "
+        "layouts " + ", ".join(AXIAL_LAYOUTS),
+        "      split: each axis 1D RoPE of width r/2; alternating: the row takes theta_0, "
+        "theta_2, ... of width r, the column theta_1, theta_3, ...",
+        "      source: Heo et al. (2024), arXiv:2403.13298 (split); Pixtral, Mistral AI "
+        "(2024) (alternating)",
+    ]
     return lines
 
 
@@ -632,6 +646,23 @@ def identity_checks() -> list[tuple[str, str, Callable[[], tuple[bool, str, str]
                     if 3 * section[1] <= n + 1 and 3 * section[2] <= n:
                         yield r, section, "interleaved"
 
+    def axial_is_1d_per_axis(r: int, base: Any, layout: str) -> str | None:
+        # each axis against 1D RoPE itself: width r/2 (split), or the even or odd pairs of
+        # width r (alternating), at the row or the column alone
+        width = r // 2 if layout == "split" else r
+        inverse = frequencies("default", rotary_dim=width, base=base).inverse
+
+        def one_d(p: int) -> list[sp.Expr]:
+            return [p * x for x in inverse]
+
+        for row, col in ((0, 0), (1, 0), (0, 1), (7, 3), (255, 2**10)):
+            got = axial_angles(r, (row, col), base, layout)
+            rows, cols = one_d(row), one_d(col)
+            want = rows + cols if layout == "split" else rows[0::2] + cols[1::2]
+            if list(got) != want:
+                return f"patch ({row}, {col}): {got} != {want}"
+        return None
+
     from relpos.spec._proofs import all_of
 
     return [
@@ -668,6 +699,17 @@ def identity_checks() -> list[tuple[str, str, Callable[[], tuple[bool, str, str]
             "with temporal, height and width ids all p, every pair rotates by p theta_t, in "
             "both layouts and every section",
             lambda: exhaustive(sections(), mrope_is_1d, "r <= 32, every section, both layouts"),
+        ),
+        (
+            "2D axial RoPE is 1D RoPE per axis",
+            "a patch at (row, column) rotates its row pairs as 1D RoPE at the row and its "
+            "column pairs as 1D RoPE at the column: of width r/2 (split), or the even and odd "
+            "pairs of width r (alternating)",
+            lambda: exhaustive(
+                ((r, b, lay) for r in range(4, 68, 4) for b in bases for lay in AXIAL_LAYOUTS),
+                axial_is_1d_per_axis,
+                "r <= 64, 4 bases, both layouts",
+            ),
         ),
         (
             "linear is default at positions / factor",
@@ -736,3 +778,55 @@ def mrope_angles(
         )
     axes = mrope_axes(2 * len(inverse), section, layout)
     return tuple(positions[a] * theta for a, theta in zip(axes, inverse, strict=True))
+
+
+# -- 2D positions: axial RoPE of image patches -------------------------------------------------
+
+#: How 2D axial RoPE assigns the rotated pairs to a patch's row and column, and which frequency
+#: each pair turns at.
+AXIAL_LAYOUTS = ("split", "alternating")
+
+
+def axial_pairs(
+    rotary_dim: int, base: Any = 10000, layout: str = "split"
+) -> tuple[tuple[int, sp.Expr], ...]:
+    """(axis, theta) of each rotated pair t (t = 0 .. r/2 - 1) of 2D axial RoPE, axis 0 the
+    patch's row and 1 its column; r is a multiple of 4.
+
+    - ``split`` (Heo et al. 2024, Rotary Position Embedding for Vision Transformer,
+      arXiv:2403.13298; EVA-02; Qwen2-VL's vision encoder): each axis is a 1D RoPE of width
+      r/2. The first r/4 pairs rotate with the row and the other r/4 with the column, pair
+      j of each (j = t mod r/4) at base^(-2j / (r/2)).
+    - ``alternating`` (Pixtral, Mistral AI 2024): the frequencies of 1D RoPE of width r,
+      theta_j = base^(-2j/r), alternate between the axes: the row's r/4 pairs take the even
+      j (theta_0, theta_2, ...), the column's r/4 pairs the odd j (theta_1, theta_3, ...).
+
+    Both rotate the row pairs alike; they differ in the column's frequencies."""
+    if layout not in AXIAL_LAYOUTS:
+        raise ArgumentError("layout", repr(layout), f"must be one of {', '.join(AXIAL_LAYOUTS)}")
+    ok = isinstance(rotary_dim, int) and not isinstance(rotary_dim, bool)
+    if not ok or rotary_dim < 4 or rotary_dim % 4:
+        raise ArgumentError(
+            "rotary_dim",
+            f"rotary_dim={rotary_dim!r}",
+            "must be a multiple of 4, >= 4 (r/4 pairs per axis)",
+        )
+    if _number(above=1)(base) is not None:
+        raise ArgumentError("base", f"base={base!r}", "must be a finite number > 1")
+    quarter, b = rotary_dim // 4, exact(base)
+    if layout == "split":
+        half = _default(b, rotary_dim // 2)
+        return tuple((axis, half[j]) for axis in (0, 1) for j in range(quarter))
+    full = _default(b, rotary_dim)
+    return tuple((axis, full[2 * j + axis]) for axis in (0, 1) for j in range(quarter))
+
+
+def axial_angles(
+    rotary_dim: int, position: Sequence[int], base: Any = 10000, layout: str = "split"
+) -> tuple[sp.Expr, ...]:
+    """The exact angle of each pair of a patch at ``position`` = (row, column):
+    pos[axis(t)] theta_t."""
+    ok = isinstance(position, list | tuple) and len(position) == 2
+    if not ok or not all(isinstance(p, int) and not isinstance(p, bool) for p in position):
+        raise ArgumentError("position", repr(position), "must be two integers (row, column)")
+    return tuple(position[a] * theta for a, theta in axial_pairs(rotary_dim, base, layout))

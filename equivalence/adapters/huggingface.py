@@ -45,6 +45,9 @@ library's caller computes it:
     the same, with one module and one rotary module per configuration kept across calls and
     moved to each call's dtype with ``.to()``, as one model moved between dtypes is: the
     rotary module's inverse frequencies are a buffer, so they follow.
+``pixtral_rotary`` (``relpos rotations --layout alternating``)
+    Pixtral's 2D rotary embedding for patch positions (row, column), head_dim = rotary_dim;
+    the cos and sin of each pair, read from one rotate_half half (the halves checked equal).
 ``deberta_v2_self_attention`` (target ``DisentangledSelfAttention``, profile hf-deberta-v2)
     the whole module with its own content and position projections (attention_head_size =
     the canonical d_head): the relative embeddings carry [pos_key | pos_query] per head and
@@ -67,6 +70,7 @@ __all__ = [
     "llama_attention",
     "llama_attention_kept",
     "llama_rotary_frequencies",
+    "pixtral_rotary",
     "qwen_vl_rotary",
     "t5_attention",
     "wav2vec2_bert_self_attention",
@@ -530,6 +534,42 @@ def llama_rotary_frequencies(
     return inv[: rotary_dim // 2], float(module.attention_scaling)
 
 
+def _halves(table: Any, rotary_dim: int) -> Any:
+    """Pair t of a rotate_half table (L, r) as column t: its two halves, checked equal."""
+    import numpy as np
+
+    t = table.to(torch.float64).numpy()
+    half = rotary_dim // 2
+    if not np.array_equal(t[:, :half], t[:, half:]):
+        raise ValueError("the module's two rotate_half halves differ")
+    return t[:, :half]
+
+
+def pixtral_rotary(positions: Any, *, rotary_dim: int, base: float, layout: str) -> tuple[Any, Any]:
+    """cos and sin of Pixtral's 2D rotary embedding (``PixtralVisionRotaryEmbedding``, layout
+    ``alternating``; NotImplementedError for another) for patch positions ``positions``
+    (2, L), rows and columns, as the vision model passes them (L, 2). head_dim = rotary_dim:
+    Pixtral rotates every feature. Returns float64 numpy arrays (L, r/2), pair t in column
+    t."""
+    import numpy as np
+
+    if layout != "alternating":
+        raise NotImplementedError(f"Pixtral's 2D rotary is alternating, not {layout!r}")
+    from transformers.models.pixtral.configuration_pixtral import PixtralVisionConfig
+    from transformers.models.pixtral.modeling_pixtral import PixtralVisionRotaryEmbedding
+
+    config = PixtralVisionConfig(
+        hidden_size=2 * rotary_dim,
+        num_attention_heads=2,
+        head_dim=rotary_dim,
+        rope_parameters={"rope_type": "axial", "rope_theta": float(base)},
+    )
+    module = PixtralVisionRotaryEmbedding(config)
+    ids = torch.as_tensor(np.asarray(positions, dtype=np.int64).T.copy())
+    cos, sin = module(torch.zeros(1, ids.shape[0], rotary_dim, dtype=torch.float32), ids)
+    return _halves(cos, rotary_dim), _halves(sin, rotary_dim)
+
+
 def qwen_vl_rotary(
     positions: Any, *, rotary_dim: int, base: float, section: Any, layout: str
 ) -> tuple[Any, Any]:
@@ -566,14 +606,7 @@ def qwen_vl_rotary(
     ids = torch.as_tensor(np.asarray(positions, dtype=np.int64))[:, None, :]
     x = torch.zeros(1, ids.shape[-1], rotary_dim, dtype=torch.float32)
     cos, sin = module(x, ids)
-    out = []
-    for table in (cos, sin):
-        t = table[0].to(torch.float64).numpy()
-        half = rotary_dim // 2
-        if not np.array_equal(t[:, :half], t[:, half:]):
-            raise ValueError("the module's two rotate_half halves differ")
-        out.append(t[:, :half])
-    return out[0], out[1]
+    return _halves(cos[0], rotary_dim), _halves(sin[0], rotary_dim)
 
 
 def _ids(ids: Any, length: int, default: Any) -> Any:

@@ -77,3 +77,39 @@ def test_qwen_vl_multimodal_rotary_computes_the_spec(draw):
     expected = frequencies("default", rotary_dim=kw["rotary_dim"], base=kw["base"])
     result = compare_rotations(cos, sin, draw["positions"], expected, kw["section"], kw["layout"])
     assert result.passed, result.message
+
+
+def test_pixtral_2d_rotary_computes_the_spec_through_the_command(capsys, tmp_path):
+    """Pixtral's vision rotary embedding (alternating layout) for patch grids, edge patches
+    of grids up to 2^10 per side and random rows and columns up to 2^12, checked by the
+    command users run, in a worker process; it ships no split layout (a skip)."""
+    import json
+
+    from relpos.equivalence.cli import main
+
+    report = tmp_path / "pixtral.json"
+    target = "relpos.equivalence.adapters.huggingface:pixtral_rotary"
+    argv = ["rotations", "--target", target, "--layout", "alternating", "--layout", "split"]
+    code = main([*argv, "--json", str(report)])
+    out = capsys.readouterr().out
+    assert code == 0 and "1 passed, 0 failed, 1 skipped" in out, out
+    saved = {r["layout"]: r for r in json.loads(report.read_text())["results"]}
+    assert saved["alternating"]["status"] == "pass" and saved["alternating"]["examples"] >= 100
+    assert saved["split"]["status"] == "skip" and "is alternating" in saved["split"]["message"]
+
+
+def test_pixtral_under_the_split_layout_fails():
+    """The two layouts differ in the column's frequencies: checked against split, Pixtral's
+    column pairs are off (the check tells the layouts apart)."""
+    import numpy as np
+
+    from relpos.equivalence.adapters.huggingface import pixtral_rotary
+    from relpos.equivalence.frequencies import compare_axial
+
+    positions = np.array([[0, 3], [1, 5]])
+    cos, sin = pixtral_rotary(positions, rotary_dim=8, base=10000.0, layout="alternating")
+    assert compare_axial(
+        cos, sin, positions, rotary_dim=8, base=10000.0, layout="alternating"
+    ).passed
+    wrong = compare_axial(cos, sin, positions, rotary_dim=8, base=10000.0, layout="split")
+    assert not wrong.passed and "axis C" in wrong.message, wrong.message

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import find as hypothesis_find
 
 from relpos.equivalence.frequencies import (
+    axial_draws,
     boundaries,
     compare_frequencies,
     mrope_draws,
@@ -273,3 +274,116 @@ def test_the_search_finds_each_planted_mrope_bug(bug):
     )
     message = mrope_verdict(failing, bug).message
     assert "M-RoPE" in message and "bound" in message and "axis" in message
+
+
+# -- through the command: relpos rotations ---------------------------------------------------
+
+
+def shipped_mrope_target(positions, *, rotary_dim, base, section, layout, bug=None):
+    """:func:`shipped_mrope` with the calling convention of ``relpos rotations``."""
+    draw = {"rotary_dim": rotary_dim, "base": base, "section": section, "layout": layout}
+    return shipped_mrope({**draw, "positions": np.asarray(positions)}, bug)
+
+
+# -- 2D axial RoPE: rows and columns of image patches ----------------------------------------
+
+
+def shipped_axial(positions, *, rotary_dim, base, layout, bug=None):
+    """cos and sin (L, r/2) of 2D axial RoPE in float32 as shipped vision code computes
+    them, ``bug`` planted."""
+    ids = np.asarray(positions)
+    r, quarter = rotary_dim, rotary_dim // 4
+    if layout == "split":
+        width = r if bug == "split_over_full_width" else r // 2
+        inv = (F32(1) / _powers(base, width))[:quarter]
+        inv = np.concatenate([inv, inv])
+    else:
+        full = F32(1) / _powers(base, r)
+        column = full[0::2] if bug == "column_on_even_frequencies" else full[1::2]
+        inv = np.concatenate([full[0::2], column])
+    axis = np.repeat([0, 1], quarter)
+    if bug == "rows_and_columns_swapped":
+        axis = 1 - axis
+    at = ids[axis, :].T
+    if bug == "positions_in_float16":
+        at = at.astype(np.float16)
+    angle = at.astype(F32) * inv[None, :]
+    return np.cos(angle), np.sin(angle)
+
+
+def axial_verdict(draw, bug=None):
+    from relpos.equivalence.frequencies import compare_axial
+
+    kw = {k: v for k, v in draw.items() if k != "positions"}
+    cos, sin = shipped_axial(draw["positions"], **kw, bug=bug)
+    return compare_axial(cos, sin, draw["positions"], **kw)
+
+
+AXIAL_BUGS = {
+    "split_over_full_width": "split",
+    "column_on_even_frequencies": "alternating",
+    "rows_and_columns_swapped": "split",
+    "positions_in_float16": "alternating",
+}
+
+for _bug in AXIAL_BUGS:
+    globals()[f"planted_axial_{_bug}"] = (
+        lambda b: lambda positions, **kw: shipped_axial(positions, **kw, bug=b)
+    )(_bug)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(draw=axial_draws())
+def test_shipped_axial_passes(draw):
+    result = axial_verdict(draw)
+    assert result.passed, result.message
+
+
+@pytest.mark.parametrize("bug", sorted(AXIAL_BUGS))
+def test_the_search_finds_each_planted_axial_bug(bug):
+    failing = hypothesis_find(
+        axial_draws(),
+        lambda draw: not axial_verdict(draw, bug).passed,
+        settings=settings(max_examples=400, deadline=None, database=None),
+    )
+    message = axial_verdict(failing, bug).message
+    assert message.startswith("2D axial RoPE (") and "bound" in message and "axis" in message
+
+
+def test_the_rotations_command_passes_shipped_code(capsys):
+    from relpos.equivalence.cli import main
+
+    argv = ["rotations", "--target", f"{__name__}:shipped_axial", "--budget", "dev"]
+    code = main([*argv, "--layout", "split", "--layout", "alternating"])
+    out = capsys.readouterr().out
+    assert code == 0 and "2 passed, 0 failed, 0 skipped (budget dev)" in out, out
+    code = main(["rotations", "--target", f"{__name__}:shipped_mrope_target", "--layout",
+                 "sectioned", "--layout", "interleaved", "--budget", "dev"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0 and "2 passed, 0 failed" in out, out
+
+
+@pytest.mark.parametrize("bug", sorted(AXIAL_BUGS))
+def test_the_rotations_command_catches_each_planted_axial_bug(capsys, bug):
+    from relpos.equivalence.cli import main
+
+    layout = AXIAL_BUGS[bug]
+    target = f"{__name__}:planted_axial_{bug}"
+    code = main(["rotations", "--target", target, "--layout", layout])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert f"fail {layout}: 2D axial RoPE ({layout}, r = " in out
+    assert f"smallest call: {target}(**{{'rotary_dim': " in out
+
+
+def test_the_rotations_command_catches_a_planted_mrope_bug(capsys):
+    from relpos.equivalence.cli import main
+
+    code = main(["rotations", "--target", f"{__name__}:planted_mrope_interleave_offset",
+                 "--layout", "interleaved"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 1 and "fail interleaved: M-RoPE (interleaved, section " in out, out
+
+
+def planted_mrope_interleave_offset(positions, **kw):
+    return shipped_mrope_target(positions, **kw, bug="interleave_offset")

@@ -191,3 +191,68 @@ def test_dynamic_at_long_lengths_and_wide_rotations_is_exact():
         want = float(sp.N(grown ** (sp.Rational(-2 * t, 76)), 30))
         assert value == pytest.approx(want, rel=1e-15, abs=0)
     assert float(got.base) == pytest.approx(float(grown), rel=1e-15)
+
+
+def test_axial_pairs_follow_each_layout():
+    """r = 8, base 10000: two pairs per axis. split: each axis 1D RoPE of width 4, theta
+    10000^0 and 10000^(-1/2); alternating: width 8's theta_j = 10000^(-j/4), the row the even
+    j, the column the odd j."""
+    from relpos.spec.rope_scaling import axial_angles, axial_pairs
+
+    b = sp.Integer(10000)
+    assert axial_pairs(8) == (
+        (0, 1),
+        (0, b ** sp.Rational(-1, 2)),
+        (1, 1),
+        (1, b ** sp.Rational(-1, 2)),
+    )
+    assert axial_pairs(8, layout="alternating") == (
+        (0, 1),
+        (0, b ** sp.Rational(-1, 2)),
+        (1, b ** sp.Rational(-1, 4)),
+        (1, b ** sp.Rational(-3, 4)),
+    )
+    assert axial_angles(8, (3, 5), layout="alternating")[2] == 5 * b ** sp.Rational(-1, 4)
+
+
+@pytest.mark.parametrize(
+    ("call", "argument", "words"),
+    [
+        ({"rotary_dim": 6}, "rotary_dim", "multiple of 4"),
+        ({"rotary_dim": 0}, "rotary_dim", "multiple of 4"),
+        ({"rotary_dim": 8, "layout": "mixed"}, "layout", "split, alternating"),
+        ({"rotary_dim": 8, "base": 1}, "base", "finite number > 1"),
+    ],
+)
+def test_bad_axial_calls_are_named(call, argument, words):
+    from relpos.spec.rope_scaling import axial_pairs
+
+    with pytest.raises(ArgumentError, match=words) as caught:
+        axial_pairs(**call)
+    assert caught.value.argument == argument
+
+
+def test_a_bad_axial_position_is_named():
+    from relpos.spec.rope_scaling import axial_angles
+
+    with pytest.raises(ArgumentError, match="two integers") as caught:
+        axial_angles(8, (1, 2, 3))
+    assert caught.value.argument == "position"
+
+
+def test_the_axial_identity_fails_on_a_planted_spec_bug(monkeypatch):
+    """The column taking the row's (even) frequencies in the alternating layout, as the
+    split layout does: the identity that ties each axis to 1D RoPE fails."""
+    from relpos.spec import rope_scaling
+    from relpos.spec.encodings import get
+
+    honest = rope_scaling.axial_pairs
+
+    def column_on_even(rotary_dim, base=10000, layout="split"):
+        return honest(rotary_dim, base, "split")
+
+    monkeypatch.setattr(rope_scaling, "axial_pairs", column_on_even)
+    proofs = {i.name: i.prove() for i in get("rope").identities()}
+    failed = proofs["2D axial RoPE is 1D RoPE per axis"]
+    assert not failed.proved, failed.detail
+    assert "fails at (4, 10000, 'alternating'): patch (0, 1)" in failed.detail
