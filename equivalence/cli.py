@@ -13,6 +13,7 @@ relpos frequencies [--target M:F] [--rope-type T]
 relpos rotations --target M:F --layout L
                                        cos and sin of M-RoPE or 2D axial RoPE for position
                                        ids of several axes, per layout
+relpos position-ids --target M:F       multimodal position ids of prompts and generation
 relpos profiles [--encoding NAME]      conventions and named library profiles
 relpos bench                           benchmarks
 relpos --version                       the installed distribution's version
@@ -533,6 +534,30 @@ def _rotations(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _position_ids(args: argparse.Namespace) -> int:
+    import json
+
+    from relpos.equivalence.frequencies import check_position_ids
+    from relpos.spec import ArgumentError
+
+    setup = _search_setup(args, "position-ids")
+    if setup is None:
+        return 2
+    budget, seed = setup
+    try:
+        result = check_position_ids(args.target, budget=budget)
+    except ArgumentError as exc:
+        sys.stderr.write(f"relpos position-ids: {exc}\n")
+        return 2
+    _frequency_table([result], args.target, "", key="layout")
+    if args.json:
+        report = {"target": args.target, "budget": budget, "seed": seed, "result": vars(result)}
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    failed = result.status not in ("pass", "skip")
+    sys.stdout.write(f"\n{result.status} (budget {budget})\n")
+    return 1 if failed else 0
+
+
 def _version() -> str:
     """The installed distribution's version (the one pip reports)."""
     from importlib import metadata
@@ -725,6 +750,25 @@ def _parser() -> argparse.ArgumentParser:
     rot.add_argument("--timeout", type=_timeout_value, metavar="SECONDS")
     rot.add_argument("--json", metavar="FILE")
     rot.set_defaults(run=_rotations)
+
+    ids = commands.add_parser(
+        "position-ids",
+        help="a multimodal model's M-RoPE position ids for prompts of text, images and videos, "
+        "and during generation, against the spec",
+    )
+    ids.add_argument(
+        "--target",
+        required=True,
+        metavar="MODULE:FUNCTION",
+        help="function(segments, *, generated) -> position ids (3, L + generated); segments "
+        "[('text', n) | ('image', (1, h, w)) | ('video', (t, h, w)), ...]; e.g. "
+        "relpos.equivalence.adapters.huggingface:qwen2_vl_position_ids",
+    )
+    ids.add_argument("--budget", choices=["dev", "ci", "thorough"])
+    ids.add_argument("--seed", type=_seed_value, metavar="N")
+    ids.add_argument("--timeout", type=_timeout_value, metavar="SECONDS")
+    ids.add_argument("--json", metavar="FILE")
+    ids.set_defaults(run=_position_ids)
 
     profiles = commands.add_parser(
         "profiles", help="the conventions libraries differ in, and the named profiles"

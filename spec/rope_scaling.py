@@ -66,6 +66,7 @@ __all__ = [
     "frequencies",
     "mrope_angles",
     "mrope_axes",
+    "mrope_position_ids",
 ]
 
 
@@ -830,3 +831,72 @@ def axial_angles(
     if not ok or not all(isinstance(p, int) and not isinstance(p, bool) for p in position):
         raise ArgumentError("position", repr(position), "must be two integers (row, column)")
     return tuple(position[a] * theta for a, theta in axial_pairs(rotary_dim, base, layout))
+
+
+#: The kinds of segment of a multimodal sequence, for :func:`mrope_position_ids`.
+SEGMENT_KINDS = ("text", "image", "video")
+
+
+def _segment_problem(segment: Any) -> str | None:
+    if not isinstance(segment, list | tuple) or len(segment) != 2:
+        return "must be (kind, size)"
+    kind, size = segment
+    if kind not in SEGMENT_KINDS:
+        return f"must have a kind among {', '.join(SEGMENT_KINDS)}"
+    if kind == "text":
+        ok = isinstance(size, int) and not isinstance(size, bool) and size >= 1
+        return None if ok else "must be ('text', n) with an integer n >= 1"
+    ok = isinstance(size, list | tuple) and len(size) == 3
+    ok = ok and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in size)
+    if not ok:
+        return f"must be ({kind!r}, (t, h, w)) with integers >= 1 (the grid after merging)"
+    if kind == "image" and size[0] != 1:
+        return "must have t = 1 (an image is one temporal step)"
+    return None
+
+
+def mrope_position_ids(
+    segments: Sequence[Any], *, generated: int = 0, temporal_interval: Any = 1
+) -> list[list[int]]:
+    """The M-RoPE position ids (temporal, height, width) of every token of a multimodal
+    sequence and of ``generated`` text tokens generated after it, as three lists of L + n
+    integers (Wang et al. 2024, Qwen2-VL, arXiv:2409.12191, section 2.1).
+
+    ``segments`` lists the sequence in order: ``("text", n)`` for n text tokens, and
+    ``("image", (1, h, w))`` or ``("video", (t, h, w))`` for a vision input whose grid, after
+    the vision encoder's merging, is t x h x w tokens in (t, h, w) raster order. From a start
+    s: text token k has ids (s + k, s + k, s + k); vision token (i, j, l) has (s +
+    floor(i temporal_interval), s + j, s + l). Each segment starts at the largest id of
+    everything before it plus one (0 at first), and so do the generated tokens, which are
+    text."""
+    if not isinstance(segments, list | tuple) or not segments:
+        raise ArgumentError("segments", repr(segments), "must be a non-empty list of segments")
+    for index, segment in enumerate(segments):
+        problem = _segment_problem(segment)
+        if problem is not None:
+            raise ArgumentError("segments", f"segments[{index}]={segment!r}", problem)
+    if _length(generated) is not None and generated != 0:
+        raise ArgumentError("generated", f"generated={generated!r}", "must be an integer >= 0")
+    if _number(above=0)(temporal_interval) is not None:
+        raise ArgumentError(
+            "temporal_interval",
+            f"temporal_interval={temporal_interval!r}",
+            "must be a finite number > 0",
+        )
+    step = Fraction(temporal_interval)
+    ids: list[list[int]] = [[], [], []]
+    start = 0
+    for kind, size in [*segments, ("text", generated)] if generated else segments:
+        if kind == "text":
+            for axis in ids:
+                axis.extend(range(start, start + size))
+        else:
+            t, h, w = size
+            for i in range(t):
+                for j in range(h):
+                    for col in range(w):
+                        ids[0].append(start + math.floor(i * step))
+                        ids[1].append(start + j)
+                        ids[2].append(start + col)
+        start = max(max(axis) for axis in ids) + 1
+    return ids

@@ -45,6 +45,10 @@ library's caller computes it:
     the same, with one module and one rotary module per configuration kept across calls and
     moved to each call's dtype with ``.to()``, as one model moved between dtypes is: the
     rotary module's inverse frequencies are a buffer, so they follow.
+``qwen2_vl_position_ids`` (``relpos position-ids``)
+    the M-RoPE position ids Qwen2-VL's ``generate`` gives its text rotary embedding, for a
+    prompt of text, images and videos and the tokens generated after it (a tiny random
+    model; the ids are read by a hook).
 ``pixtral_rotary`` (``relpos rotations --layout alternating``)
     Pixtral's 2D rotary embedding for patch positions (row, column), head_dim = rotary_dim;
     the cos and sin of each pair, read from one rotate_half half (the halves checked equal).
@@ -71,6 +75,7 @@ __all__ = [
     "llama_attention_kept",
     "llama_rotary_frequencies",
     "pixtral_rotary",
+    "qwen2_vl_position_ids",
     "qwen_vl_rotary",
     "t5_attention",
     "wav2vec2_bert_self_attention",
@@ -532,6 +537,104 @@ def llama_rotary_frequencies(
             f"r/2 = {rotary_dim // 2} rotated pairs"
         )
     return inv[: rotary_dim // 2], float(module.attention_scaling)
+
+
+@cache
+def _qwen2_vl_generator() -> Any:
+    """A tiny Qwen2-VL model for generation (random weights: only its position ids are read):
+    spatial merge 2, patches of 2 x 2 pixels, temporal patches of 2 frames, image and video
+    tokens 30 and 31."""
+    from transformers import Qwen2VLConfig
+    from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLForConditionalGeneration
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()  # the tiny vocabulary draws warnings about special tokens
+    text = {
+        "hidden_size": 16,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "num_hidden_layers": 1,
+        "intermediate_size": 8,
+        "vocab_size": 32,
+        "rope_parameters": {
+            "rope_type": "default",
+            "rope_theta": 10000.0,
+            "mrope_section": [2, 1, 1],
+        },
+        "bos_token_id": None,
+        "eos_token_id": None,
+        "pad_token_id": None,
+    }
+    vision = {
+        "depth": 1,
+        "embed_dim": 8,
+        "hidden_size": 16,
+        "num_heads": 2,
+        "patch_size": 2,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+        "in_channels": 3,
+    }
+    config = Qwen2VLConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=30,
+        video_token_id=31,
+        vision_start_token_id=29,
+        vision_end_token_id=28,
+    )
+    torch.manual_seed(0)
+    return Qwen2VLForConditionalGeneration(config).eval()
+
+
+def qwen2_vl_position_ids(segments: Any, *, generated: int) -> Any:
+    """The M-RoPE position ids (3, L + generated) that Qwen2-VL's text rotary embedding is
+    given while ``generate`` runs on a prompt of ``segments`` (``("text", n)``, ``("image",
+    (1, h, w))``, ``("video", (t, h, w))``, grids after the 2 x 2 spatial merge) and
+    generates ``generated`` tokens: the prompt's from the prefill, then one per decoding
+    step, read by a hook on the rotary embedding. Pixel values are random (the ids do not
+    depend on them)."""
+    import numpy as np
+
+    model = _qwen2_vl_generator()
+    ids: list[int] = []
+    types: list[int] = []
+    grids: dict[str, list[list[int]]] = {"image": [], "video": []}
+    for kind, size in segments:
+        if kind == "text":
+            ids += [5] * size
+            types += [0] * size
+            continue
+        t, h, w = size
+        ids += [30 if kind == "image" else 31] * (t * h * w)
+        types += [1 if kind == "image" else 2] * (t * h * w)
+        grids[kind].append([t, 2 * h, 2 * w])
+    pixels = {}
+    for kind, key in (("image", "pixel_values"), ("video", "pixel_values_videos")):
+        if grids[kind]:
+            rows = sum(t * h * w for t, h, w in grids[kind])
+            pixels[key] = torch.randn(rows, 3 * 2 * 2 * 2)
+            pixels[f"{kind}_grid_thw"] = torch.tensor(grids[kind])
+    seen: list[Any] = []
+
+    def record(module: Any, args: Any, kwargs: Any) -> None:
+        seen.append((args[1] if len(args) > 1 else kwargs["position_ids"]).clone())
+
+    hook = model.model.language_model.rotary_emb.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            model.generate(
+                input_ids=torch.tensor([ids]),
+                attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                mm_token_type_ids=torch.tensor([types]),
+                max_new_tokens=generated + 1,  # the last token needs no forward pass
+                min_new_tokens=generated + 1,
+                do_sample=False,
+                **pixels,
+            )
+    finally:
+        hook.remove()
+    return np.concatenate([step[:, 0, :].numpy() for step in seen], axis=1)
 
 
 def _halves(table: Any, rotary_dim: int) -> Any:

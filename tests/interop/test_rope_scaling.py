@@ -113,3 +113,71 @@ def test_pixtral_under_the_split_layout_fails():
     ).passed
     wrong = compare_axial(cos, sin, positions, rotary_dim=8, base=10000.0, layout="split")
     assert not wrong.passed and "axis C" in wrong.message, wrong.message
+
+
+# -- Qwen2-VL's multimodal position ids, in the prompt and during generation ------------------
+
+
+def _qwen2_vl_verdict(segments, generated):
+    from relpos.equivalence.adapters.huggingface import qwen2_vl_position_ids
+    from relpos.equivalence.frequencies import compare_position_ids
+
+    got = qwen2_vl_position_ids(segments, generated=generated)
+    return compare_position_ids(got, segments, generated=generated)
+
+
+def test_qwen2_vl_text_after_a_long_video_starts_inside_it():
+    """Finding: after a video of 4 temporal steps over a 2 x 2 merged grid (ids T 2..5),
+    the next text starts at 2 + max(h, w) = 4, inside the video's temporal ids; the paper
+    starts it at the largest id + 1 = 6."""
+    verdict = _qwen2_vl_verdict([("text", 2), ("video", (4, 2, 2)), ("text", 3)], 2)
+    assert not verdict.passed
+    assert "token 18 (segment 2 (text 3), its token 0) has ids (T, H, W) = [4, 4, 4], the " \
+        "spec's [6, 6, 6] (5 of 23 tokens differ)" in verdict.message, verdict.message  # fmt: skip
+
+
+def test_qwen2_vl_generation_after_a_vision_token_goes_on_per_axis():
+    """Finding: when the prompt ends in an image, each generated token takes the last
+    token's ids + 1 on each axis ((0, 0, 1) -> (1, 1, 2)): the axes disagree and the
+    temporal and height ids fall inside the image's; the paper gives (2, 2, 2)."""
+    verdict = _qwen2_vl_verdict([("image", (1, 1, 2))], 1)
+    assert not verdict.passed
+    assert "token 2 (generated token 0) has ids (T, H, W) = [1, 1, 2], the spec's [2, 2, 2]" in (
+        verdict.message
+    ), verdict.message
+
+
+@st.composite
+def _prompts_ending_in_text(draw):
+    """Prompts where neither finding applies: vision segments each followed by text, and
+    videos no longer in time than in space (t <= max(h, w))."""
+    segments = []
+    for _ in range(draw(st.integers(1, 3))):
+        if draw(st.booleans()):
+            segments.append(("text", draw(st.integers(1, 3))))
+        h, w = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+        t = draw(st.integers(1, max(h, w))) if draw(st.booleans()) else 1
+        segments.append(("video" if t > 1 or draw(st.booleans()) else "image", (t, h, w)))
+        segments.append(("text", draw(st.integers(1, 3))))
+    return {"segments": segments, "generated": draw(st.integers(0, 3))}
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(call=_prompts_ending_in_text())
+def test_qwen2_vl_prompts_ending_in_text_compute_the_spec(call):
+    """Outside the two findings, Qwen2-VL's ids are the paper's, during generation too."""
+    verdict = _qwen2_vl_verdict(call["segments"], call["generated"])
+    assert verdict.passed, verdict.message
+
+
+def test_qwen2_vl_position_ids_fail_through_the_command(capsys):
+    """The command users run finds one of the two findings, with the smallest call."""
+    from relpos.equivalence.cli import main
+
+    target = "relpos.equivalence.adapters.huggingface:qwen2_vl_position_ids"
+    code = main(["position-ids", "--target", target])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "fail position ids: M-RoPE position ids of" in out
+    assert "generated token 0) has ids" in out or "(text " in out, out
+    assert f"smallest call: {target}(**{{'segments': [(" in out

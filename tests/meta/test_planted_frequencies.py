@@ -17,6 +17,7 @@ from relpos.equivalence.frequencies import (
     boundaries,
     compare_frequencies,
     mrope_draws,
+    multimodal_prompts,
     scalings,
 )
 from relpos.spec.rope_scaling import frequencies
@@ -387,3 +388,81 @@ def test_the_rotations_command_catches_a_planted_mrope_bug(capsys):
 
 def planted_mrope_interleave_offset(positions, **kw):
     return shipped_mrope_target(positions, **kw, bug="interleave_offset")
+
+
+# -- multimodal position ids: prompts of text, images and videos, then generation -------------
+
+
+def shipped_position_ids(segments, *, generated, bug=None):
+    """M-RoPE position ids (3, L + generated) as a multimodal model computes them: each
+    segment from the largest id before it + 1, vision tokens in (t, h, w) raster order,
+    generated tokens on from the largest id + 1; ``bug`` planted."""
+    ids = [[], [], []]
+    start = 0
+    for kind, size in segments:
+        if kind == "text":
+            for axis in ids:
+                axis.extend(range(start, start + size))
+            start += size
+            continue
+        t, h, w = size
+        grid = np.stack(np.meshgrid(np.arange(t), np.arange(h), np.arange(w), indexing="ij"))
+        grid = grid.reshape(3, -1)
+        if bug == "height_and_width_swapped":
+            grid = grid[[0, 2, 1]]
+        for axis, row in zip(ids, grid, strict=True):
+            axis.extend((row + start).tolist())
+        # the spatial extent alone (transformers 5.24's rule), or the largest id + 1
+        start = (
+            start + max(h, w)
+            if bug == "next_after_the_spatial_extent"
+            else (max(max(axis) for axis in ids) + 1)
+        )
+    last = [axis[-1] for axis in ids]
+    for k in range(generated):
+        for a, axis in enumerate(ids):
+            # each axis on from the prompt's last token (generation's rule), or from the start
+            axis.append(last[a] + 1 + k if bug == "generation_from_the_last_token" else start + k)
+    return np.asarray(ids)
+
+
+POSITION_BUGS = (
+    "height_and_width_swapped",
+    "next_after_the_spatial_extent",
+    "generation_from_the_last_token",
+)
+
+for _bug in POSITION_BUGS:
+    globals()[f"planted_ids_{_bug}"] = (
+        lambda b: lambda segments, **kw: shipped_position_ids(segments, **kw, bug=b)
+    )(_bug)
+
+
+@settings(max_examples=100, deadline=None)
+@given(call=multimodal_prompts())
+def test_shipped_position_ids_pass(call):
+    from relpos.equivalence.frequencies import compare_position_ids
+
+    got = shipped_position_ids(call["segments"], generated=call["generated"])
+    result = compare_position_ids(got, call["segments"], generated=call["generated"])
+    assert result.passed, result.message
+
+
+@pytest.mark.parametrize("bug", POSITION_BUGS)
+def test_the_position_ids_command_catches_each_planted_bug(capsys, bug):
+    from relpos.equivalence.cli import main
+
+    target = f"{__name__}:planted_ids_{bug}"
+    code = main(["position-ids", "--target", target])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "fail position ids: M-RoPE position ids of [(" in out and "the spec's [" in out
+    assert f"smallest call: {target}(**{{'segments': [(" in out
+
+
+def test_the_position_ids_command_passes_shipped_code(capsys):
+    from relpos.equivalence.cli import main
+
+    code = main(["position-ids", "--target", f"{__name__}:shipped_position_ids"])
+    out = capsys.readouterr().out
+    assert code == 0 and "\npass (budget " in out, out

@@ -256,3 +256,46 @@ def test_the_axial_identity_fails_on_a_planted_spec_bug(monkeypatch):
     failed = proofs["2D axial RoPE is 1D RoPE per axis"]
     assert not failed.proved, failed.detail
     assert "fails at (4, 10000, 'alternating'): patch (0, 1)" in failed.detail
+
+
+def test_mrope_position_ids_follow_the_paper_by_hand():
+    """Two text tokens, a video of 4 temporal steps over a 2 x 2 grid, a text token, then two
+    generated: the video starts at 2 (T 2..5, H and W 2..3), the text after it at its
+    largest id + 1 = 6, and generation goes on from 7 on every axis."""
+    from relpos.spec.rope_scaling import mrope_position_ids
+
+    got = mrope_position_ids([("text", 2), ("video", (4, 2, 2)), ("text", 1)], generated=2)
+    video_t = [2] * 4 + [3] * 4 + [4] * 4 + [5] * 4
+    video_h = [2, 2, 3, 3] * 4
+    video_w = [2, 3, 2, 3] * 4
+    assert got == [
+        [0, 1, *video_t, 6, 7, 8],
+        [0, 1, *video_h, 6, 7, 8],
+        [0, 1, *video_w, 6, 7, 8],
+    ]
+    # an image is one temporal step; its largest id is on its longer side
+    image = mrope_position_ids([("image", (1, 1, 3))], generated=1)
+    assert image == [[0, 0, 0, 3], [0, 0, 0, 3], [0, 1, 2, 3]]
+    # a temporal interval spaces (and floors) the temporal ids
+    spaced = mrope_position_ids([("video", (3, 1, 1))], temporal_interval=1.5)
+    assert spaced == [[0, 1, 3], [0, 0, 0], [0, 0, 0]]
+
+
+@pytest.mark.parametrize(
+    ("call", "argument", "words"),
+    [
+        ({"segments": []}, "segments", "non-empty list"),
+        ({"segments": [("audio", 3)]}, "segments", "kind among text, image, video"),
+        ({"segments": [("text", 0)]}, "segments", "integer n >= 1"),
+        ({"segments": [("image", (2, 1, 1))]}, "segments", "t = 1"),
+        ({"segments": [("video", (1, 0, 2))]}, "segments", "integers >= 1"),
+        ({"segments": [("text", 1)], "generated": -1}, "generated", "integer >= 0"),
+        ({"segments": [("text", 1)], "temporal_interval": 0}, "temporal_interval", "> 0"),
+    ],
+)
+def test_bad_multimodal_sequences_are_named(call, argument, words):
+    from relpos.spec.rope_scaling import mrope_position_ids
+
+    with pytest.raises(ArgumentError, match=words) as caught:
+        mrope_position_ids(**call)
+    assert caught.value.argument == argument
