@@ -117,9 +117,21 @@ def test_xlnet_conforms_to_its_profile_up_to_a_float32_sinusoid(which):
     for prop in ("translation", "memory_rows", "masked_keys", "wide_range"):
         assert got[prop, "float64"].status == "pass", got[prop, "float64"].message
     # Finding: positions and frequencies are built in float32 even in a float64 model, so
-    # float64 results are off by about 1e-11, beyond float64's bound.
+    # float64 results are off beyond float64's bound. Whether a run's draws show it depends
+    # on them (the sinusoid of small positions can round alike in both), so the finding is
+    # pinned on a fixed draw below; a run that meets it reports it in float64.
     wrong = got["oracle", "float64"]
-    assert wrong.status == "fail" and "float64" in wrong.message
+    assert wrong.status == "pass" or (wrong.status == "fail" and "float64" in wrong.message)
+    dims = {"bsz": 1, "n_head": 2, "qlen": 4, "mlen": 2, "d_head": 8, "d_model": 8}
+    options = {"d_model": None, "attn_type": "bi", "clamp_len": None, "scale": None}
+    draw = Draw("xl", dims, {**options, "clamp_style": "symmetric"}, values="normal", seed=1)
+    with pytest.raises(PropertyFailure, match=r"in float64 = .* is [0-9.e+]+x the bound"):
+        reproduce_target(
+            path, "xl", "xlnet", "oracle", "float64", draw, adapter=f"{ADAPTERS}:{adapter}"
+        )
+    reproduce_target(
+        path, "xl", "xlnet", "oracle", "float32", draw, adapter=f"{ADAPTERS}:{adapter}"
+    )
     assert str(diagnose(target)).endswith(
         "conforms to profile xlnet on these inputs, so the failures lie in another dtype, "
         "in larger inputs, or in a property beyond the values"
