@@ -18,6 +18,17 @@ frequencies' dtype: its bound is C_FACTOR roundings of the coarser. Everything i
 (:data:`~relpos.equivalence.tolerance.SAFETY`). A bug in these formulas (a band left unscaled,
 a factor squared, short and long factors swapped, a base that does not grow) moves a value by
 far more than any of these bounds.
+
+Three checks of a target, each a Hypothesis search in a worker process, behind a command:
+
+- :func:`check_frequencies` (``relpos frequencies``): theta'_t and the attention factor per
+  ``rope_type``, on :func:`scalings` and the switch points of :func:`boundaries`;
+- :func:`check_rotations` (``relpos rotations``): the cos and sin of each pair for position ids
+  of several axes, M-RoPE's (:func:`mrope_draws`, :func:`compare_rotations`) and 2D axial
+  RoPE's (:func:`axial_draws`, :func:`compare_axial`);
+- :func:`check_position_ids` (``relpos position-ids``): the M-RoPE position ids a multimodal
+  model gives a prompt of text, images and videos and the tokens it generates
+  (:func:`multimodal_prompts`, :func:`compare_position_ids`); integers, so exact.
 """
 
 from __future__ import annotations
