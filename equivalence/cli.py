@@ -408,6 +408,14 @@ def _bench(args: argparse.Namespace) -> int:
     return bench(args.sizes or "256,512,1024,2048", args.rounds, args.select, args.out)
 
 
+def _search_options(parser: argparse.ArgumentParser) -> None:
+    """--budget, --seed, --timeout and --json of a search command (:func:`_search_setup`)."""
+    parser.add_argument("--budget", choices=["dev", "ci", "thorough"])
+    parser.add_argument("--seed", type=_seed_value, metavar="N")
+    parser.add_argument("--timeout", type=_timeout_value, metavar="SECONDS")
+    parser.add_argument("--json", metavar="FILE")
+
+
 def _search_setup(args: argparse.Namespace, command: str) -> tuple[str, int] | None:
     """The budget and seed of a search command, its --json checked writable and its
     --timeout set; None (the reason written) where an argument is refused."""
@@ -712,10 +720,7 @@ def _parser() -> argparse.ArgumentParser:
         help="the dtype the target computes its frequencies in (default float32; the bundled "
         "implementations: float32 or float64)",
     )
-    freq.add_argument("--budget", choices=["dev", "ci", "thorough"])
-    freq.add_argument("--seed", type=_seed_value, metavar="N")
-    freq.add_argument("--timeout", type=_timeout_value, metavar="SECONDS")
-    freq.add_argument("--json", metavar="FILE")
+    _search_options(freq)
     freq.set_defaults(run=_frequencies)
 
     rot = commands.add_parser(
@@ -745,10 +750,7 @@ def _parser() -> argparse.ArgumentParser:
         choices=["float64", "float32", "bfloat16", "float16"],
         help="the dtype the target computes its angles in (default float32)",
     )
-    rot.add_argument("--budget", choices=["dev", "ci", "thorough"])
-    rot.add_argument("--seed", type=_seed_value, metavar="N")
-    rot.add_argument("--timeout", type=_timeout_value, metavar="SECONDS")
-    rot.add_argument("--json", metavar="FILE")
+    _search_options(rot)
     rot.set_defaults(run=_rotations)
 
     ids = commands.add_parser(
@@ -764,10 +766,7 @@ def _parser() -> argparse.ArgumentParser:
         "[('text', n) | ('image', (1, h, w)) | ('video', (t, h, w)), ...]; e.g. "
         "relpos.equivalence.adapters.huggingface:qwen2_vl_position_ids",
     )
-    ids.add_argument("--budget", choices=["dev", "ci", "thorough"])
-    ids.add_argument("--seed", type=_seed_value, metavar="N")
-    ids.add_argument("--timeout", type=_timeout_value, metavar="SECONDS")
-    ids.add_argument("--json", metavar="FILE")
+    _search_options(ids)
     ids.set_defaults(run=_position_ids)
 
     profiles = commands.add_parser(

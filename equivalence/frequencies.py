@@ -580,6 +580,17 @@ def _host(value: Any) -> tuple[np.ndarray, ...]:
     return tuple(out)
 
 
+def _budget_settings(budget: str | None) -> Any:
+    """The budget's Hypothesis settings (the run's profile where none is named) with
+    :data:`EXAMPLES` draws and no example database."""
+    from hypothesis import settings
+
+    from relpos.equivalence.profiles import active_profile, load_profile
+
+    name = budget or active_profile()
+    return settings(load_profile(name), database=None, max_examples=EXAMPLES[name])
+
+
 def check_frequencies(
     target: str,
     rope_types: Sequence[str] | None = None,
@@ -596,10 +607,6 @@ def check_frequencies(
     seed. The target runs in a worker process (``isolate``), so that a hang or a crash is a
     finding. With ``precision``, each call also gets ``precision=dtype`` (the bundled
     implementations compute in the precision they are asked for)."""
-    from hypothesis import settings
-
-    from relpos.equivalence.profiles import active_profile, load_profile
-
     call_target = _caller(target, isolate)
     if precision:
         plain = call_target
@@ -607,8 +614,7 @@ def check_frequencies(
         def call_target(call: dict[str, Any]) -> Any:
             return plain({**call, "precision": dtype})
 
-    name = budget or active_profile()
-    chosen = settings(load_profile(name), database=None, max_examples=EXAMPLES[name])
+    chosen = _budget_settings(budget)
     return [
         _check_one(rope_type, target, call_target, chosen, dtype)
         for rope_type in rope_types or VARIANTS
@@ -737,17 +743,12 @@ def check_rotations(
     (``split``, ``alternating``; positions (2, L) of rows and columns), and returns cos and
     sin (L, r/2), pair t in column t. NotImplementedError skips a layout the target does
     not ship. It runs in a worker process (``isolate``)."""
-    from hypothesis import settings
-
-    from relpos.equivalence.profiles import active_profile, load_profile
-
     chosen_layouts = list(layouts or ROTATION_LAYOUTS)
     unknown = [x for x in chosen_layouts if x not in ROTATION_LAYOUTS]
     if unknown:
         raise ValueError(f"layouts {unknown} must be among {', '.join(ROTATION_LAYOUTS)}")
     call_target = _caller(target, isolate, positional="positions")
-    name = budget or active_profile()
-    chosen = settings(load_profile(name), database=None, max_examples=EXAMPLES[name])
+    chosen = _budget_settings(budget)
     results = []
     for layout in chosen_layouts:
         if layout in ("split", "alternating"):
@@ -857,13 +858,8 @@ def check_position_ids(
     position ids (3, L + generated) of a multimodal prompt and of the tokens generated after
     it, on :data:`EXAMPLES` draws of :func:`multimodal_prompts`, in a worker process. The
     result's ``layout`` is ``"position ids"``."""
-    from hypothesis import settings
-
-    from relpos.equivalence.profiles import active_profile, load_profile
-
     call_target = _caller(target, isolate, positional="segments", results=1)
-    name = budget or active_profile()
-    chosen = settings(load_profile(name), database=None, max_examples=EXAMPLES[name])
+    chosen = _budget_settings(budget)
 
     def verdict(call: dict[str, Any], returned: Any) -> FrequencyVerdict:
         return compare_position_ids(returned[0], call["segments"], generated=call["generated"])
