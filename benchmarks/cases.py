@@ -3,7 +3,8 @@ callables that run one forward (or forward and backward) pass to completion.
 
 Shapes follow the implementations issue: bsz 1, n_head 8, d_head 64, float32, L = qlen = klen.
 Settings: ``clip16`` (Shaw clip (-16, 16); Transformer-XL clamp_len 16), ``unclipped`` (Shaw
-clip (-(L-1), L-1), no clamp) and, for Shaw only, ``key_only`` (clip (-16, 16), no rel_v).
+clip (-(L-1), L-1), no clamp), for Shaw only ``key_only`` (clip (-16, 16), no rel_v), and for
+RoPE ``yarn`` and ``dynamic`` (its scaling variants; ``default`` is plain RoPE).
 Any other encoding runs with its option defaults and its required tensors (``default``), so a
 new encoding is benchmarked without an edit here.
 Reference variants form (L, L, d_head) tensors by design and run only up to
@@ -26,8 +27,26 @@ __all__ = ["BASELINES", "FLOOR", "REFERENCE_MAX", "SETTINGS", "Case", "cases"]
 
 BSZ, N_HEAD, D_HEAD = 1, 8, 64
 D_MODEL = N_HEAD * D_HEAD
-SETTINGS = ("clip16", "unclipped", "key_only", "default")
-_SETTINGS = {"shaw": ("clip16", "unclipped", "key_only"), "xl": ("clip16", "unclipped")}
+SETTINGS = ("clip16", "unclipped", "key_only", "default", "yarn", "dynamic")
+_SETTINGS = {
+    "shaw": ("clip16", "unclipped", "key_only"),
+    "xl": ("clip16", "unclipped"),
+    "rope": ("default", "yarn", "dynamic"),
+}
+#: RoPE's scaling settings at length L: YaRN as shipped (factor 4 of 4096), and dynamic NTK
+#: past its original length (L0 = L / 2, so the base grows).
+_ROPE_SCALING = {
+    "yarn": lambda L: {
+        "rope_type": "yarn",
+        "factor": 4.0,
+        "original_max_position_embeddings": 4096,
+    },
+    "dynamic": lambda L: {
+        "rope_type": "dynamic",
+        "factor": 2.0,
+        "original_max_position_embeddings": L // 2,
+    },
+}
 MODES = ("forward", "backward")
 REFERENCE_MAX = 256
 #: The floor every ratio is taken to: scaled_dot_product_attention with a float bias.
@@ -97,6 +116,8 @@ def _inputs(case: Case, encoding: str) -> dict[str, np.ndarray | Any]:
         )
     else:
         args = _default_inputs(encoding, L, randn, rng)
+        if encoding == "rope" and case.setting in _ROPE_SCALING:
+            args["scaling"] = _ROPE_SCALING[case.setting](L)
     return args
 
 

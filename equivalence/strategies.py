@@ -237,12 +237,15 @@ def draws(
     options: Mapping[str, Any] | None = None,
     restrict: Restriction | None = None,
     positions: Sequence[str] = ("default",),
+    length_free: bool = False,
 ) -> Draw:
     """Complete check inputs for ``encoding``: dimensions, every option (from the spec's
     candidates, or fixed by ``options``), optional tensor groups present or not, table
     layouts, a mask kind, a value kind, a seed for the array contents and a kind of position
     ids (from ``positions``, shrinking towards the first; "default" where the library takes
-    none); ``restrict`` narrows all of these to what a checked library accepts."""
+    none); ``restrict`` narrows all of these to what a checked library accepts, and
+    ``length_free`` the options to those whose results depend on the positions' differences
+    alone (``Encoding.length_free``)."""
     _check_encoding(encoding)
     enc = get_encoding(encoding)
     r = restrict or Restriction()
@@ -250,13 +253,21 @@ def draws(
         dimensions(encoding, size, at_least=at_least, at_most=r.at_most, multiple_of=r.multiple_of)
     )
     fixed = dict(options or {})
-    chosen = {}
+    chosen: dict[str, Any] = {}
     for name, candidates in enc.option_values(dims).items():
         if name in r.options:
             candidates = r.options[name](dims, candidates)
             if not candidates:  # nothing the library accepts at these dimensions
                 reject()
-        chosen[name] = fixed[name] if name in fixed else draw(st.sampled_from(candidates))
+        candidates = enc.narrow(name, dims, chosen, candidates)
+        if length_free:
+            candidates = [c for c in candidates if enc.length_free(name, c)]
+        if name in fixed:
+            chosen[name] = fixed[name]
+            continue
+        if not candidates:  # nothing the library accepts at these dimensions
+            reject()
+        chosen[name] = draw(st.sampled_from(candidates))
     groups = enc.optional_groups or tuple(
         (t.name,)
         for t in enc.tensors

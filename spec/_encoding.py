@@ -272,6 +272,19 @@ class Encoding(abc.ABC):
         """Candidate values of every option for a problem of these dimensions, simplest
         first (checks sample from them and shrink towards the first)."""
 
+    def narrow(
+        self, name: str, dims: Mapping[str, int], chosen: Mapping[str, Any], candidates: list[Any]
+    ) -> list[Any]:
+        """The candidates of option ``name`` that go with the options drawn before it
+        (``chosen``, in the order of :meth:`option_values`); by default all of them."""
+        return candidates
+
+    def length_free(self, name: str, value: Any) -> bool:
+        """Whether option ``name`` at ``value`` keeps the encoding a function of the
+        positions' differences alone, so that calls of other lengths or shifted positions
+        agree (translation, decoding in steps, packed rows); by default every value does."""
+        return True
+
     def widen(
         self, args: Mapping[str, Any], extra: int, rng: np.random.Generator
     ) -> dict[str, Any]:

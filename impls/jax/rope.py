@@ -2,7 +2,10 @@
 
 Both take the spec's arguments (``relpos spec show rope``) and return the output
 (bsz, n_head, qlen, d_head), or ``(out, probs, scores)`` with ``with_weights=True``. They
-compose with ``jax.jit``, ``jax.grad`` and ``jax.vmap``.
+compose with ``jax.jit``, ``jax.grad`` and ``jax.vmap`` (with a dynamic or longrope
+``scaling``, whose frequencies depend on the largest position, the position ids must be
+concrete). A ``scaling`` variant's inverse frequencies and attention factor come from
+:func:`relpos.impls.jax.rope_scaling.inverse_frequencies`.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from relpos.impls._validated import validated
 from relpos.impls.jax._common import (
@@ -22,27 +26,79 @@ from relpos.impls.jax._common import (
     position_ids,
     with_masked_scores,
 )
+from relpos.impls.jax.rope_scaling import inverse_frequencies
+from relpos.spec import ArgumentError
+from relpos.spec.encodings.rope import LENGTH_DEPENDENT, scaling_parameters
 
 __all__ = ["VARIANTS", "rope_fast", "rope_reference"]
 
 VARIANTS = {"reference": "rope_reference", "fast": "rope_fast"}
 
-_STATIC = ("base", "rotary", "scale", "with_weights")
+_STATIC = ("factor", "rotary", "scale", "with_weights")
 
 
-def _angles(positions, r: int, base: float, dtype):
-    """p theta_t of integer positions (B, L), theta_t = base^(-2t/r): (B, L, r/2)."""
+def _frequencies(problem, r: int, dtype):
+    """theta'_t per batch row (B, r/2), B in {1, bsz}, and the attention factor m: the
+    scaling variant's (theta_t = base^(-2t/r) and 1 without one), in float64 for float64
+    inputs and float32 otherwise, computed before the core (a variant's configuration is
+    static). dynamic and longrope take each row's length, 1 + its largest query or key
+    position, which must then be concrete."""
+    precision = "float64" if dtype == jnp.float64 else "float32"
     work = jnp.float64 if dtype == jnp.float64 else jnp.float32
-    theta = jnp.power(jnp.asarray(base, work), -jnp.arange(0, r, 2, dtype=work) / r)
-    return positions.astype(work)[..., None] * theta
+    if r == 0:
+        return jnp.zeros((1, 0), work), 1.0
+    base = float(problem.options["base"])
+    rope_type, params = scaling_parameters(problem.options["scaling"], problem.dims["d_head"])
+    if rope_type not in LENGTH_DEPENDENT:
+        theta, m = inverse_frequencies(
+            rope_type, rotary_dim=r, base=base, precision=precision, **params
+        )
+        return theta[None], m
+    lengths = _lengths(problem)
+    rows, factors = [], set()
+    for length in lengths:
+        theta, m = inverse_frequencies(
+            rope_type, rotary_dim=r, base=base, seq_len=length, precision=precision, **params
+        )
+        rows.append(theta)
+        factors.add(m)
+    (m,) = factors  # the attention factor does not depend on the length
+    return jnp.stack(rows), m
 
 
-def _rotation_matrices(angles, d_head: int, r: int):
+def _lengths(problem) -> list[int]:
+    """1 + the largest query or key position of each batch row (one row at the default
+    positions)."""
+    pos = position_ids(problem)
+    if pos is None:
+        return [problem.dims["klen"]]
+    if any(isinstance(p, jax.core.Tracer) for p in pos):
+        raise ArgumentError(
+            "q_pos",
+            "traced position ids",
+            f"must be concrete with {problem.options['scaling']['rope_type']} scaling: its "
+            "frequencies depend on the sequence length, 1 + the largest position (call "
+            "outside jax.jit, or pass the positions as static)",
+        )
+    q_pos, k_pos = (np.asarray(p) for p in pos)
+    rows = max(q_pos.shape[0], k_pos.shape[0])
+    top = np.maximum(
+        np.broadcast_to(q_pos.max(axis=1), (rows,)), np.broadcast_to(k_pos.max(axis=1), (rows,))
+    )
+    return [int(t) + 1 for t in top]
+
+
+def _angles(positions, theta):
+    """p theta'_t of integer positions (B, L) and frequencies (B', r/2): (B or B', L, r/2)."""
+    return positions.astype(theta.dtype)[..., None] * theta[:, None]
+
+
+def _rotation_matrices(angles, d_head: int, r: int, factor: float):
     """Block-diagonal (B, L, d_head, d_head) rotations of angles (B, L, r/2) on the pairs
-    (2t, 2t+1) of the first r features, the identity on the rest."""
+    (2t, 2t+1) of the first r features, times ``factor``; the identity on the rest."""
     m = jnp.broadcast_to(jnp.eye(d_head, dtype=angles.dtype), (*angles.shape[:2], d_head, d_head))
     for t in range(r // 2):
-        c, s = jnp.cos(angles[..., t]), jnp.sin(angles[..., t])
+        c, s = jnp.cos(angles[..., t]) * factor, jnp.sin(angles[..., t]) * factor
         a, b = 2 * t, 2 * t + 1
         m = m.at[..., a, a].set(c).at[..., a, b].set(-s).at[..., b, a].set(s)
         m = m.at[..., b, b].set(c)
@@ -50,13 +106,13 @@ def _rotation_matrices(angles, d_head: int, r: int):
 
 
 @partial(jax.jit, static_argnames=_STATIC)
-def _reference(q, k, v, mask, pos, *, base, rotary, scale, with_weights):
+def _reference(q, k, v, mask, pos, theta, *, factor, rotary, scale, with_weights):
     bsz, _, qlen, d_head = q.shape
     klen = k.shape[2]
     acc = accumulation_dtype(q.dtype)
 
     def rotated(x, at):
-        rot = _rotation_matrices(_angles(at, rotary, base, q.dtype), d_head, rotary).astype(acc)
+        rot = _rotation_matrices(_angles(at, theta), d_head, rotary, factor).astype(acc)
         rot = jnp.broadcast_to(rot, (bsz, *rot.shape[1:]))
         return jnp.einsum("bide,bhie->bhid", rot, x.astype(acc))
 
@@ -77,13 +133,13 @@ def _rotate(x, cos, sin, r: int):
 
 
 @partial(jax.jit, static_argnames=_STATIC)
-def _fast(q, k, v, mask, pos, *, base, rotary, scale, with_weights):
+def _fast(q, k, v, mask, pos, theta, *, factor, rotary, scale, with_weights):
     qlen, klen = q.shape[2], k.shape[2]
     acc = accumulation_dtype(q.dtype)
 
     def rotated(x, at):
-        angles = _angles(at, rotary, base, q.dtype)[:, None]  # (B, 1, L, r/2)
-        cos, sin = jnp.cos(angles), jnp.sin(angles)
+        angles = _angles(at, theta)[:, None]  # (B, 1, L, r/2)
+        cos, sin = jnp.cos(angles) * factor, jnp.sin(angles) * factor
         return _rotate(x.astype(cos.dtype), cos, sin, rotary).astype(q.dtype)
 
     q_pos, k_pos = grid_positions(pos, qlen, klen)
@@ -97,11 +153,14 @@ def _fast(q, k, v, mask, pos, *, base, rotary, scale, with_weights):
 def _call(core, problem, with_weights):
     t, o = problem.tensors, problem.options
     d, rotary_dim = problem.dims["d_head"], o["rotary_dim"]
+    rotary = d - d % 2 if rotary_dim is None else int(rotary_dim)
+    theta, factor = _frequencies(problem, rotary, t["q"].dtype)
     return core(
         *(t[name] for name in ("q", "k", "v", "mask")),
         position_ids(problem),
-        base=float(o["base"]),
-        rotary=d - d % 2 if rotary_dim is None else int(rotary_dim),
+        theta,
+        factor=float(factor),
+        rotary=rotary,
         scale=default_scale(problem),
         with_weights=bool(with_weights),
     )
@@ -120,6 +179,7 @@ def rope_reference(
     k_pos=None,
     base=10000,
     rotary_dim=None,
+    scaling=None,
     scale=None,
     with_weights=False,
 ):
@@ -140,6 +200,7 @@ def rope_fast(
     k_pos=None,
     base=10000,
     rotary_dim=None,
+    scaling=None,
     scale=None,
     with_weights=False,
 ):

@@ -3,7 +3,8 @@
 Both take the spec's arguments (``relpos spec show rope``) and return the output
 (bsz, n_head, qlen, d_head), or ``(out, probs, scores)`` with ``with_weights=True``. Angles
 come from integer positions, in float64 for float64 inputs and float32 otherwise; half types
-run in float32 (logits, softmax and sums).
+run in float32 (logits, softmax and sums). A ``scaling`` variant's inverse frequencies and
+attention factor come from :func:`relpos.impls.torch.rope_scaling.inverse_frequencies`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from relpos.impls.torch._common import (
     tracks_grad,
     whole_attention,
 )
+from relpos.impls.torch.rope_scaling import inverse_frequencies
 from relpos.spec import Problem
+from relpos.spec.encodings.rope import LENGTH_DEPENDENT, scaling_parameters
 
 __all__ = ["VARIANTS", "rope_fast", "rope_reference"]
 
@@ -35,37 +38,64 @@ def _rotary(problem) -> int:
     return d - d % 2 if r is None else int(r)
 
 
-def _angles(positions: torch.Tensor, r: int, base: float, dtype: torch.dtype) -> torch.Tensor:
-    """p theta_t, theta_t = base^(-2t/r), as (len(positions), r/2)."""
-    work = torch.float64 if dtype == torch.float64 else torch.float32
-    exponent = torch.arange(0, r, 2, dtype=work, device=positions.device) / r
-    theta = torch.pow(torch.tensor(float(base), dtype=work, device=positions.device), -exponent)
-    return positions.to(work)[:, None] * theta[None, :]
+def _frequencies(
+    problem: Problem, r: int, base: float, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, float]:
+    """theta'_t per batch row (B, r/2), B in {1, bsz}, and the attention factor m: the
+    scaling variant's (theta_t = base^(-2t/r) and 1 without one), in float64 for float64
+    inputs and float32 otherwise. dynamic and longrope take each row's length, 1 + its
+    largest query or key position."""
+    precision = "float64" if dtype == torch.float64 else "float32"
+    if r == 0:
+        return torch.zeros((1, 0), dtype=getattr(torch, precision), device=device), 1.0
+    rope_type, params = scaling_parameters(problem.options["scaling"], problem.dims["d_head"])
+    if rope_type not in LENGTH_DEPENDENT:
+        theta, m = inverse_frequencies(
+            rope_type, rotary_dim=r, base=base, precision=precision, **params
+        )
+        return theta.to(device)[None], m
+    q_pos, k_pos = positions(problem, device)
+    lengths = torch.maximum(q_pos.amax(dim=1), k_pos.amax(dim=1)) + 1
+    rows, factors = [], set()
+    for length in lengths.tolist():
+        theta, m = inverse_frequencies(
+            rope_type, rotary_dim=r, base=base, seq_len=int(length), precision=precision, **params
+        )
+        rows.append(theta)
+        factors.add(m)
+    (m,) = factors  # the attention factor does not depend on the length
+    return torch.stack(rows).to(device), m
+
+
+def _angles(positions: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """p theta'_t of integer positions (B, L) and frequencies (B', r/2), B and B' in
+    {1, bsz}: (max(B, B'), L, r/2) in the frequencies' dtype."""
+    return positions.to(theta.dtype)[..., None] * theta[:, None]
 
 
 def _position_angles(
     problem: Problem, r: int, base: float, dtype: torch.dtype, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """p theta_t of the queries (B, qlen, r/2) and of the keys (B, klen, r/2), B in
-    {1, bsz}: at the default positions one table of the klen positions (the queries take its
-    last qlen rows), at position ids one per side."""
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """p theta'_t of the queries (B, qlen, r/2) and of the keys (B, klen, r/2), B in
+    {1, bsz}, and the attention factor m: at the default positions one table of the klen
+    positions (the queries take its last qlen rows), at position ids one per side."""
     qlen, klen = problem.dims["qlen"], problem.dims["klen"]
+    theta, m = _frequencies(problem, r, base, dtype, device)
     if not has_positions(problem):
-        angles = _angles(torch.arange(klen, device=device), r, base, dtype)[None]
-        return angles[:, klen - qlen :], angles
+        angles = _angles(torch.arange(klen, device=device)[None], theta)
+        return angles[:, klen - qlen :], angles, m
     q_pos, k_pos = positions(problem, device)
-    return tuple(
-        _angles(p.reshape(-1), r, base, dtype).reshape(*p.shape, -1) for p in (q_pos, k_pos)
-    )
+    return _angles(q_pos, theta), _angles(k_pos, theta), m
 
 
-def _rotation_matrices(angles: torch.Tensor, d_head: int, r: int) -> torch.Tensor:
-    """Block-diagonal (B, L, d_head, d_head) rotations of angles (B, L, r/2): [[cos, -sin],
-    [sin, cos]] on each pair (2t, 2t+1) of the first r features, the identity on the rest."""
+def _rotation_matrices(angles: torch.Tensor, d_head: int, r: int, factor: float) -> torch.Tensor:
+    """Block-diagonal (B, L, d_head, d_head) rotations of angles (B, L, r/2): ``factor``
+    [[cos, -sin], [sin, cos]] on each pair (2t, 2t+1) of the first r features, the identity
+    on the rest."""
     B, L = angles.shape[:2]
     m = torch.eye(d_head, dtype=angles.dtype, device=angles.device).repeat(B, L, 1, 1)
     for t in range(r // 2):
-        c, s = torch.cos(angles[..., t]), torch.sin(angles[..., t])
+        c, s = torch.cos(angles[..., t]) * factor, torch.sin(angles[..., t]) * factor
         a, b = 2 * t, 2 * t + 1
         m[..., a, a], m[..., a, b], m[..., b, a], m[..., b, b] = c, -s, s, c
     return m
@@ -84,6 +114,7 @@ def rope_reference(
     k_pos: torch.Tensor | None = None,
     base: float = 10000,
     rotary_dim: int | None = None,
+    scaling: dict | None = None,
     scale: float | None = None,
     with_weights: bool = False,
 ):
@@ -92,11 +123,11 @@ def rope_reference(
     bsz, d_head = q.shape[0], q.shape[3]
     acc = accumulation_dtype(q.dtype)
     r = _rotary(problem)
-    q_angles, k_angles = _position_angles(problem, r, base, q.dtype, q.device)
+    q_angles, k_angles, factor = _position_angles(problem, r, base, q.dtype, q.device)
     q_rot, k_rot = (
         torch.einsum(
             "bide,bhie->bhid",
-            _rotation_matrices(angles, d_head, r).to(acc).expand(bsz, -1, -1, -1),
+            _rotation_matrices(angles, d_head, r, factor).to(acc).expand(bsz, -1, -1, -1),
             x.to(acc),
         )
         for angles, x in ((q_angles, q), (k_angles, k))
@@ -131,6 +162,7 @@ def rope_fast(
     k_pos: torch.Tensor | None = None,
     base: float = 10000,
     rotary_dim: int | None = None,
+    scaling: dict | None = None,
     scale: float | None = None,
     with_weights: bool = False,
 ):
@@ -141,10 +173,10 @@ def rope_fast(
     klen = k.shape[2]
     acc = accumulation_dtype(q.dtype)
     r = _rotary(problem)
-    q_angles, k_angles = _position_angles(problem, r, base, q.dtype, q.device)
+    q_angles, k_angles, m = _position_angles(problem, r, base, q.dtype, q.device)
     work = q_angles.dtype
     q_rot, k_rot = (
-        _rotate(x.to(work), torch.cos(a)[:, None], torch.sin(a)[:, None], r).to(q.dtype)
+        _rotate(x.to(work), torch.cos(a)[:, None] * m, torch.sin(a)[:, None] * m, r).to(q.dtype)
         for a, x in ((q_angles, q), (k_angles, k))
     )
     s = default_scale(problem)

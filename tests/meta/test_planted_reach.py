@@ -54,9 +54,9 @@ def _deberta_log(klen, span, max_position):
 _ANGLES = rope._angles
 
 
-def _bfloat16_positions(positions, r, base, dtype):
+def _bfloat16_positions(positions, theta):
     """Positions rounded to bfloat16 first: exact up to 256, wrong from 257 on."""
-    return _ANGLES(positions.to(torch.bfloat16).to(positions.dtype), r, base, dtype)
+    return _ANGLES(positions.to(torch.bfloat16).to(positions.dtype), theta)
 
 
 _CLIPPED = shaw.clipped_rows
@@ -68,19 +68,14 @@ def _wide_clip_short(q_pos, k_pos, clip):
     return _CLIPPED(q_pos, k_pos, (lo, hi - 1 if hi >= 32 else hi))
 
 
-_ROTARY = rope._rotary
-_WIDTH: dict[str, int] = {}
+_FREQUENCIES = rope._frequencies
 
 
-def _rotary_noting_d_head(problem):
-    _WIDTH["d_head"] = problem.dims["d_head"]
-    return _ROTARY(problem)
-
-
-def _angles_over_d_head(positions, r, base, dtype):
+def _frequencies_over_d_head(problem, r, base, dtype, device):
     """theta_t = base^(-2t/d_head) for the first r/2 pairs: right only when r = d_head."""
-    d = _WIDTH.get("d_head", r)
-    return _ANGLES(positions, d - d % 2, base, dtype)[:, : r // 2]
+    d = problem.dims["d_head"]
+    theta, m = _FREQUENCIES(problem, d - d % 2 if r else 0, base, dtype, device)
+    return theta[:, : r // 2], m
 
 
 _CLAMP = xl.clamp_distance
@@ -89,6 +84,27 @@ _CLAMP = xl.clamp_distance
 def _symmetric_upper(distance, clamp_len, style):
     """Every clamp symmetric: keys more than clamp_len ahead are clamped under "upper" too."""
     return _CLAMP(distance, clamp_len, "symmetric")
+
+
+def _factor_squared(problem, r, base, dtype, device):
+    """The attention factor applied twice over (m^2 on cos and sin, m^4 on the logit)."""
+    theta, m = _FREQUENCIES(problem, r, base, dtype, device)
+    return theta, m * m
+
+
+_INVERSE = rope.inverse_frequencies
+
+
+def _longrope_from_L0(rope_type, *, seq_len=None, **kw):
+    """longrope's long factors from seq_len >= L0 on (the spec: seq_len > L0)."""
+    if rope_type == "longrope" and seq_len is not None:
+        seq_len += 1
+    return _INVERSE(rope_type, seq_len=seq_len, **kw)
+
+
+def _dynamic_never_grown(rope_type, *, seq_len=None, **kw):
+    """'dynamic' scaling whose base stays at the original length's: static."""
+    return _INVERSE(rope_type, seq_len=None if rope_type == "dynamic" else seq_len, **kw)
 
 
 _POSITIONS = shaw.positions
@@ -130,8 +146,23 @@ PLANTS: dict[str, tuple[str, object, str, Callable, str]] = {
         "index_tables",
     ),
     "shaw_wide_clip_by_index": ("shaw", shaw, "clipped_rows", _wide_clip_short, "index_tables"),
-    "rope_frequencies_over_d_head": ("rope", rope, "_angles", _angles_over_d_head, "golden"),
+    "rope_frequencies_over_d_head": (
+        "rope",
+        rope,
+        "_frequencies",
+        _frequencies_over_d_head,
+        "golden",
+    ),
     "shaw_ignores_k_pos": ("shaw", shaw, "positions", _keys_by_index, "packed"),
+    "rope_attention_factor_squared": ("rope", rope, "_frequencies", _factor_squared, "golden"),
+    "rope_longrope_from_L0": ("rope", rope, "inverse_frequencies", _longrope_from_L0, "golden"),
+    "rope_dynamic_never_grown": (
+        "rope",
+        rope,
+        "inverse_frequencies",
+        _dynamic_never_grown,
+        "golden",
+    ),
     "rope_tables_cached_per_length": (
         "rope",
         rope,
@@ -139,11 +170,6 @@ PLANTS: dict[str, tuple[str, object, str, Callable, str]] = {
         _angles_cached_per_length,
         "history",
     ),
-}
-
-#: Plants that need a second patch to see what the first one needs.
-ALSO: dict[str, tuple[object, str, Callable]] = {
-    "rope_frequencies_over_d_head": (rope, "_rotary", _rotary_noting_d_head),
 }
 
 
@@ -171,8 +197,6 @@ def test_planted_bug_is_caught_by_the_default_check(plant, monkeypatch, capsys):
     encoding, module, attribute, replacement, prop = PLANTS[plant]
     _TABLES.clear()
     monkeypatch.setattr(module, attribute, replacement)
-    if plant in ALSO:
-        monkeypatch.setattr(*ALSO[plant])
     code, out = _check(encoding, capsys, prop)
     assert code == 1, out
     assert f"FAIL: torch-{encoding}-fast {prop} float64" in out
@@ -205,11 +229,11 @@ def test_the_plants_differ_from_the_originals_only_where_they_say():
         assert torch.equal(planted, _POSITIONS(problem, "cpu")[1].expand(bsz, -1)) == (
             case.positions == "default"
         )
-    near = torch.arange(257)
-    assert torch.equal(
-        _bfloat16_positions(near, 4, 10000, torch.float32)[:257],
-        _ANGLES(near, 4, 10000, torch.float32),
-    )
+    near = torch.arange(258)[None]
+    theta = 10000.0 ** (-torch.arange(0, 4, 2, dtype=torch.float32) / 4)[None]
+    planted, right = _bfloat16_positions(near, theta), _ANGLES(near, theta)
+    assert torch.equal(planted[:, :257], right[:, :257])
+    assert not torch.equal(planted[:, 257], right[:, 257])
 
 
 @pytest.mark.parametrize("encoding", ["shaw", "xl", "deberta"])

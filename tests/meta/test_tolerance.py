@@ -21,12 +21,15 @@ CASES = [(e.name, c.name) for e in all_encodings() for c in e.cases()]
 def test_float64_bounds_are_tight(encoding, case):
     """Relative to the magnitudes, float64 bounds stay three orders of magnitude below 1e-6,
     the smallest deviation that must be caught (a 1e-6 relative output error; a float32
-    sinusoid, about 1e-7 per entry)."""
+    sinusoid, about 1e-7 per entry). At position ids up to 2^17 (offset and per-row ids) an
+    angle's rounding moves it by up to 2^17 u, and the output bounds stay one order below."""
     enc = get_encoding(encoding)
-    want = expected(encoding, case_inputs(enc, next(c for c in enc.cases() if c.name == case)))
+    found = next(c for c in enc.cases() if c.name == case)
+    want = expected(encoding, case_inputs(enc, found))
     b = want.bounds("float64")
     visible = want.magnitude_out > 0
-    assert (b.out[visible] / want.magnitude_out[visible]).max() < 1e-9
+    tight = 1e-7 if found.positions in ("offset", "per_row") and encoding == "rope" else 1e-9
+    assert (b.out[visible] / want.magnitude_out[visible]).max() < tight
     assert (b.scores[want.mask] / want.magnitude_scores[want.mask]).max() < 1e-12
 
 

@@ -197,7 +197,10 @@ CASES = [
 def test_library_form_arguments_give_the_spec_attention(encoding, profile, data):
     enc = get_encoding(encoding)
     r = restriction(enc, profile)
-    draw = data.draw(draws(encoding, "tiny", masks=LIVE_ROWS, restrict=r))
+    # RoPE's scaling changes its frequencies, not its conventions: plain RoPE here (the
+    # scaling variants are checked against the oracle in test_scaling)
+    fixed = {"scaling": None} if encoding == "rope" else None
+    draw = data.draw(draws(encoding, "tiny", masks=LIVE_ROWS, restrict=r, options=fixed))
     args = draw.arguments("float64")
     want = expected(encoding, args)
     live = want.mask.any(-1)[..., None]
