@@ -468,12 +468,31 @@ def t5_attention(
     return (out, weights, None) if with_weights else out
 
 
-def _llama_modules(target: Any, n_head: int, d: int, base: float) -> tuple[Any, Any]:
+def _rope_parameters(
+    rope_type: str, base: float, parameters: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A config's ``rope_parameters`` and its other keywords for a spec scaling variant: the
+    spec's L0 is max_position_embeddings for ``dynamic`` (the length transformers grows from),
+    and a longrope max_position_embeddings is the config's."""
+    params = dict(parameters)
+    config_kw: dict[str, Any] = {}
+    if rope_type == "dynamic":
+        config_kw["max_position_embeddings"] = params.pop("original_max_position_embeddings")
+    elif "max_position_embeddings" in params:
+        config_kw["max_position_embeddings"] = params.pop("max_position_embeddings")
+    return {"rope_type": rope_type, "rope_theta": float(base), **params}, config_kw
+
+
+def _llama_modules(
+    target: Any, n_head: int, d: int, base: float, scaling: Any = None
+) -> tuple[Any, Any]:
     """A ``LlamaAttention`` (the target, a class) and a ``LlamaRotaryEmbedding`` of one
-    configuration, in float32."""
+    configuration, in float32; ``scaling`` is the spec's option (None: default RoPE)."""
     from transformers import LlamaConfig
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
+    params = {k: v for k, v in (scaling or {}).items() if k != "rope_type"}
+    rope, config_kw = _rope_parameters((scaling or {}).get("rope_type", "default"), base, params)
     config = LlamaConfig(
         vocab_size=8,
         hidden_size=3 * n_head * d,
@@ -482,8 +501,9 @@ def _llama_modules(target: Any, n_head: int, d: int, base: float) -> tuple[Any, 
         num_attention_heads=n_head,
         num_key_value_heads=n_head,
         head_dim=d,
-        rope_parameters={"rope_type": "default", "rope_theta": float(base)},
+        rope_parameters=rope,
         attention_dropout=0.0,
+        **config_kw,
     )
     config._attn_implementation = "eager"
     return target(config, layer_idx=0).eval(), LlamaRotaryEmbedding(config)
@@ -506,12 +526,7 @@ def llama_rotary_frequencies(
 
     params = dict(parameters)
     head_dim = params.pop("head_dim", rotary_dim)
-    config_kw: dict[str, Any] = {}
-    if rope_type == "dynamic":
-        config_kw["max_position_embeddings"] = params.pop("original_max_position_embeddings")
-    elif "max_position_embeddings" in params:
-        config_kw["max_position_embeddings"] = params.pop("max_position_embeddings")
-    rope = {"rope_type": rope_type, "rope_theta": float(base), **params}
+    rope, config_kw = _rope_parameters(rope_type, base, params)
     if head_dim != rotary_dim:
         rope["partial_rotary_factor"] = rotary_dim / head_dim
     config = LlamaConfig(
@@ -751,7 +766,9 @@ def _llama_call(
     states = _qkv_states(q, k, v)
     positions = _position_ids(q, k, q_pos, k_pos)
     mlen = klen - qlen
-    memory = rotary(states, positions[:, :mlen])
+    # a model runs its rotary module on the positions it is given, never on none (longrope's
+    # update takes their max)
+    memory = rotary(states, positions[:, :mlen]) if mlen else None
     cache = _prefilled(module, params, states, qlen, position_embeddings=memory)
     additive = _additive_mask(mask, (bsz, n_head, qlen, klen), q.dtype)
     out, weights = torch.func.functional_call(
@@ -778,14 +795,16 @@ def llama_attention(
     k_pos: Any = None,
     base: float = 10000,
     rotary_dim: int | None = None,
+    scaling: Any = None,
     scale: float | None = None,
     with_weights: bool = False,
 ) -> Any:
     """The whole ``LlamaAttention`` module (the target, a class) on canonical inputs, profile
-    llama (q and k arrive in the half layout)."""
+    llama, or hf-llama-scaled with a ``scaling`` variant as the config's rope_parameters (q
+    and k arrive in the half layout)."""
     _unused("scale", scale, None)
     _unused("rotary_dim", rotary_dim, None)
-    module, rotary = _llama_modules(target, q.shape[1], q.shape[3], base)
+    module, rotary = _llama_modules(target, q.shape[1], q.shape[3], base, scaling)
     out, weights = _llama_call(module.to(q.dtype), rotary, q, k, v, mask, q_pos, k_pos)
     return (out, weights, None) if with_weights else out
 
@@ -806,17 +825,19 @@ def llama_attention_kept(
     k_pos: Any = None,
     base: float = 10000,
     rotary_dim: int | None = None,
+    scaling: Any = None,
     scale: float | None = None,
     with_weights: bool = False,
 ) -> Any:
     """As :func:`llama_attention`, but with one ``LlamaAttention`` and one
-    ``LlamaRotaryEmbedding`` per configuration (n_head, d_head, base), kept across calls and
-    moved to each call's dtype with ``.to()``, as one model moved between dtypes is."""
+    ``LlamaRotaryEmbedding`` per configuration (n_head, d_head, base, scaling), kept across
+    calls and moved to each call's dtype with ``.to()``, as one model moved between dtypes
+    is."""
     _unused("scale", scale, None)
     _unused("rotary_dim", rotary_dim, None)
-    key = (target, q.shape[1], q.shape[3], float(base))
+    key = (target, q.shape[1], q.shape[3], float(base), repr(scaling))
     if key not in _KEPT:
-        _KEPT[key] = _llama_modules(target, *key[1:])
+        _KEPT[key] = _llama_modules(target, *key[1:4], scaling)
     module, rotary = _KEPT[key]
     out, weights = _llama_call(module.to(q.dtype), rotary.to(q.dtype), q, k, v, mask, q_pos, k_pos)
     return (out, weights, None) if with_weights else out
