@@ -43,10 +43,17 @@ def rotary_attention(
     mask: Any = None,
     base: float = 10000,
     rotary_dim: int | None = None,
+    scaling: Any = None,
     scale: float | None = None,
     with_weights: bool = False,
 ) -> Any:
-    """``target`` is the ``RotaryEmbedding`` class."""
+    """``target`` is the ``RotaryEmbedding`` class (plain RoPE: its profile draws no
+    ``scaling``)."""
+    if scaling is not None:
+        raise ValueError(
+            f"`scaling` must be None for rotary-embedding-torch (profile "
+            f"rotary-embedding-torch), got {scaling!r}"
+        )
     d = q.shape[3]
     r = d - d % 2 if rotary_dim is None else rotary_dim
     rotary = _module(target, r, base).to(q.device)
