@@ -103,7 +103,8 @@ def _drawn_rope_types(prop: str, examples: int = 40) -> set:
 
     seen = set()
 
-    @settings(max_examples=examples, database=None, deadline=None)
+    # derandomized: what a strategy reaches is a fact about it, not about a run's seed
+    @settings(max_examples=examples, database=None, deadline=None, derandomize=True)
     @given(PROPERTIES[prop].strategy("rope", None))
     def draw(d):
         scaling = d.options["scaling"]
@@ -115,10 +116,11 @@ def _drawn_rope_types(prop: str, examples: int = 40) -> set:
 
 @pytest.mark.parametrize("prop", ["translation", "chunked", "packed"])
 def test_length_dependent_variants_are_left_out_of_the_properties_that_change_the_length(prop):
-    seen = _drawn_rope_types(prop)
+    seen = _drawn_rope_types(prop, examples=200)
     assert not seen & set(LENGTH_DEPENDENT), seen
-    assert len(seen) > 2, seen
+    assert len(seen - {None}) >= 2, seen  # the other variants are still drawn
 
 
 def test_the_oracle_property_draws_every_variant():
-    assert set(VARIANTS) <= _drawn_rope_types("oracle", examples=400)
+    # {"rope_type": "default"} is None's computation, drawn as its own candidate too
+    assert set(VARIANTS) - {"default"} <= _drawn_rope_types("oracle", examples=400)
