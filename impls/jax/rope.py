@@ -55,15 +55,14 @@ def _frequencies(problem, r: int, dtype):
         )
         return theta[None], m
     lengths = _lengths(problem)
-    rows, factors = [], set()
-    for length in lengths:
-        theta, m = inverse_frequencies(
+    by_length = {  # once per distinct length, however many rows share it
+        length: inverse_frequencies(
             rope_type, rotary_dim=r, base=base, seq_len=length, precision=precision, **params
         )
-        rows.append(theta)
-        factors.add(m)
-    (m,) = factors  # the attention factor does not depend on the length
-    return jnp.stack(rows), m
+        for length in set(lengths)
+    }
+    (m,) = {m for _, m in by_length.values()}  # the attention factor does not depend on it
+    return jnp.stack([by_length[length][0] for length in lengths]), m
 
 
 def _lengths(problem) -> list[int]:

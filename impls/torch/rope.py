@@ -55,16 +55,15 @@ def _frequencies(
         )
         return theta.to(device)[None], m
     q_pos, k_pos = positions(problem, device)
-    lengths = torch.maximum(q_pos.amax(dim=1), k_pos.amax(dim=1)) + 1
-    rows, factors = [], set()
-    for length in lengths.tolist():
-        theta, m = inverse_frequencies(
+    lengths = (torch.maximum(q_pos.amax(dim=1), k_pos.amax(dim=1)) + 1).tolist()
+    by_length = {  # once per distinct length, however many rows share it
+        length: inverse_frequencies(
             rope_type, rotary_dim=r, base=base, seq_len=int(length), precision=precision, **params
         )
-        rows.append(theta)
-        factors.add(m)
-    (m,) = factors  # the attention factor does not depend on the length
-    return torch.stack(rows).to(device), m
+        for length in set(lengths)
+    }
+    (m,) = {m for _, m in by_length.values()}  # the attention factor does not depend on it
+    return torch.stack([by_length[length][0] for length in lengths]).to(device), m
 
 
 def _angles(positions: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
