@@ -92,6 +92,37 @@ def test_jit_over_position_ids(impl):
     )
 
 
+_rope_params = implementation_params(backend="jax", encoding="rope")
+_SCALINGS = {
+    "dynamic": {"rope_type": "dynamic", "factor": 2.0, "original_max_position_embeddings": 4},
+    "yarn": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 4},
+}
+
+
+@pytest.mark.parametrize("rope_type", sorted(_SCALINGS))
+@pytest.mark.parametrize("impl", _rope_params)
+def test_jit_over_position_ids_with_a_rope_scaling(impl, rope_type):
+    """A scaling whose frequencies depend on the sequence length (1 + the largest position)
+    needs the ids' values: traced ones are refused, naming q_pos and the scaling. A
+    length-free scaling computes under jax.jit as it does eagerly."""
+    import jax
+
+    from relpos.spec import ArgumentError
+    from relpos.spec.encodings.rope import LENGTH_DEPENDENT
+
+    args = backend("jax").convert(_args(impl, "positions_per_row"), "float64")
+    args["scaling"] = _SCALINGS[rope_type]
+    tensors, call = _tensor_call(impl, args)
+    if rope_type in LENGTH_DEPENDENT:
+        with pytest.raises(ArgumentError, match="`q_pos` must be concrete with dynamic scaling"):
+            jax.jit(call)(tensors)
+        assert np.isfinite(np.asarray(call(tensors))).all()  # concrete ids are taken
+        return
+    np.testing.assert_allclose(
+        np.asarray(jax.jit(call)(tensors)), np.asarray(call(tensors)), rtol=1e-12, atol=1e-12
+    )
+
+
 @pytest.mark.parametrize("impl", jax_params)
 def test_vmap_over_the_batch(impl):
     import jax
