@@ -225,6 +225,18 @@ def position_kinds(kinds: Sequence[str] = POSITION_KINDS) -> st.SearchStrategy[s
     return _kinds("position", kinds, POSITION_KINDS)
 
 
+def _by_kind(enc: Any, name: str, candidates: Sequence[Any]) -> st.SearchStrategy[Any]:
+    """One of ``candidates``: a kind first (``Encoding.option_kind``), each as often as
+    another, then one of its candidates; shrinks towards the first candidate."""
+    kinds: dict[Any, list[Any]] = {}
+    for index, candidate in enumerate(candidates):
+        kind = enc.option_kind(name, candidate)
+        kinds.setdefault(index if kind is None else ("kind", kind), []).append(candidate)
+    if len(kinds) == len(candidates):
+        return st.sampled_from(candidates)
+    return st.sampled_from(list(kinds.values())).flatmap(st.sampled_from)
+
+
 @st.composite
 def draws(
     draw: Any,
@@ -249,8 +261,12 @@ def draws(
     _check_encoding(encoding)
     enc = get_encoding(encoding)
     r = restrict or Restriction()
+    floors = dict(at_least or {})
+    for name, least in enc.draw_at_least.items():
+        if least <= r.at_most.get(name, least):
+            floors[name] = max(floors.get(name, least), least)
     dims = draw(
-        dimensions(encoding, size, at_least=at_least, at_most=r.at_most, multiple_of=r.multiple_of)
+        dimensions(encoding, size, at_least=floors, at_most=r.at_most, multiple_of=r.multiple_of)
     )
     fixed = dict(options or {})
     chosen: dict[str, Any] = {}
@@ -267,7 +283,7 @@ def draws(
             continue
         if not candidates:  # nothing the library accepts at these dimensions
             reject()
-        chosen[name] = draw(st.sampled_from(candidates))
+        chosen[name] = draw(_by_kind(enc, name, candidates))
     groups = enc.optional_groups or tuple(
         (t.name,)
         for t in enc.tensors

@@ -258,6 +258,9 @@ class Encoding(abc.ABC):
 
     #: Dimensions not fixed by q, k, v or the options, with the sizes checks may use.
     free_dims: ClassVar[Mapping[str, tuple[int, ...]]] = MappingProxyType({})
+    #: The least size of a dimension in drawn problems (never in golden cases), where a
+    #: smaller one leaves nothing of the encoding to check: RoPE's d_head 1 rotates no pair.
+    draw_at_least: ClassVar[Mapping[str, int]] = MappingProxyType({})
     #: Optional tensors that must be given together (all or none).
     optional_groups: ClassVar[tuple[tuple[str, ...], ...]] = ()
     #: Metamorphic properties that hold for this encoding (names from
@@ -278,6 +281,13 @@ class Encoding(abc.ABC):
         """The candidates of option ``name`` that go with the options drawn before it
         (``chosen``, in the order of :meth:`option_values`); by default all of them."""
         return candidates
+
+    def option_kind(self, name: str, value: Any) -> Any:
+        """The kind of option ``name``'s candidate ``value``: draws pick a kind first, each as
+        often as another, then one of its candidates, so that a kind with many parameter
+        sets is not drawn more often than one with few. By default every candidate is its own
+        kind (its position among the candidates)."""
+        return None
 
     def length_free(self, name: str, value: Any) -> bool:
         """Whether option ``name`` at ``value`` keeps the encoding a function of the

@@ -32,6 +32,7 @@ import functools
 import math
 from collections.abc import Mapping
 from fractions import Fraction
+from types import MappingProxyType
 from typing import Any, Final, final
 
 import mpmath
@@ -486,6 +487,10 @@ class RoPE(Encoding):
         ),
     )
     tensors = (cv.Q, cv.K, cv.V, cv.MASK, cv.Q_POS, cv.K_POS)
+    # Below d_head 4 a draw rotates one pair at most, and no scaling that needs two (dynamic)
+    # applies: draws start at 4, where rotary_dim still reaches every width from 0 (none) to
+    # d_head, and odd heads their unrotated last feature; the golden cases hold the rest.
+    draw_at_least = MappingProxyType({"d_head": 4})
     options = (
         Option("base", "theta_t = base^(-2t/r); a finite number > 1", 10000, _check_base),
         Option(
@@ -562,6 +567,13 @@ class RoPE(Encoding):
             return candidates
         r = rotation_dim(dims["d_head"], chosen["rotary_dim"])
         return [c for c in candidates if c is None or _accepts(c, r, chosen, dims["d_head"])]
+
+    def option_kind(self, name: str, value: Any) -> Any:
+        """A scaling's kind is its rope_type (None: plain RoPE): each variant is drawn as
+        often as plain RoPE, whatever the number of its parameter sets."""
+        if name != "scaling":
+            return None
+        return "none" if value is None else value["rope_type"]
 
     def length_free(self, name: str, value: Any) -> bool:
         if name != "scaling" or value is None:
