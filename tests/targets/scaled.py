@@ -25,7 +25,12 @@ BUGS = (
     "llama3_unscaled",
     # dynamic and longrope lengths from the whole batch's largest position, not each row's
     "batch_length",
+    # dynamic's grown length kept across calls (the longest so far) until one shorter than L0
+    "dynamic_kept",
 )
+
+#: The longest length "dynamic_kept" has seen, per configuration, across calls.
+_KEPT: dict[str, int] = {}
 
 
 def _frequencies(scaling, r, d_head, base, lengths, bug, precision):
@@ -44,6 +49,10 @@ def _frequencies(scaling, r, d_head, base, lengths, bug, precision):
         seq_len = length
         if rope_type == "dynamic" and bug == "dynamic_static":
             seq_len = None
+        if rope_type == "dynamic" and bug == "dynamic_kept":
+            key, L0 = repr((r, base, params)), params["original_max_position_embeddings"]
+            _KEPT[key] = L0 if length < L0 else max(_KEPT.get(key, L0), length)
+            seq_len = _KEPT[key]
         if rope_type == "longrope" and bug == "longrope_at_L0":
             seq_len = length + 1
         theta, factor = inverse_frequencies(

@@ -27,6 +27,9 @@ CAUGHT_BY = {
     "longrope_at_L0": {"longrope_short"},
     "llama3_unscaled": {"llama3"},
     "batch_length": {"dynamic_rows"},
+    # rows in order: the row at L0 after two longer rows keeps their base; across calls the
+    # history property finds it (below)
+    "dynamic_kept": {"dynamic_rows"},
 }
 
 
@@ -124,3 +127,32 @@ def test_length_dependent_variants_are_left_out_of_the_properties_that_change_th
 def test_the_oracle_property_draws_every_variant():
     # {"rope_type": "default"} is None's computation, drawn as its own candidate too
     assert set(VARIANTS) - {"default"} <= _drawn_rope_types("oracle", examples=400)
+
+
+DYNAMIC = {"rope_type": "dynamic", "factor": 2.0, "original_max_position_embeddings": 6}
+
+
+@pytest.mark.parametrize("bug", [None, "dynamic_kept"])
+def test_the_history_property_finds_a_dynamic_base_kept_from_a_longer_call(bug):
+    """dynamic's base grown for a longer call and kept for a shorter one past L0 (as a rotary
+    module kept across calls does) is state the history property sees; the same code without
+    the state passes it."""
+    from hypothesis import given, settings
+
+    from relpos.equivalence.properties import check_history
+    from relpos.equivalence.strategies import draws
+
+    name = "rope_scaled" if bug is None else f"rope_scaled_{bug}"
+    target = make_target(f"{HERE}:{name}", encoding="rope")
+    verdicts = []
+
+    @settings(max_examples=6, database=None, deadline=None, derandomize=True)
+    @given(draws("rope", options={"rotary_dim": None, "scaling": DYNAMIC}, at_least={"d_head": 4}))
+    def run(draw):
+        verdicts.extend(check_history(target, draw, "float32"))
+
+    run()
+    failed = [v.message for v in verdicts if not v.ok]
+    assert bool(failed) == (bug is not None), failed[:1]
+    if bug:  # found after an earlier call, not in the draw's first one
+        assert all(m.startswith("after a") for m in failed), failed[:1]
