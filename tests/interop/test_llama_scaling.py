@@ -35,3 +35,43 @@ def test_llama_attention_fails_the_cached_and_batched_length_cases_in_float32():
     (result,) = check_target(_target(), properties=["golden"], dtypes=["float32"])
     assert result.status == "fail", result.message
     assert _failed(result) == FINDINGS, result.message
+
+
+KEPT = "relpos.equivalence.adapters.huggingface:llama_attention_kept"
+
+
+def _dynamic_call(qlen: int):
+    """A call of qlen queries and no memory, so that every position gets the frequencies of
+    the call's own length (a cache would add finding 15)."""
+    from relpos.equivalence.draws import Draw
+
+    scaling = {"rope_type": "dynamic", "factor": 2.0, "original_max_position_embeddings": 8}
+    return Draw(
+        encoding="rope",
+        dims={"bsz": 1, "n_head": 3, "qlen": qlen, "mlen": 0, "d_head": 8},
+        options={"base": 5000, "rotary_dim": None, "scaling": scaling, "scale": None},
+        seed=16,
+    )
+
+
+def _conforms(target, draw) -> bool:
+    from relpos.equivalence.properties import check_oracle
+
+    return all(v.ok for v in check_oracle(target, draw, "float32"))
+
+
+def test_dynamic_keeps_a_longer_calls_base_until_a_call_shorter_than_L0():
+    """Finding: one LlamaRotaryEmbedding kept across calls (as in a model) grows its base for
+    a call past L0 = 8 and keeps it for every later call of length L0 or more, so a shorter
+    call past L0 is rotated by the longer call's base; only a call shorter than L0 resets
+    it. All in float32, so finding 8 (frequencies rounded by a move between dtypes) plays no
+    part."""
+    from relpos.equivalence.properties import _run
+
+    target = make_target(LLAMA, encoding="rope", profile="hf-llama-scaled", adapter=KEPT)
+    short, longer, below = _dynamic_call(12), _dynamic_call(48), _dynamic_call(6)
+    assert _conforms(target, short)  # klen 12: its own base, on its own
+    _run(target, longer.arguments("float32"), "float32")
+    assert not _conforms(target, short)  # the same call, now with klen 48's base
+    assert _conforms(target, below)  # klen 6 < L0 resets the base
+    assert _conforms(target, short)
