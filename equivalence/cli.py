@@ -553,7 +553,7 @@ def _position_ids(args: argparse.Namespace) -> int:
         return 2
     budget, seed = setup
     try:
-        result = check_position_ids(args.target, budget=budget)
+        result = check_position_ids(args.target, budget=budget, timed=args.timed)
     except ArgumentError as exc:
         sys.stderr.write(f"relpos position-ids: {exc}\n")
         return 2
@@ -765,6 +765,13 @@ def _parser() -> argparse.ArgumentParser:
         help="function(segments, *, generated) -> position ids (3, L + generated); segments "
         "[('text', n) | ('image', (1, h, w)) | ('video', (t, h, w)), ...]; e.g. "
         "relpos.equivalence.adapters.huggingface:qwen2_vl_position_ids",
+    )
+    ids.add_argument(
+        "--timed",
+        action="store_true",
+        help="the target also takes temporal_interval, the temporal ids per temporal step of a "
+        "video (tokens per second x seconds per temporal patch, an exact Fraction), and the "
+        "draws pick it; e.g. relpos.equivalence.adapters.huggingface:qwen2_5_vl_position_ids",
     )
     _search_options(ids)
     ids.set_defaults(run=_position_ids)

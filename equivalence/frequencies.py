@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -785,14 +786,31 @@ def check_rotations(
 # -- multimodal position ids: a prompt of text, images and videos, then generation -----------
 
 
+#: Temporal intervals of shipped video pipelines: tokens_per_second x temporal_patch_size /
+#: fps (Qwen2.5-VL: 2 tokens per second, 2 frames per temporal patch) at 2, 1, 4, 8, 24, 25
+#: and 30 frames per second.
+SHIPPED_INTERVALS = tuple(Fraction(4, fps) for fps in (2, 1, 4, 8, 24, 25, 30))
+
+
+def temporal_intervals() -> st.SearchStrategy[Fraction]:
+    """Temporal ids per temporal step of a video (``temporal_interval`` of
+    :func:`relpos.spec.rope_scaling.mrope_position_ids`), exact: the shipped ones
+    (:data:`SHIPPED_INTERVALS`) or fractions from 1/8 to 8 with denominators up to 16;
+    shrinks towards 2 (2 frames per second)."""
+    return st.one_of(
+        st.sampled_from(SHIPPED_INTERVALS),
+        st.fractions(Fraction(1, 8), Fraction(8), max_denominator=16).filter(bool),
+    )
+
+
 @st.composite
-def multimodal_prompts(draw: Any, *, max_segments: int = 4) -> dict[str, Any]:
+def multimodal_prompts(draw: Any, *, max_segments: int = 4, timed: bool = False) -> dict[str, Any]:
     """Calls ``(segments, generated=n)`` of :func:`relpos.spec.rope_scaling.mrope_position_ids`:
     1 to ``max_segments`` segments of text (1 to 6 tokens), images (merged grids up to 6 x 6)
     and videos (up to 8 temporal steps of up to 4 x 4, so that a video's temporal extent can
     exceed its height and width, and the other way round), with a text token between two
-    vision inputs of one kind, followed by 0 to 4 generated tokens. Shrinks towards one text
-    token."""
+    vision inputs of one kind, followed by 0 to 4 generated tokens; ``timed`` adds a
+    ``temporal_interval`` (:func:`temporal_intervals`). Shrinks towards one text token."""
     text = st.tuples(st.just("text"), st.integers(1, 6))
     image = st.tuples(st.just("image"), st.tuples(st.just(1), st.integers(1, 6), st.integers(1, 6)))
     video = st.tuples(
@@ -807,7 +825,10 @@ def multimodal_prompts(draw: Any, *, max_segments: int = 4) -> dict[str, Any]:
         if segment[0] != "text" and segment[0] == segments[-1][0]:
             segments.append(("text", 1))
         segments.append(segment)
-    return {"segments": segments, "generated": draw(st.integers(0, 4))}
+    call = {"segments": segments, "generated": draw(st.integers(0, 4))}
+    if timed:
+        call["temporal_interval"] = draw(temporal_intervals())
+    return call
 
 
 def _segment_of(segments: Sequence[Any], token: int) -> str:
@@ -834,6 +855,8 @@ def compare_position_ids(
     if ids.dtype.kind == "f" and np.isfinite(ids).all() and (ids == np.round(ids)).all():
         ids = ids.astype(np.int64)  # integers that crossed the process boundary as floats
     label = f"M-RoPE position ids of {list(segments)} and {generated} generated"
+    if temporal_interval != 1:
+        label += f", temporal interval {temporal_interval}"
     if ids.shape != want.shape:
         return FrequencyVerdict(
             False, float("inf"), f"{label}: ids of shape {ids.shape}, the spec's {want.shape}"
@@ -852,19 +875,25 @@ def compare_position_ids(
 
 
 def check_position_ids(
-    target: str, *, budget: str | None = None, isolate: bool = True
+    target: str, *, budget: str | None = None, isolate: bool = True, timed: bool = False
 ) -> RotationResult:
-    """Check ``target``, called as ``function(segments, *, generated)`` and returning the
-    position ids (3, L + generated) of a multimodal prompt and of the tokens generated after
-    it, on :data:`EXAMPLES` draws of :func:`multimodal_prompts`, in a worker process. The
-    result's ``layout`` is ``"position ids"``."""
+    """Check ``target``, called as ``function(segments, *, generated)`` (``timed``: also
+    ``temporal_interval``, an exact Fraction) and returning the position ids (3, L +
+    generated) of a multimodal prompt and of the tokens generated after it, on
+    :data:`EXAMPLES` draws of :func:`multimodal_prompts`, in a worker process. The result's
+    ``layout`` is ``"position ids"``, or ``"timed position ids"``."""
     call_target = _caller(target, isolate, positional="segments", results=1)
     chosen = _budget_settings(budget)
 
     def verdict(call: dict[str, Any], returned: Any) -> FrequencyVerdict:
-        return compare_position_ids(returned[0], call["segments"], generated=call["generated"])
+        return compare_position_ids(
+            returned[0],
+            call["segments"],
+            generated=call["generated"],
+            temporal_interval=call.get("temporal_interval", 1),
+        )
 
-    result = RotationResult("position ids", "pass")
-    searched = _search(multimodal_prompts(), (), call_target, verdict, chosen)
+    result = RotationResult("timed position ids" if timed else "position ids", "pass")
+    searched = _search(multimodal_prompts(timed=timed), (), call_target, verdict, chosen)
     _record(result, searched, f"{target} computes no position ids", target)
     return result

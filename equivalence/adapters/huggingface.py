@@ -49,6 +49,9 @@ library's caller computes it:
     the M-RoPE position ids Qwen2-VL's ``generate`` gives its text rotary embedding, for a
     prompt of text, images and videos and the tokens generated after it (a tiny random
     model; the ids are read by a hook).
+``qwen2_5_vl_position_ids`` (``relpos position-ids --timed``)
+    the same for Qwen2.5-VL, whose videos step their temporal ids by ``temporal_interval``
+    (given to the model as 2 tokens per second and float32 seconds per temporal patch).
 ``pixtral_rotary`` (``relpos rotations --layout alternating``)
     Pixtral's 2D rotary embedding for patch positions (row, column), head_dim = rotary_dim;
     the cos and sin of each pair, read from one rotate_half half (the halves checked equal).
@@ -75,6 +78,7 @@ __all__ = [
     "llama_attention_kept",
     "llama_rotary_frequencies",
     "pixtral_rotary",
+    "qwen2_5_vl_position_ids",
     "qwen2_vl_position_ids",
     "qwen_vl_rotary",
     "t5_attention",
@@ -554,13 +558,16 @@ def llama_rotary_frequencies(
     return inv[: rotary_dim // 2], float(module.attention_scaling)
 
 
+#: Tokens per second of the tiny Qwen2.5-VL (as its released configurations have it).
+QWEN2_5_VL_TOKENS_PER_SECOND = 2
+
+
 @cache
-def _qwen2_vl_generator() -> Any:
-    """A tiny Qwen2-VL model for generation (random weights: only its position ids are read):
-    spatial merge 2, patches of 2 x 2 pixels, temporal patches of 2 frames, image and video
-    tokens 30 and 31."""
-    from transformers import Qwen2VLConfig
-    from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLForConditionalGeneration
+def _qwen_vl_generator(family: str) -> Any:
+    """A tiny Qwen2-VL or Qwen2.5-VL model for generation (random weights: only its position
+    ids are read): spatial merge 2, patches of 2 x 2 pixels, temporal patches of 2 frames,
+    image and video tokens 30 and 31; Qwen2.5-VL with
+    :data:`QWEN2_5_VL_TOKENS_PER_SECOND`."""
     from transformers.utils import logging
 
     logging.set_verbosity_error()  # the tiny vocabulary draws warnings about special tokens
@@ -580,9 +587,8 @@ def _qwen2_vl_generator() -> Any:
         "eos_token_id": None,
         "pad_token_id": None,
     }
-    vision = {
+    vision: dict[str, Any] = {
         "depth": 1,
-        "embed_dim": 8,
         "hidden_size": 16,
         "num_heads": 2,
         "patch_size": 2,
@@ -590,7 +596,28 @@ def _qwen2_vl_generator() -> Any:
         "temporal_patch_size": 2,
         "in_channels": 3,
     }
-    config = Qwen2VLConfig(
+    if family == "qwen2_vl":
+        from transformers import Qwen2VLConfig as Config
+        from transformers.models.qwen2_vl.modeling_qwen2_vl import (
+            Qwen2VLForConditionalGeneration as Model,
+        )
+
+        vision["embed_dim"] = 8
+    else:
+        from transformers import Qwen2_5_VLConfig as Config
+        from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
+            Qwen2_5_VLForConditionalGeneration as Model,
+        )
+
+        vision.update(
+            hidden_size=8,
+            intermediate_size=8,
+            out_hidden_size=16,
+            tokens_per_second=QWEN2_5_VL_TOKENS_PER_SECOND,
+            window_size=8,
+            fullatt_block_indexes=[0],
+        )
+    config = Config(
         text_config=text,
         vision_config=vision,
         image_token_id=30,
@@ -599,19 +626,15 @@ def _qwen2_vl_generator() -> Any:
         vision_end_token_id=28,
     )
     torch.manual_seed(0)
-    return Qwen2VLForConditionalGeneration(config).eval()
+    return Model(config).eval()
 
 
-def qwen2_vl_position_ids(segments: Any, *, generated: int) -> Any:
-    """The M-RoPE position ids (3, L + generated) that Qwen2-VL's text rotary embedding is
-    given while ``generate`` runs on a prompt of ``segments`` (``("text", n)``, ``("image",
-    (1, h, w))``, ``("video", (t, h, w))``, grids after the 2 x 2 spatial merge) and
-    generates ``generated`` tokens: the prompt's from the prefill, then one per decoding
-    step, read by a hook on the rotary embedding. Pixel values are random (the ids do not
-    depend on them)."""
+def _generated_ids(model: Any, segments: Any, generated: int, **extra: Any) -> Any:
+    """The M-RoPE position ids (3, L + generated) the text rotary embedding of ``model`` is
+    given while ``generate`` runs on a prompt of ``segments`` and generates ``generated``
+    tokens: the prompt's from the prefill, then one per decoding step, read by a hook."""
     import numpy as np
 
-    model = _qwen2_vl_generator()
     ids: list[int] = []
     types: list[int] = []
     grids: dict[str, list[list[int]]] = {"image": [], "video": []}
@@ -646,10 +669,39 @@ def qwen2_vl_position_ids(segments: Any, *, generated: int) -> Any:
                 min_new_tokens=generated + 1,
                 do_sample=False,
                 **pixels,
+                **(extra if grids["video"] else {}),
             )
     finally:
         hook.remove()
     return np.concatenate([step[:, 0, :].numpy() for step in seen], axis=1)
+
+
+def qwen2_vl_position_ids(segments: Any, *, generated: int) -> Any:
+    """The M-RoPE position ids (3, L + generated) that Qwen2-VL's text rotary embedding is
+    given while ``generate`` runs on a prompt of ``segments`` (``("text", n)``, ``("image",
+    (1, h, w))``, ``("video", (t, h, w))``, grids after the 2 x 2 spatial merge) and
+    generates ``generated`` tokens: the prompt's from the prefill, then one per decoding
+    step, read by a hook on the rotary embedding. Pixel values are random (the ids do not
+    depend on them)."""
+    return _generated_ids(_qwen_vl_generator("qwen2_vl"), segments, generated)
+
+
+def qwen2_5_vl_position_ids(segments: Any, *, generated: int, temporal_interval: Any = 1) -> Any:
+    """As :func:`qwen2_vl_position_ids`, for Qwen2.5-VL, whose videos step their temporal ids
+    by ``temporal_interval`` = tokens_per_second x second_per_grid_t: the model has
+    :data:`QWEN2_5_VL_TOKENS_PER_SECOND`, and each video's ``second_per_grid_ts`` entry is
+    temporal_interval / tokens_per_second, a float32 tensor as the processor returns it (for
+    a video at fps frames per second, temporal_patch_size / fps)."""
+    from fractions import Fraction
+
+    videos = sum(kind == "video" for kind, _ in segments)
+    seconds = float(Fraction(temporal_interval) / QWEN2_5_VL_TOKENS_PER_SECOND)
+    return _generated_ids(
+        _qwen_vl_generator("qwen2_5_vl"),
+        segments,
+        generated,
+        second_per_grid_ts=torch.tensor([seconds] * videos, dtype=torch.float32),
+    )
 
 
 def _halves(table: Any, rotary_dim: int) -> Any:

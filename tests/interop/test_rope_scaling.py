@@ -5,6 +5,9 @@ run. What these find are findings about the library; the tests pin them for the 
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -181,3 +184,75 @@ def test_qwen2_vl_position_ids_fail_through_the_command(capsys):
     assert "fail position ids: M-RoPE position ids of" in out
     assert "generated token 0) has ids" in out or "(text " in out, out
     assert f"smallest call: {target}(**{{'segments': [(" in out
+
+
+# -- Qwen2.5-VL: temporal ids stepped by a video's interval -----------------------------------
+
+
+def _qwen2_5_vl_verdict(segments, generated, interval):
+    from relpos.equivalence.adapters.huggingface import qwen2_5_vl_position_ids
+    from relpos.equivalence.frequencies import compare_position_ids
+
+    got = qwen2_5_vl_position_ids(segments, generated=generated, temporal_interval=interval)
+    return compare_position_ids(got, segments, generated=generated, temporal_interval=interval)
+
+
+def test_qwen2_5_vl_text_after_a_video_starts_inside_it_sooner_with_a_longer_interval():
+    """Finding 13 in Qwen2.5-VL: the next segment starts at max(h, w) after the video's, so
+    with 2 temporal ids per step (2 frames per second) a video of 2 steps over a 2 x 2 grid
+    (temporal ids 2 and 4) is already followed inside it: the text starts at 4, not 5."""
+    segments = [("text", 2), ("video", (2, 2, 2)), ("text", 3)]
+    assert _qwen2_5_vl_verdict(segments, 0, Fraction(1)).passed
+    verdict = _qwen2_5_vl_verdict(segments, 0, Fraction(2))
+    assert not verdict.passed
+    assert "token 10 (segment 2 (text 3), its token 0) has ids (T, H, W) = [4, 4, 4], the " \
+        "spec's [5, 5, 5] (3 of 13 tokens differ)" in verdict.message, verdict.message  # fmt: skip
+
+
+def test_qwen2_5_vl_generation_after_a_vision_token_goes_on_per_axis():
+    """Finding 14 in Qwen2.5-VL too."""
+    verdict = _qwen2_5_vl_verdict([("image", (1, 1, 2))], 1, Fraction(2))
+    assert not verdict.passed
+    assert "token 2 (generated token 0) has ids (T, H, W) = [1, 1, 2], the spec's [2, 2, 2]" in (
+        verdict.message
+    ), verdict.message
+
+
+@st.composite
+def _timed_prompts_outside_the_findings(draw):
+    """Prompts where neither finding applies: vision segments each followed by text, and
+    videos whose largest temporal id floor((t - 1) x interval) lies below max(h, w)."""
+    from relpos.equivalence.frequencies import temporal_intervals
+
+    interval = draw(temporal_intervals())
+    segments = []
+    for _ in range(draw(st.integers(1, 3))):
+        if draw(st.booleans()):
+            segments.append(("text", draw(st.integers(1, 3))))
+        h, w = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+        longest = max(h, w)  # steps of the video: (t - 1) x interval below it
+        t = draw(st.integers(1, min(8, math.ceil(longest / interval))))
+        segments.append(("video", (t, h, w)))
+        segments.append(("text", draw(st.integers(1, 3))))
+    return {"segments": segments, "generated": draw(st.integers(0, 3)), "interval": interval}
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(call=_timed_prompts_outside_the_findings())
+def test_qwen2_5_vl_videos_step_their_temporal_ids_by_the_interval(call):
+    """Outside the two findings, Qwen2.5-VL's ids are the spec's at every drawn interval,
+    the shipped ones (4 / fps) among them: its float32 seconds per temporal patch truncated
+    after the product floor as the exact interval does at these lengths."""
+    verdict = _qwen2_5_vl_verdict(call["segments"], call["generated"], call["interval"])
+    assert verdict.passed, verdict.message
+
+
+def test_qwen2_5_vl_position_ids_fail_through_the_timed_command(capsys):
+    from relpos.equivalence.cli import main
+
+    target = "relpos.equivalence.adapters.huggingface:qwen2_5_vl_position_ids"
+    code = main(["position-ids", "--target", target, "--timed"])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "fail timed position ids: M-RoPE position ids of" in out
+    assert f"smallest call: {target}(**{{'segments': [(" in out and "temporal_interval" in out

@@ -6,6 +6,7 @@ that each planted bug fails."""
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -393,10 +394,11 @@ def planted_mrope_interleave_offset(positions, **kw):
 # -- multimodal position ids: prompts of text, images and videos, then generation -------------
 
 
-def shipped_position_ids(segments, *, generated, bug=None):
+def shipped_position_ids(segments, *, generated, temporal_interval=1, bug=None):
     """M-RoPE position ids (3, L + generated) as a multimodal model computes them: each
-    segment from the largest id before it + 1, vision tokens in (t, h, w) raster order,
-    generated tokens on from the largest id + 1; ``bug`` planted."""
+    segment from the largest id before it + 1, vision tokens in (t, h, w) raster order, a
+    video's temporal ids floor(i x temporal_interval) (integer arithmetic on the exact
+    Fraction), generated tokens on from the largest id + 1; ``bug`` planted."""
     ids = [[], [], []]
     start = 0
     for kind, size in segments:
@@ -408,6 +410,14 @@ def shipped_position_ids(segments, *, generated, bug=None):
         t, h, w = size
         grid = np.stack(np.meshgrid(np.arange(t), np.arange(h), np.arange(w), indexing="ij"))
         grid = grid.reshape(3, -1)
+        interval = Fraction(temporal_interval)
+        if bug == "interval_ignored":
+            interval = Fraction(1)
+        steps = grid[0] * interval.numerator
+        # floor, or to the nearest integer (half up), as code that rounds a float would
+        if bug == "interval_rounded":
+            steps = steps + interval.denominator // 2
+        grid[0] = steps // interval.denominator
         if bug == "height_and_width_swapped":
             grid = grid[[0, 2, 1]]
         for axis, row in zip(ids, grid, strict=True):
@@ -432,7 +442,11 @@ POSITION_BUGS = (
     "generation_from_the_last_token",
 )
 
-for _bug in POSITION_BUGS:
+#: Bugs of a video's temporal interval (``relpos position-ids --timed``): ignored, or the
+#: temporal ids rounded to the nearest integer instead of floored.
+TIMED_BUGS = ("interval_ignored", "interval_rounded")
+
+for _bug in POSITION_BUGS + TIMED_BUGS:
     globals()[f"planted_ids_{_bug}"] = (
         lambda b: lambda segments, **kw: shipped_position_ids(segments, **kw, bug=b)
     )(_bug)
@@ -466,3 +480,25 @@ def test_the_position_ids_command_passes_shipped_code(capsys):
     code = main(["position-ids", "--target", f"{__name__}:shipped_position_ids"])
     out = capsys.readouterr().out
     assert code == 0 and "\npass (budget " in out, out
+
+
+@settings(max_examples=100, deadline=None)
+@given(call=multimodal_prompts(timed=True))
+def test_shipped_timed_position_ids_pass(call):
+    from relpos.equivalence.frequencies import compare_position_ids
+
+    got = shipped_position_ids(**call)
+    assert compare_position_ids(got, **call).passed
+
+
+@pytest.mark.parametrize("bug", TIMED_BUGS)
+def test_the_timed_position_ids_command_catches_each_planted_bug(capsys, bug):
+    from relpos.equivalence.cli import main
+
+    target = f"{__name__}:planted_ids_{bug}"
+    assert main(["position-ids", "--target", f"{__name__}:shipped_position_ids", "--timed"]) == 0
+    code = main(["position-ids", "--target", target, "--timed"])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "fail timed position ids: M-RoPE position ids of [(" in out and "interval" in out
+    assert "'temporal_interval': Fraction(" in out, out
