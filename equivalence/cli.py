@@ -553,7 +553,9 @@ def _position_ids(args: argparse.Namespace) -> int:
         return 2
     budget, seed = setup
     try:
-        result = check_position_ids(args.target, budget=budget, timed=args.timed)
+        result = check_position_ids(
+            args.target, budget=budget, timed=args.timed, frames=args.frames
+        )
     except ArgumentError as exc:
         sys.stderr.write(f"relpos position-ids: {exc}\n")
         return 2
@@ -772,6 +774,12 @@ def _parser() -> argparse.ArgumentParser:
         help="the target also takes temporal_interval, the temporal ids per temporal step of a "
         "video (tokens per second x seconds per temporal patch, an exact Fraction), and the "
         "draws pick it; e.g. relpos.equivalence.adapters.huggingface:qwen2_5_vl_position_ids",
+    )
+    ids.add_argument(
+        "--frames",
+        action="store_true",
+        help="videos come one frame at a time (t = 1), each after text (its timestamp), as "
+        "Qwen3-VL takes them; e.g. relpos.equivalence.adapters.huggingface:qwen3_vl_position_ids",
     )
     _search_options(ids)
     ids.set_defaults(run=_position_ids)

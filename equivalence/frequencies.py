@@ -804,18 +804,21 @@ def temporal_intervals() -> st.SearchStrategy[Fraction]:
 
 
 @st.composite
-def multimodal_prompts(draw: Any, *, max_segments: int = 4, timed: bool = False) -> dict[str, Any]:
+def multimodal_prompts(
+    draw: Any, *, max_segments: int = 4, timed: bool = False, frames: bool = False
+) -> dict[str, Any]:
     """Calls ``(segments, generated=n)`` of :func:`relpos.spec.rope_scaling.mrope_position_ids`:
     1 to ``max_segments`` segments of text (1 to 6 tokens), images (merged grids up to 6 x 6)
     and videos (up to 8 temporal steps of up to 4 x 4, so that a video's temporal extent can
     exceed its height and width, and the other way round), with a text token between two
     vision inputs of one kind, followed by 0 to 4 generated tokens; ``timed`` adds a
-    ``temporal_interval`` (:func:`temporal_intervals`). Shrinks towards one text token."""
+    ``temporal_interval`` (:func:`temporal_intervals`), and with ``frames`` a video comes one
+    frame at a time (t = 1), each after text, as models that put a timestamp before each
+    frame take it (Qwen3-VL). Shrinks towards one text token."""
     text = st.tuples(st.just("text"), st.integers(1, 6))
     image = st.tuples(st.just("image"), st.tuples(st.just(1), st.integers(1, 6), st.integers(1, 6)))
-    video = st.tuples(
-        st.just("video"), st.tuples(st.integers(1, 8), st.integers(1, 4), st.integers(1, 4))
-    )
+    steps = st.just(1) if frames else st.integers(1, 8)
+    video = st.tuples(st.just("video"), st.tuples(steps, st.integers(1, 4), st.integers(1, 4)))
     drawn = draw(st.lists(st.one_of(text, image, video), min_size=1, max_size=max_segments))
     # Two vision inputs of one kind side by side are one run of that kind's tokens to a model
     # that finds them by token type; processors put text (vision start and end tokens)
@@ -875,13 +878,19 @@ def compare_position_ids(
 
 
 def check_position_ids(
-    target: str, *, budget: str | None = None, isolate: bool = True, timed: bool = False
+    target: str,
+    *,
+    budget: str | None = None,
+    isolate: bool = True,
+    timed: bool = False,
+    frames: bool = False,
 ) -> RotationResult:
     """Check ``target``, called as ``function(segments, *, generated)`` (``timed``: also
     ``temporal_interval``, an exact Fraction) and returning the position ids (3, L +
     generated) of a multimodal prompt and of the tokens generated after it, on
-    :data:`EXAMPLES` draws of :func:`multimodal_prompts`, in a worker process. The result's
-    ``layout`` is ``"position ids"``, or ``"timed position ids"``."""
+    :data:`EXAMPLES` draws of :func:`multimodal_prompts` (``frames``: videos one frame at a
+    time), in a worker process. The result's ``layout`` is ``"position ids"``, or ``"timed
+    position ids"``."""
     call_target = _caller(target, isolate, positional="segments", results=1)
     chosen = _budget_settings(budget)
 
@@ -894,6 +903,7 @@ def check_position_ids(
         )
 
     result = RotationResult("timed position ids" if timed else "position ids", "pass")
-    searched = _search(multimodal_prompts(timed=timed), (), call_target, verdict, chosen)
+    prompts = multimodal_prompts(timed=timed, frames=frames)
+    searched = _search(prompts, (), call_target, verdict, chosen)
     _record(result, searched, f"{target} computes no position ids", target)
     return result

@@ -52,6 +52,8 @@ library's caller computes it:
 ``qwen2_5_vl_position_ids`` (``relpos position-ids --timed``)
     the same for Qwen2.5-VL, whose videos step their temporal ids by ``temporal_interval``
     (given to the model as 2 tokens per second and float32 seconds per temporal patch).
+``qwen3_vl_position_ids`` (``relpos position-ids --frames``)
+    the same for Qwen3-VL, whose videos come one frame at a time, each after its timestamp.
 ``pixtral_rotary`` (``relpos rotations --layout alternating``)
     Pixtral's 2D rotary embedding for patch positions (row, column), head_dim = rotary_dim;
     the cos and sin of each pair, read from one rotate_half half (the halves checked equal).
@@ -80,6 +82,7 @@ __all__ = [
     "pixtral_rotary",
     "qwen2_5_vl_position_ids",
     "qwen2_vl_position_ids",
+    "qwen3_vl_position_ids",
     "qwen_vl_rotary",
     "t5_attention",
     "wav2vec2_bert_self_attention",
@@ -564,14 +567,14 @@ QWEN2_5_VL_TOKENS_PER_SECOND = 2
 
 @cache
 def _qwen_vl_generator(family: str) -> Any:
-    """A tiny Qwen2-VL or Qwen2.5-VL model for generation (random weights: only its position
-    ids are read): spatial merge 2, patches of 2 x 2 pixels, temporal patches of 2 frames,
-    image and video tokens 30 and 31; Qwen2.5-VL with
-    :data:`QWEN2_5_VL_TOKENS_PER_SECOND`."""
+    """A tiny Qwen2-VL, Qwen2.5-VL or Qwen3-VL model for generation (random weights: only
+    its position ids are read): spatial merge 2, patches of 2 x 2 pixels, temporal patches
+    of 2 frames, image and video tokens 30 and 31; Qwen2.5-VL with
+    :data:`QWEN2_5_VL_TOKENS_PER_SECOND`, Qwen3-VL with interleaved M-RoPE."""
     from transformers.utils import logging
 
     logging.set_verbosity_error()  # the tiny vocabulary draws warnings about special tokens
-    text = {
+    text: dict[str, Any] = {
         "hidden_size": 16,
         "num_attention_heads": 2,
         "num_key_value_heads": 2,
@@ -603,6 +606,21 @@ def _qwen_vl_generator(family: str) -> Any:
         )
 
         vision["embed_dim"] = 8
+    elif family == "qwen3_vl":
+        from transformers import Qwen3VLConfig as Config
+        from transformers.models.qwen3_vl.modeling_qwen3_vl import (
+            Qwen3VLForConditionalGeneration as Model,
+        )
+
+        text["head_dim"] = 8
+        text["rope_parameters"] = {**text["rope_parameters"], "mrope_interleaved": True}
+        vision.update(
+            hidden_size=8,
+            intermediate_size=8,
+            out_hidden_size=16,
+            num_position_embeddings=16,
+            deepstack_visual_indexes=[],
+        )
     else:
         from transformers import Qwen2_5_VLConfig as Config
         from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
@@ -702,6 +720,23 @@ def qwen2_5_vl_position_ids(segments: Any, *, generated: int, temporal_interval:
         generated,
         second_per_grid_ts=torch.tensor([seconds] * videos, dtype=torch.float32),
     )
+
+
+def qwen3_vl_position_ids(segments: Any, *, generated: int) -> Any:
+    """As :func:`qwen2_vl_position_ids`, for Qwen3-VL (interleaved M-RoPE), which takes a
+    video one frame at a time, each after its timestamp text (``relpos position-ids
+    --frames``): a video segment must have t = 1."""
+    from relpos.spec import ArgumentError
+
+    for index, (kind, size) in enumerate(segments):
+        if kind == "video" and size[0] != 1:
+            raise ArgumentError(
+                "segments",
+                f"segments[{index}]={(kind, size)!r}",
+                "must be a single frame ('video', (1, h, w)) for Qwen3-VL, which takes a video "
+                "one frame at a time, each after its timestamp text",
+            )
+    return _generated_ids(_qwen_vl_generator("qwen3_vl"), segments, generated)
 
 
 def _halves(table: Any, rotary_dim: int) -> Any:

@@ -256,3 +256,64 @@ def test_qwen2_5_vl_position_ids_fail_through_the_timed_command(capsys):
     assert code == 1, out
     assert "fail timed position ids: M-RoPE position ids of" in out
     assert f"smallest call: {target}(**{{'segments': [(" in out and "temporal_interval" in out
+
+
+# -- Qwen3-VL: videos one frame at a time, each after its timestamp ---------------------------
+
+
+def _qwen3_vl_verdict(segments, generated):
+    from relpos.equivalence.adapters.huggingface import qwen3_vl_position_ids
+    from relpos.equivalence.frequencies import compare_position_ids
+
+    got = qwen3_vl_position_ids(segments, generated=generated)
+    return compare_position_ids(got, segments, generated=generated)
+
+
+def test_qwen3_vl_generation_after_a_vision_token_goes_on_per_axis():
+    """Finding 14 in Qwen3-VL too."""
+    verdict = _qwen3_vl_verdict([("image", (1, 1, 2))], 1)
+    assert not verdict.passed
+    assert "token 2 (generated token 0) has ids (T, H, W) = [1, 1, 2], the spec's [2, 2, 2]" in (
+        verdict.message
+    ), verdict.message
+
+
+def test_qwen3_vl_refuses_a_video_of_several_frames_by_name():
+    from relpos.equivalence.adapters.huggingface import qwen3_vl_position_ids
+    from relpos.spec import ArgumentError
+
+    with pytest.raises(ArgumentError, match=r"segments\[1\]=\('video', \(2, 1, 1\)\)"):
+        qwen3_vl_position_ids([("text", 1), ("video", (2, 1, 1))], generated=0)
+
+
+@st.composite
+def _framed_prompts_ending_in_text(draw):
+    """Frames and images, each followed by text (a timestamp, or the prompt's text)."""
+    segments = []
+    for _ in range(draw(st.integers(1, 4))):
+        if draw(st.booleans()):
+            segments.append(("text", draw(st.integers(1, 3))))
+        kind = draw(st.sampled_from(["image", "video"]))
+        segments.append((kind, (1, draw(st.integers(1, 4)), draw(st.integers(1, 4)))))
+        segments.append(("text", draw(st.integers(1, 3))))
+    return {"segments": segments, "generated": draw(st.integers(0, 3))}
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(call=_framed_prompts_ending_in_text())
+def test_qwen3_vl_framed_prompts_ending_in_text_compute_the_spec(call):
+    """One frame at a time, no video is longer in time than in space, so finding 13 cannot
+    occur; outside finding 14, Qwen3-VL's ids are the spec's."""
+    verdict = _qwen3_vl_verdict(call["segments"], call["generated"])
+    assert verdict.passed, verdict.message
+
+
+def test_qwen3_vl_position_ids_fail_through_the_framed_command(capsys):
+    from relpos.equivalence.cli import main
+
+    target = "relpos.equivalence.adapters.huggingface:qwen3_vl_position_ids"
+    code = main(["position-ids", "--target", target, "--frames"])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "generated token 0) has ids" in out, out
+    assert f"smallest call: {target}(**{{'segments': [(" in out

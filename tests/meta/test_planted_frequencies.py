@@ -502,3 +502,12 @@ def test_the_timed_position_ids_command_catches_each_planted_bug(capsys, bug):
     assert code == 1, out
     assert "fail timed position ids: M-RoPE position ids of [(" in out and "interval" in out
     assert "'temporal_interval': Fraction(" in out, out
+
+
+@settings(max_examples=100, deadline=None)
+@given(call=multimodal_prompts(frames=True))
+def test_framed_prompts_give_videos_one_frame_at_a_time_after_text(call):
+    segments = call["segments"]
+    assert all(size[0] == 1 for kind, size in segments if kind == "video")
+    for before, after in zip(segments, segments[1:], strict=False):
+        assert not (before[0] == after[0] == "video"), segments
