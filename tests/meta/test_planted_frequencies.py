@@ -5,6 +5,7 @@ that each planted bug fails."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from fractions import Fraction
 
@@ -509,5 +510,5 @@ def test_the_timed_position_ids_command_catches_each_planted_bug(capsys, bug):
 def test_framed_prompts_give_videos_one_frame_at_a_time_after_text(call):
     segments = call["segments"]
     assert all(size[0] == 1 for kind, size in segments if kind == "video")
-    for before, after in zip(segments, segments[1:], strict=False):
+    for before, after in itertools.pairwise(segments):
         assert not (before[0] == after[0] == "video"), segments
