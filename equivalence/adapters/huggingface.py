@@ -82,8 +82,10 @@ __all__ = [
     "pixtral_rotary",
     "qwen2_5_vl_position_ids",
     "qwen2_vl_position_ids",
+    "qwen2_vl_vision_rotary",
     "qwen3_vl_position_ids",
     "qwen_vl_rotary",
+    "qwen_vl_vision_rotations",
     "t5_attention",
     "wav2vec2_bert_self_attention",
     "xlnet_rel_attn_core",
@@ -605,7 +607,7 @@ def _qwen_vl_generator(family: str) -> Any:
             Qwen2VLForConditionalGeneration as Model,
         )
 
-        vision["embed_dim"] = 8
+        vision["embed_dim"] = 16
     elif family == "qwen3_vl":
         from transformers import Qwen3VLConfig as Config
         from transformers.models.qwen3_vl.modeling_qwen3_vl import (
@@ -615,7 +617,7 @@ def _qwen_vl_generator(family: str) -> Any:
         text["head_dim"] = 8
         text["rope_parameters"] = {**text["rope_parameters"], "mrope_interleaved": True}
         vision.update(
-            hidden_size=8,
+            hidden_size=16,
             intermediate_size=8,
             out_hidden_size=16,
             num_position_embeddings=16,
@@ -628,7 +630,7 @@ def _qwen_vl_generator(family: str) -> Any:
         )
 
         vision.update(
-            hidden_size=8,
+            hidden_size=16,
             intermediate_size=8,
             out_hidden_size=16,
             tokens_per_second=QWEN2_5_VL_TOKENS_PER_SECOND,
@@ -737,6 +739,102 @@ def qwen3_vl_position_ids(segments: Any, *, generated: int) -> Any:
                 "one frame at a time, each after its timestamp text",
             )
     return _generated_ids(_qwen_vl_generator("qwen3_vl"), segments, generated)
+
+
+def qwen2_vl_vision_rotary(
+    positions: Any, *, rotary_dim: int, base: float, layout: str
+) -> tuple[Any, Any]:
+    """cos and sin of Qwen2-VL's vision rotary embedding (``Qwen2VLVisionRotaryEmbedding``,
+    layout ``split``; NotImplementedError for another) for patch positions ``positions`` (2,
+    L), rows and columns, given to it as the vision tower gives them, (L, 2). head_dim =
+    rotary_dim: it rotates every feature. Returns float64 numpy arrays (L, r/2), pair t in
+    column t."""
+    import numpy as np
+
+    if layout != "split":
+        raise NotImplementedError(f"Qwen2-VL's vision rotary is split, not {layout!r}")
+    from transformers.models.qwen2_vl.configuration_qwen2_vl import Qwen2VLVisionConfig
+    from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLVisionRotaryEmbedding
+
+    config = Qwen2VLVisionConfig(
+        embed_dim=2 * rotary_dim,
+        num_heads=2,
+        rope_parameters={"rope_type": "axial", "rope_theta": float(base)},
+    )
+    module = Qwen2VLVisionRotaryEmbedding(config)
+    ids = torch.as_tensor(np.asarray(positions, dtype=np.int64).T.copy())
+    cos, sin = module(torch.zeros(ids.shape[0], rotary_dim, dtype=torch.float32), ids)
+    return _halves(cos, rotary_dim), _halves(sin, rotary_dim)
+
+
+#: The head width of the tiny models' vision towers (2 heads): r/4 = 2 frequencies per axis.
+VISION_HEAD_DIM = 8
+
+
+def qwen_vl_vision_rotations(family: str, rows: int, cols: int) -> tuple[Any, Any, Any]:
+    """What the first vision block of a tiny ``family`` model (``"qwen2_vl"``, ``"qwen2_5_vl"``
+    or ``"qwen3_vl"``) receives for an image of ``rows`` x ``cols`` patches (multiples of the
+    merge 2): (positions (2, N), the row and column of the patch each token came from; cos
+    and sin (N, r/2) of its rotation, pair t in column t), in the block's token order.
+
+    The whole chain a model runs: an image whose pixels carry their patch's row (channel 0)
+    and column (channel 1), Qwen2-VL's image processor (PIL backend; no resize, rescale or
+    normalization), a patch embedding that passes the two channels' means to features 0 and 1
+    (the learned position embedding of Qwen3-VL zeroed), and the tower's own position ids,
+    window order (Qwen2.5-VL) and rotary embedding. Positions are read back from the features
+    the block is given, so a token order that the position ids do not follow shows as a
+    rotation at the wrong (row, column)."""
+    import numpy as np
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+        Qwen2VLImageProcessorPil,
+    )
+
+    visual = _qwen_vl_generator(family).model.visual
+    patch = visual.config.patch_size
+    image = np.zeros((rows * patch, cols * patch, 3), dtype=np.float32)
+    image[..., 0] = (np.arange(rows * patch) // patch)[:, None]
+    image[..., 1] = (np.arange(cols * patch) // patch)[None, :]
+    processor = Qwen2VLImageProcessorPil(
+        patch_size=patch,
+        merge_size=visual.config.spatial_merge_size,
+        temporal_patch_size=visual.config.temporal_patch_size,
+        do_resize=False,
+        do_rescale=False,
+        do_normalize=False,
+    )
+    inputs = processor(images=[image], return_tensors="pt", input_data_format="channels_last")
+    seen: dict[str, Any] = {}
+
+    def record(module: Any, args: Any, kwargs: Any) -> None:
+        seen["features"] = (args[0] if args else kwargs["hidden_states"]).clone()
+        seen["rotation"] = kwargs["position_embeddings"]
+
+    proj = visual.patch_embed.proj
+    kept = {name: t.detach().clone() for name, t in visual.named_parameters()}
+    hook = visual.blocks[0].register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            proj.weight.zero_()
+            proj.weight[0, 0] = proj.weight[1, 1] = 1 / proj.weight[0, 0].numel()
+            if proj.bias is not None:
+                proj.bias.zero_()
+            if hasattr(visual, "pos_embed"):
+                visual.pos_embed.weight.zero_()
+            visual(inputs["pixel_values"], grid_thw=inputs["image_grid_thw"])
+    finally:
+        hook.remove()
+        with torch.no_grad():
+            for name, t in visual.named_parameters():
+                t.copy_(kept[name])
+    positions = seen["features"][:, :2].T.to(torch.float64).numpy()
+    if not np.array_equal(positions, np.round(positions)):
+        raise ValueError("the patch features do not carry whole rows and columns")
+    cos, sin = seen["rotation"]
+    return (
+        positions.astype(np.int64),
+        _halves(cos, VISION_HEAD_DIM),
+        _halves(sin, VISION_HEAD_DIM),
+    )
 
 
 def _halves(table: Any, rotary_dim: int) -> Any:

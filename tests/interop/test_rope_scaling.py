@@ -21,7 +21,7 @@ from relpos.equivalence.frequencies import (
 from relpos.spec.rope_scaling import VARIANTS, frequencies
 
 pytest.importorskip("transformers")
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.interop
 
 from relpos.equivalence.adapters.huggingface import (  # noqa: E402
@@ -317,3 +317,91 @@ def test_qwen3_vl_position_ids_fail_through_the_framed_command(capsys):
     assert code == 1, out
     assert "generated token 0) has ids" in out, out
     assert f"smallest call: {target}(**{{'segments': [(" in out
+
+
+# -- the vision towers' 2D rotary: each patch rotated by its own row and column ---------------
+
+
+def test_qwen2_vl_vision_rotary_computes_the_spec_through_the_command(capsys):
+    """Qwen2-VL's vision rotary embedding, split layout (the row on the first r/4 pairs, the
+    column on the next, each 1D RoPE of width r/2), through the command; it ships no
+    alternating layout (a skip)."""
+    from relpos.equivalence.cli import main
+
+    target = "relpos.equivalence.adapters.huggingface:qwen2_vl_vision_rotary"
+    code = main(["rotations", "--target", target, "--layout", "split", "--layout", "alternating"])
+    out = capsys.readouterr().out
+    assert code == 0 and "1 passed, 0 failed, 1 skipped" in out, out
+
+
+FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
+
+
+def _patch_verdict(family, rows, cols):
+    """The vision tower's rotation of every patch against the spec's split 2D RoPE at the
+    patch's own (row, column), read back through the whole chain; and whether every patch
+    of the grid came through once."""
+    from relpos.equivalence.adapters.huggingface import VISION_HEAD_DIM, qwen_vl_vision_rotations
+    from relpos.equivalence.frequencies import compare_axial
+
+    positions, cos, sin = qwen_vl_vision_rotations(family, rows, cols)
+    every = sorted(map(tuple, positions.T.tolist())) == [
+        (r, c) for r in range(rows) for c in range(cols)
+    ]
+    verdict = compare_axial(
+        cos, sin, positions, rotary_dim=VISION_HEAD_DIM, base=10000.0, layout="split"
+    )
+    return every, verdict
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    family=st.sampled_from(FAMILIES),
+    rows=st.integers(1, 7).map(lambda n: 2 * n),
+    cols=st.integers(1, 7).map(lambda n: 2 * n),
+)
+def test_qwen_vl_vision_towers_rotate_each_patch_by_its_own_row_and_column(family, rows, cols):
+    """Image processor, patch order, Qwen2.5-VL's windows (of 2 x 2 merged patches here, so
+    that grids of up to 7 x 7 merged patches end in partial windows) and the rotary embedding
+    agree: every patch gets the rotation of its own (row, column)."""
+    every, verdict = _patch_verdict(family, rows, cols)
+    assert every and verdict.passed, verdict.message
+
+
+def test_position_ids_in_raster_order_rotate_patches_at_the_wrong_place(monkeypatch):
+    """Planted: Qwen2-VL's vision position ids in raster order, not in the 2 x 2 merge
+    blocks the processor emits patches in. A grid one block wide hides it; a wider one
+    fails."""
+    import transformers.models.qwen2_vl.modeling_qwen2_vl as qwen2_vl
+
+    def raster(grid_thw, spatial_merge_size, **kw):
+        (t, h, w), *_ = grid_thw.tolist()
+        rows, cols = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        return torch.stack([rows.flatten(), cols.flatten()], dim=-1).repeat(t, 1)
+
+    monkeypatch.setattr(qwen2_vl, "get_vision_position_ids", raster)
+    assert _patch_verdict("qwen2_vl", 4, 2)[1].passed
+    every, verdict = _patch_verdict("qwen2_vl", 4, 4)
+    assert every and not verdict.passed, verdict.message
+
+
+def test_rotations_left_out_of_the_window_order_rotate_patches_at_the_wrong_place(monkeypatch):
+    """Planted: Qwen2.5-VL's window order applied to the patches but not to their rotations.
+    One window hides it; a grid of several windows fails."""
+    from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
+        Qwen2_5_VisionTransformerPretrainedModel as Tower,
+    )
+
+    from relpos.equivalence.adapters.huggingface import VISION_HEAD_DIM
+
+    permute = Tower.permute_input_for_window_attn
+
+    def rotations_unpermuted(self, tensor, window_index, seq_len):
+        if tensor.shape[-1] == VISION_HEAD_DIM:  # cos or sin, not the patch features
+            return tensor
+        return permute(self, tensor, window_index, seq_len)
+
+    monkeypatch.setattr(Tower, "permute_input_for_window_attn", rotations_unpermuted)
+    assert _patch_verdict("qwen2_5_vl", 4, 4)[1].passed  # one window of 2 x 2 merged patches
+    every, verdict = _patch_verdict("qwen2_5_vl", 4, 8)
+    assert every and not verdict.passed, verdict.message
