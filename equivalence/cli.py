@@ -16,6 +16,8 @@ relpos rotations --target M:F --layout L
 relpos position-ids --target M:F       multimodal position ids of prompts and generation
 relpos profiles [--encoding NAME]      conventions and named library profiles
 relpos bench                           benchmarks
+relpos study list | run NAME [--quick] [--seeds N] [--out DIR]
+                                       studies on small trained models
 relpos --version                       the installed distribution's version
 """
 
@@ -809,7 +811,46 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--select", help="only cases whose id contains this (pytest -k)")
     bench.add_argument("--out", default="benchmarks/results", help="where tables and JSON go")
     bench.set_defaults(run=_bench)
+
+    study = commands.add_parser(
+        "study", help="studies: what relative positions do to small trained models"
+    )
+    study_commands = study.add_subparsers(dest="study_command", required=True)
+    study_commands.add_parser("list", help="the studies").set_defaults(run=_study_list)
+    run = study_commands.add_parser("run", help="run a study (finished runs are read back)")
+    run.add_argument("name", help="a study, from relpos study list")
+    run.add_argument("--quick", action="store_true", help="a small version, in minutes")
+    run.add_argument("--seeds", type=int, default=3, help="seeds per configuration (default 3)")
+    run.add_argument(
+        "--out", default="studies-results", help="where runs and results go (default %(default)s)"
+    )
+    run.set_defaults(run=_study_run)
     return parser
+
+
+def _study_list(args: argparse.Namespace) -> int:
+    from relpos.studies import STUDIES
+
+    for study in STUDIES.values():
+        sys.stdout.write(f"{study.name}\n    {study.summary}\n")
+    return 0
+
+
+def _study_run(args: argparse.Namespace) -> int:
+    from relpos.studies import run_study
+
+    try:
+        results = run_study(args.name, Path(args.out), quick=args.quick, seeds=args.seeds)
+    except ValueError as exc:
+        sys.stderr.write(f"relpos study run: {exc}\n")
+        return 2
+    folder = Path(args.out) / args.name
+    table = (folder / "results.md").read_text()
+    sys.stdout.write(
+        f"{table}\n{len(results['runs'])} runs ({results['resumed']} read back from earlier "
+        f"runs); results in {folder}\n"
+    )
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

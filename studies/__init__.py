@@ -1,0 +1,49 @@
+"""Studies: what relative positions do to small trained models, reproducibly on CPU
+(``relpos study list``, ``relpos study run NAME``). The models' attention is the bundled torch
+``fast`` implementations, so the attention a study trains is the one the suite checks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["STUDIES", "Study", "run_study"]
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    summary: str
+    module: str
+
+    def runner(self) -> Callable[..., dict[str, Any]]:
+        import importlib
+
+        run: Callable[..., dict[str, Any]] = importlib.import_module(self.module).run
+        return run
+
+
+STUDIES = {
+    study.name: study
+    for study in (
+        Study(
+            "text-classification",
+            "Shaw (key and value tables) against absolute, none and the other encodings on MR "
+            "polarity and TREC question classes: test accuracy, mean ± std over seeds",
+            "relpos.studies.text_classification",
+        ),
+    )
+}
+
+
+def run_study(
+    name: str, out: Path, *, quick: bool = False, seeds: int = 3, **kw: Any
+) -> dict[str, Any]:
+    """Run study ``name`` (see :data:`STUDIES`), its records under ``out``."""
+    if name not in STUDIES:
+        raise ValueError(f"study={name!r} must be one of {', '.join(STUDIES)}")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds={seeds!r} must be an integer >= 1")
+    return STUDIES[name].runner()(out, quick=quick, seeds=seeds, **kw)

@@ -1,0 +1,126 @@
+"""Small Transformer encoders whose attention is the bundled torch ``fast`` implementations,
+trained through autograd: the attention a study trains is the attention ``relpos check``
+checks.
+
+Position schemes (:data:`SCHEMES`):
+
+- ``none``: no positions (attention through ``rope_fast`` with rotary_dim 0, which rotates
+  nothing: plain scaled dot-product attention);
+- ``absolute``: sinusoidal positions added to the token embeddings (Vaswani et al. 2017), the
+  same attention;
+- ``shaw``: learned key and value tables per layer, shared by the heads, distances clipped to
+  ``clip`` (Shaw et al. 2018);
+- ``t5``: a learned bias per bucket and head, 32 buckets up to distance 128, bidirectional;
+- ``alibi``: the paper's slopes over |i - j| (bidirectional);
+- ``rope``: rotary positions, base 10000.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from relpos.impls.torch.alibi import alibi_fast
+from relpos.impls.torch.rope import rope_fast
+from relpos.impls.torch.shaw import shaw_fast
+from relpos.impls.torch.t5 import t5_fast
+
+__all__ = ["SCHEMES", "Classifier"]
+
+SCHEMES = ("none", "absolute", "shaw", "t5", "alibi", "rope")
+
+
+class _Attention(nn.Module):
+    def __init__(self, d_model: int, n_head: int, scheme: str, clip: tuple[int, int]) -> None:
+        super().__init__()
+        self.n_head, self.d_head, self.scheme, self.clip = n_head, d_model // n_head, scheme, clip
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        if scheme == "shaw":
+            rows = clip[1] - clip[0] + 1
+            self.rel_k = nn.Parameter(torch.randn(rows, self.d_head) * self.d_head**-0.5)
+            self.rel_v = nn.Parameter(torch.randn(rows, self.d_head) * self.d_head**-0.5)
+        elif scheme == "t5":
+            self.rel_bias = nn.Parameter(torch.zeros(32, n_head))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        q, k, v = (
+            t.reshape(b, n, self.n_head, self.d_head).transpose(1, 2)
+            for t in self.qkv(x).chunk(3, dim=-1)
+        )
+        kw: dict[str, Any] = {"mask": mask}
+        if self.scheme == "shaw":
+            out = shaw_fast(q, k, v, rel_k=self.rel_k, rel_v=self.rel_v, clip=self.clip, **kw)
+        elif self.scheme == "t5":
+            out = t5_fast(q, k, v, rel_bias=self.rel_bias, max_distance=128, **kw)
+        elif self.scheme == "alibi":
+            out = alibi_fast(q, k, v, **kw)
+        else:
+            out = rope_fast(q, k, v, rotary_dim=None if self.scheme == "rope" else 0, **kw)
+        return self.out(out.transpose(1, 2).reshape(b, n, -1))
+
+
+class _Layer(nn.Module):
+    def __init__(self, d_model: int, n_head: int, scheme: str, clip: tuple[int, int]) -> None:
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.attention = _Attention(d_model, n_head, scheme, clip)
+        self.ffn = nn.Sequential(
+            nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model)
+        )
+        self.dropout = nn.Dropout(0.1)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = x + self.dropout(self.attention(self.norm1(x), mask))
+        return x + self.dropout(self.ffn(self.norm2(x)))
+
+
+def sinusoidal(length: int, d_model: int) -> torch.Tensor:
+    """(length, d_model): sin and cos of p / 10000^(2i/d) (Vaswani et al. 2017)."""
+    position = torch.arange(length, dtype=torch.float32)[:, None]
+    rate = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(1e4) / d_model))
+    table = torch.zeros(length, d_model)
+    table[:, 0::2], table[:, 1::2] = torch.sin(position * rate), torch.cos(position * rate)
+    return table
+
+
+class Classifier(nn.Module):
+    """Pre-norm Transformer encoder over token ids (0 = padding), mean-pooled over the real
+    tokens, then a linear layer to the classes."""
+
+    def __init__(
+        self,
+        vocab: int,
+        classes: int,
+        scheme: str,
+        *,
+        d_model: int = 64,
+        n_head: int = 4,
+        layers: int = 2,
+        max_len: int = 64,
+        clip: tuple[int, int] = (-16, 16),
+    ) -> None:
+        super().__init__()
+        if scheme not in SCHEMES:
+            raise ValueError(f"scheme={scheme!r} must be one of {', '.join(SCHEMES)}")
+        self.scheme = scheme
+        self.embed = nn.Embedding(vocab, d_model, padding_idx=0)
+        self.register_buffer("positions", sinusoidal(max_len, d_model), persistent=False)
+        self.layers = nn.ModuleList(_Layer(d_model, n_head, scheme, clip) for _ in range(layers))
+        self.norm = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, classes)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        real = ids != 0
+        x = self.embed(ids)
+        if self.scheme == "absolute":
+            x = x + self.positions[: ids.shape[1]]
+        mask = real[:, None, None, :]  # (b, 1, 1, n): every query attends to the real keys
+        for layer in self.layers:
+            x = layer(x, mask)
+        x = self.norm(x) * real[..., None]
+        return self.head(x.sum(1) / real.sum(1, keepdim=True).clamp(min=1))
