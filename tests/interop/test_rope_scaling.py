@@ -121,29 +121,36 @@ def test_pixtral_under_the_split_layout_fails():
 # -- Qwen2-VL's multimodal position ids, in the prompt and during generation ------------------
 
 
-def _qwen2_vl_verdict(segments, generated):
-    from relpos.equivalence.adapters.huggingface import qwen2_vl_position_ids
+#: The models checked through ``generate`` (``<model>_position_ids`` adapters), and the
+#: ``relpos position-ids`` flags their calls take.
+MODELS = {"qwen2_vl": [], "qwen2_5_vl": ["--timed"], "qwen3_vl": ["--frames"]}
+
+
+def _ids_verdict(model, segments, generated, **interval):
+    """The model's ids for the prompt against the spec's (``interval``: temporal_interval)."""
+    from relpos.equivalence.adapters import huggingface
     from relpos.equivalence.frequencies import compare_position_ids
 
-    got = qwen2_vl_position_ids(segments, generated=generated)
-    return compare_position_ids(got, segments, generated=generated)
+    got = getattr(huggingface, f"{model}_position_ids")(segments, generated=generated, **interval)
+    return compare_position_ids(got, segments, generated=generated, **interval)
 
 
 def test_qwen2_vl_text_after_a_long_video_starts_inside_it():
     """Finding: after a video of 4 temporal steps over a 2 x 2 merged grid (ids T 2..5),
     the next text starts at 2 + max(h, w) = 4, inside the video's temporal ids; the paper
     starts it at the largest id + 1 = 6."""
-    verdict = _qwen2_vl_verdict([("text", 2), ("video", (4, 2, 2)), ("text", 3)], 2)
+    verdict = _ids_verdict("qwen2_vl", [("text", 2), ("video", (4, 2, 2)), ("text", 3)], 2)
     assert not verdict.passed
     assert "token 18 (segment 2 (text 3), its token 0) has ids (T, H, W) = [4, 4, 4], the " \
         "spec's [6, 6, 6] (5 of 23 tokens differ)" in verdict.message, verdict.message  # fmt: skip
 
 
-def test_qwen2_vl_generation_after_a_vision_token_goes_on_per_axis():
-    """Finding: when the prompt ends in an image, each generated token takes the last
-    token's ids + 1 on each axis ((0, 0, 1) -> (1, 1, 2)): the axes disagree and the
-    temporal and height ids fall inside the image's; the paper gives (2, 2, 2)."""
-    verdict = _qwen2_vl_verdict([("image", (1, 1, 2))], 1)
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_generation_after_a_vision_token_goes_on_per_axis(model):
+    """Finding 14, in each model: when the prompt ends in an image, each generated token
+    takes the last token's ids + 1 on each axis ((0, 0, 1) -> (1, 1, 2)): the axes disagree
+    and the temporal and height ids fall inside the image's; the paper gives (2, 2, 2)."""
+    verdict = _ids_verdict(model, [("image", (1, 1, 2))], 1)
     assert not verdict.passed
     assert "token 2 (generated token 0) has ids (T, H, W) = [1, 1, 2], the spec's [2, 2, 2]" in (
         verdict.message
@@ -169,32 +176,26 @@ def _prompts_ending_in_text(draw):
 @given(call=_prompts_ending_in_text())
 def test_qwen2_vl_prompts_ending_in_text_compute_the_spec(call):
     """Outside the two findings, Qwen2-VL's ids are the paper's, during generation too."""
-    verdict = _qwen2_vl_verdict(call["segments"], call["generated"])
+    verdict = _ids_verdict("qwen2_vl", call["segments"], call["generated"])
     assert verdict.passed, verdict.message
 
 
-def test_qwen2_vl_position_ids_fail_through_the_command(capsys):
-    """The command users run finds one of the two findings, with the smallest call."""
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_position_ids_fail_through_the_command(capsys, model):
+    """The command users run finds a finding in each model, with the smallest call."""
     from relpos.equivalence.cli import main
 
-    target = "relpos.equivalence.adapters.huggingface:qwen2_vl_position_ids"
-    code = main(["position-ids", "--target", target])
+    target = f"relpos.equivalence.adapters.huggingface:{model}_position_ids"
+    code = main(["position-ids", "--target", target, *MODELS[model]])
     out = capsys.readouterr().out
     assert code == 1, out
-    assert "fail position ids: M-RoPE position ids of" in out
+    assert "position ids: M-RoPE position ids of" in out
     assert "generated token 0) has ids" in out or "(text " in out, out
     assert f"smallest call: {target}(**{{'segments': [(" in out
+    assert ("temporal_interval" in out) == (model == "qwen2_5_vl"), out
 
 
 # -- Qwen2.5-VL: temporal ids stepped by a video's interval -----------------------------------
-
-
-def _qwen2_5_vl_verdict(segments, generated, interval):
-    from relpos.equivalence.adapters.huggingface import qwen2_5_vl_position_ids
-    from relpos.equivalence.frequencies import compare_position_ids
-
-    got = qwen2_5_vl_position_ids(segments, generated=generated, temporal_interval=interval)
-    return compare_position_ids(got, segments, generated=generated, temporal_interval=interval)
 
 
 def test_qwen2_5_vl_text_after_a_video_starts_inside_it_sooner_with_a_longer_interval():
@@ -202,20 +203,11 @@ def test_qwen2_5_vl_text_after_a_video_starts_inside_it_sooner_with_a_longer_int
     with 2 temporal ids per step (2 frames per second) a video of 2 steps over a 2 x 2 grid
     (temporal ids 2 and 4) is already followed inside it: the text starts at 4, not 5."""
     segments = [("text", 2), ("video", (2, 2, 2)), ("text", 3)]
-    assert _qwen2_5_vl_verdict(segments, 0, Fraction(1)).passed
-    verdict = _qwen2_5_vl_verdict(segments, 0, Fraction(2))
+    assert _ids_verdict("qwen2_5_vl", segments, 0, temporal_interval=Fraction(1)).passed
+    verdict = _ids_verdict("qwen2_5_vl", segments, 0, temporal_interval=Fraction(2))
     assert not verdict.passed
     assert "token 10 (segment 2 (text 3), its token 0) has ids (T, H, W) = [4, 4, 4], the " \
         "spec's [5, 5, 5] (3 of 13 tokens differ)" in verdict.message, verdict.message  # fmt: skip
-
-
-def test_qwen2_5_vl_generation_after_a_vision_token_goes_on_per_axis():
-    """Finding 14 in Qwen2.5-VL too."""
-    verdict = _qwen2_5_vl_verdict([("image", (1, 1, 2))], 1, Fraction(2))
-    assert not verdict.passed
-    assert "token 2 (generated token 0) has ids (T, H, W) = [1, 1, 2], the spec's [2, 2, 2]" in (
-        verdict.message
-    ), verdict.message
 
 
 @st.composite
@@ -243,39 +235,13 @@ def test_qwen2_5_vl_videos_step_their_temporal_ids_by_the_interval(call):
     """Outside the two findings, Qwen2.5-VL's ids are the spec's at every drawn interval,
     the shipped ones (4 / fps) among them: its float32 seconds per temporal patch truncated
     after the product floor as the exact interval does at these lengths."""
-    verdict = _qwen2_5_vl_verdict(call["segments"], call["generated"], call["interval"])
+    verdict = _ids_verdict(
+        "qwen2_5_vl", call["segments"], call["generated"], temporal_interval=call["interval"]
+    )
     assert verdict.passed, verdict.message
 
 
-def test_qwen2_5_vl_position_ids_fail_through_the_timed_command(capsys):
-    from relpos.equivalence.cli import main
-
-    target = "relpos.equivalence.adapters.huggingface:qwen2_5_vl_position_ids"
-    code = main(["position-ids", "--target", target, "--timed"])
-    out = capsys.readouterr().out
-    assert code == 1, out
-    assert "fail timed position ids: M-RoPE position ids of" in out
-    assert f"smallest call: {target}(**{{'segments': [(" in out and "temporal_interval" in out
-
-
 # -- Qwen3-VL: videos one frame at a time, each after its timestamp ---------------------------
-
-
-def _qwen3_vl_verdict(segments, generated):
-    from relpos.equivalence.adapters.huggingface import qwen3_vl_position_ids
-    from relpos.equivalence.frequencies import compare_position_ids
-
-    got = qwen3_vl_position_ids(segments, generated=generated)
-    return compare_position_ids(got, segments, generated=generated)
-
-
-def test_qwen3_vl_generation_after_a_vision_token_goes_on_per_axis():
-    """Finding 14 in Qwen3-VL too."""
-    verdict = _qwen3_vl_verdict([("image", (1, 1, 2))], 1)
-    assert not verdict.passed
-    assert "token 2 (generated token 0) has ids (T, H, W) = [1, 1, 2], the spec's [2, 2, 2]" in (
-        verdict.message
-    ), verdict.message
 
 
 def test_qwen3_vl_refuses_a_video_of_several_frames_by_name():
@@ -304,19 +270,8 @@ def _framed_prompts_ending_in_text(draw):
 def test_qwen3_vl_framed_prompts_ending_in_text_compute_the_spec(call):
     """One frame at a time, no video is longer in time than in space, so finding 13 cannot
     occur; outside finding 14, Qwen3-VL's ids are the spec's."""
-    verdict = _qwen3_vl_verdict(call["segments"], call["generated"])
+    verdict = _ids_verdict("qwen3_vl", call["segments"], call["generated"])
     assert verdict.passed, verdict.message
-
-
-def test_qwen3_vl_position_ids_fail_through_the_framed_command(capsys):
-    from relpos.equivalence.cli import main
-
-    target = "relpos.equivalence.adapters.huggingface:qwen3_vl_position_ids"
-    code = main(["position-ids", "--target", target, "--frames"])
-    out = capsys.readouterr().out
-    assert code == 1, out
-    assert "generated token 0) has ids" in out, out
-    assert f"smallest call: {target}(**{{'segments': [(" in out
 
 
 # -- the vision towers' 2D rotary: each patch rotated by its own row and column ---------------
