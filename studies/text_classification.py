@@ -19,6 +19,7 @@ import torch
 
 from relpos.studies.data import DATASETS, Dataset, load, tokenize
 from relpos.studies.model import SCHEMES, Classifier
+from relpos.studies.plots import accuracy_bars
 from relpos.studies.runs import progress, run_once
 
 __all__ = ["DEFAULT", "QUICK", "Settings", "run", "table"]
@@ -159,7 +160,8 @@ def run(
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """Every (dataset, scheme, seed) run, trained or read back (:func:`run_once`); writes
-    ``OUT/text-classification/results.json`` (every run) and ``results.md`` (the table)."""
+    ``OUT/text-classification/results.json`` (every run), ``results.md`` (the table) and
+    ``accuracy.png`` and ``.svg`` (the figure)."""
     chosen = settings or (QUICK if quick else DEFAULT)
     # as JSON reads it back (lists, not tuples), so that a finished run is recognised
     config = {**asdict(chosen), "clip": list(chosen.clip), "quick": quick}
@@ -184,6 +186,7 @@ def run(
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     (folder / "results.md").write_text(table(runs) + "\n")
+    accuracy_bars(runs, folder / "accuracy", "text classification: test accuracy")
     return results
 
 

@@ -11,6 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("tqdm")
+pytest.importorskip("matplotlib")
 
 from relpos.studies import STUDIES, run_study  # noqa: E402
 from relpos.studies import data as study_data  # noqa: E402
@@ -106,6 +107,11 @@ def test_a_run_writes_its_results_and_a_second_run_reads_them_back(tmp_path):
     run = saved["runs"][0]
     assert run["finished"] and run["versions"]["torch"] == torch.__version__
     assert run["data"]["split_sha256"] == study_data.load("mr").split_sha256
+    for suffix in (".png", ".svg"):
+        figure = folder / f"accuracy{suffix}"
+        assert figure.stat().st_size > 1000, figure
+    assert (folder / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<svg" in (folder / "accuracy.svg").read_text()
     table = (folder / "results.md").read_text()
     assert "| shaw | " in table and "(n = 2)" in table and " ± " in table
     again = run_study("text-classification", tmp_path, seeds=2, **kw)

@@ -1,0 +1,61 @@
+"""Figures of a study's results, with matplotlib (the ``studies`` extra), as PNG and SVG."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["accuracy_bars"]
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+    except ModuleNotFoundError as missing:
+        raise ModuleNotFoundError(
+            "the studies draw their figures with matplotlib: "
+            "pip install 'relpos-conformance[studies]'"
+        ) from missing
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def accuracy_bars(runs: Sequence[dict[str, Any]], path: Path, title: str) -> list[Path]:
+    """Test accuracy per scheme (bars: mean over seeds; error bars: standard deviation), one
+    group per dataset; written to ``path`` with the suffixes .png and .svg."""
+    plt = _pyplot()
+    datasets = list(dict.fromkeys(r["config"]["dataset"] for r in runs))
+    schemes = list(dict.fromkeys(r["config"]["scheme"] for r in runs))
+    width = 0.8 / len(schemes)
+    figure, axes = plt.subplots(figsize=(1.2 + 1.1 * len(datasets) * len(schemes) / 2, 3.6))
+    for i, scheme in enumerate(schemes):
+        means, spreads = [], []
+        for name in datasets:
+            got = [
+                100 * r["test_accuracy"]
+                for r in runs
+                if r["config"]["scheme"] == scheme and r["config"]["dataset"] == name
+            ]
+            means.append(np.mean(got))
+            spreads.append(np.std(got, ddof=1) if len(got) > 1 else 0.0)
+        at = np.arange(len(datasets)) + (i - (len(schemes) - 1) / 2) * width
+        axes.bar(at, means, width, yerr=spreads, capsize=3, label=scheme)
+    axes.set_xticks(np.arange(len(datasets)), datasets)
+    axes.set_ylabel("test accuracy (%)")
+    axes.set_title(title)
+    low = min(100 * r["test_accuracy"] for r in runs)
+    axes.set_ylim(max(0.0, low - 10), 100)
+    axes.legend(fontsize="small", ncols=3)
+    figure.tight_layout()
+    written = []
+    for suffix in (".png", ".svg"):
+        target = path.with_suffix(suffix)
+        figure.savefig(target, dpi=150)
+        written.append(target)
+    plt.close(figure)
+    return written
