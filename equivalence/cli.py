@@ -16,7 +16,7 @@ relpos rotations --target M:F --layout L
 relpos position-ids --target M:F       multimodal position ids of prompts and generation
 relpos profiles [--encoding NAME]      conventions and named library profiles
 relpos bench                           benchmarks
-relpos study list | run NAME [--quick] [--seeds N] [--out DIR]
+relpos study list | run NAME [--quick] [--seeds N] [--out DIR] | bench
                                        studies on small trained models
 relpos --version                       the installed distribution's version
 """
@@ -825,7 +825,26 @@ def _parser() -> argparse.ArgumentParser:
         "--out", default="studies-results", help="where runs and results go (default %(default)s)"
     )
     run.set_defaults(run=_study_run)
+    timed = study_commands.add_parser(
+        "bench",
+        help="training tokens per second of each position scheme's model, against the same "
+        "model with scaled_dot_product_attention",
+    )
+    timed.add_argument("--steps", type=int, default=20, help="steps per round (default 20)")
+    timed.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    timed.set_defaults(run=_study_bench)
     return parser
+
+
+def _study_bench(args: argparse.Namespace) -> int:
+    from relpos.studies.model import throughput
+
+    rates = throughput(steps=args.steps, rounds=args.rounds)
+    floor = rates["sdpa"]
+    sys.stdout.write("| scheme | training tokens/s | x sdpa |\n|---|---:|---:|\n")
+    for scheme, rate in rates.items():
+        sys.stdout.write(f"| {scheme} | {rate:,.0f} | {rate / floor:.2f} |\n")
+    return 0
 
 
 def _study_list(args: argparse.Namespace) -> int:

@@ -151,3 +151,17 @@ def test_the_command_lists_and_refuses_by_name(capsys):
     assert all(name in out for name in STUDIES)
     assert main(["study", "run", "nope"]) == 2
     assert "study='nope' must be one of" in capsys.readouterr().err
+
+
+def test_the_throughput_baseline_computes_the_none_model_with_torchs_attention():
+    """The benchmark's sdpa model is the none model with torch's attention in place of ours:
+    with the same weights, both give the same logits, so their throughput ratio is the
+    cost of our attention alone."""
+    ids = torch.tensor([[3, 4, 5, 6], [7, 8, 0, 0]])
+    logits = {}
+    for scheme in ("none", "sdpa"):
+        torch.manual_seed(1)
+        logits[scheme] = study_model.Classifier(20, 3, scheme, d_model=16, n_head=2).eval()(ids)
+    torch.testing.assert_close(logits["none"], logits["sdpa"], rtol=1e-5, atol=1e-6)
+    rates = study_model.throughput(("none", "sdpa"), steps=1, batch=2, length=4, rounds=1)
+    assert set(rates) == {"none", "sdpa"} and all(r > 0 for r in rates.values())
