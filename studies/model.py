@@ -12,7 +12,11 @@ Position schemes (:data:`SCHEMES`):
   ``clip`` (Shaw et al. 2018);
 - ``t5``: a learned bias per bucket and head, 32 buckets up to distance 128, bidirectional;
 - ``alibi``: the paper's slopes over |i - j| (bidirectional);
-- ``rope``: rotary positions, base 10000.
+- ``rope``: rotary positions, base 10000;
+- ``xl``: Transformer-XL's relative attention (Dai et al. 2019): sinusoidal relative
+  positions of width d_model projected per head (W_R), and the learned biases u and v;
+- ``deberta``: DeBERTa's disentangled attention (He et al. 2021): learned position-key and
+  position-query tables of 2 x 32 relative positions, shared by the heads.
 """
 
 from __future__ import annotations
@@ -24,13 +28,17 @@ import torch
 from torch import nn
 
 from relpos.impls.torch.alibi import alibi_fast
+from relpos.impls.torch.deberta import deberta_fast
 from relpos.impls.torch.rope import rope_fast
 from relpos.impls.torch.shaw import shaw_fast
 from relpos.impls.torch.t5 import t5_fast
+from relpos.impls.torch.xl import xl_fast
 
 __all__ = ["SCHEMES", "TIMED", "Classifier", "throughput"]
 
-SCHEMES = ("none", "absolute", "shaw", "t5", "alibi", "rope")
+SCHEMES = ("none", "absolute", "shaw", "t5", "alibi", "rope", "xl", "deberta")
+#: DeBERTa's span: relative positions clipped to [-span, span - 1].
+DEBERTA_SPAN = 32
 #: The schemes and the baseline the throughput benchmark times: ``sdpa`` is the ``none``
 #: model with torch's ``scaled_dot_product_attention`` in place of ours.
 TIMED = (*SCHEMES, "sdpa")
@@ -48,6 +56,14 @@ class _Attention(nn.Module):
             self.rel_v = nn.Parameter(torch.randn(rows, self.d_head) * self.d_head**-0.5)
         elif scheme == "t5":
             self.rel_bias = nn.Parameter(torch.zeros(32, n_head))
+        elif scheme == "xl":
+            self.w_r = nn.Parameter(torch.randn(n_head, self.d_head, d_model) * d_model**-0.5)
+            self.r_w_bias = nn.Parameter(torch.zeros(n_head, self.d_head))
+            self.r_r_bias = nn.Parameter(torch.zeros(n_head, self.d_head))
+        elif scheme == "deberta":
+            rows = 2 * DEBERTA_SPAN
+            self.pos_key = nn.Parameter(torch.randn(rows, self.d_head) * self.d_head**-0.5)
+            self.pos_query = nn.Parameter(torch.randn(rows, self.d_head) * self.d_head**-0.5)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
@@ -62,6 +78,12 @@ class _Attention(nn.Module):
             out = t5_fast(q, k, v, rel_bias=self.rel_bias, max_distance=128, **kw)
         elif self.scheme == "alibi":
             out = alibi_fast(q, k, v, **kw)
+        elif self.scheme == "xl":
+            biases = {"r_w_bias": self.r_w_bias, "r_r_bias": self.r_r_bias}
+            out = xl_fast(q, k, v, w_r=self.w_r, **biases, **kw)
+        elif self.scheme == "deberta":
+            tables = {"pos_key": self.pos_key, "pos_query": self.pos_query}
+            out = deberta_fast(q, k, v, **tables, span=DEBERTA_SPAN, **kw)
         elif self.scheme == "sdpa":
             out = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         else:

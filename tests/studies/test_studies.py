@@ -69,6 +69,8 @@ def test_the_loss_falls():
         ("t5", "t5_fast"),
         ("alibi", "alibi_fast"),
         ("rope", "rope_fast"),
+        ("xl", "xl_fast"),
+        ("deberta", "deberta_fast"),
     ],
 )
 def test_the_attention_is_the_bundled_fast_implementation(monkeypatch, scheme, name):
@@ -139,8 +141,8 @@ def test_bad_arguments_are_named():
         run_study("nope", None)
     with pytest.raises(ValueError, match="seeds=0 must be an integer >= 1"):
         run_study("text-classification", None, seeds=0)
-    with pytest.raises(ValueError, match="scheme='xl' must be one of"):
-        study_model.Classifier(10, 2, "xl")
+    with pytest.raises(ValueError, match="scheme='nope' must be one of"):
+        study_model.Classifier(10, 2, "nope")
 
 
 def test_the_command_lists_and_refuses_by_name(capsys):
