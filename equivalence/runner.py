@@ -164,6 +164,18 @@ def _raised_at(exc: BaseException) -> str:
     return f"{where.filename}:{where.lineno} in {where.name}"
 
 
+def database_key(prop_name: str, impl: Implementation, dtype: str) -> str:
+    """Where a check's failures are kept in the example database: the property, the
+    implementation and the dtype, and for a target also its profile (with the run's
+    adjustments) and adapter, whose draws differ, so that one profile's failures are never
+    replayed as another's."""
+    key = f"{prop_name}/{impl.id}/{dtype}"
+    profile = getattr(impl, "profile", None)
+    if profile is not None:
+        key += f"/{profile.label}/{getattr(impl, 'adapter_path', '')}"
+    return key
+
+
 def run_property(
     prop_name: str, impl: Implementation, dtype: str, *, profile: str | settings | None = None
 ) -> Result:
@@ -190,8 +202,11 @@ def run_property(
         # (none at all when RELPOS_EXAMPLES is empty: never Hypothesis's default directory,
         # where every check, one test function, would share one key)
         database = example_database()
-        key = f"{prop_name}/{impl.id}/{dtype}"
-        kept = None if database is None else KeyedDatabase(database, key)
+        kept = (
+            None
+            if database is None
+            else KeyedDatabase(database, database_key(prop_name, impl, dtype))
+        )
         chosen = settings(chosen, database=kept)
 
     @given(draw=prop.strategy(impl.encoding, getattr(impl, "restriction", None)))

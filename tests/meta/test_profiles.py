@@ -69,3 +69,20 @@ def test_a_failure_is_replayed_first_by_the_next_run(tmp_path, monkeypatch):
     monkeypatch.setenv("RELPOS_EXAMPLES", "")
     with pytest.raises(unittest.SkipTest, match="no test cases"):
         runner.run_property("oracle", bug, "float64", profile="dev")
+
+
+def test_a_targets_failures_are_kept_per_profile_and_adapter():
+    """One target under two profiles draws differently: its failures are kept apart, and a
+    bundled implementation's key is its id."""
+    from relpos.equivalence.runner import database_key
+    from relpos.equivalence.targets import make_target
+    from relpos.impls import registry
+
+    path = "tests.targets.conventional:txl_style"
+    keys = {
+        database_key("oracle", make_target(path, encoding="xl", profile=name), "float32")
+        for name in ("xl", "xlnet")
+    }
+    assert len(keys) == 2 and all(k.startswith("oracle/") for k in keys)
+    impl = next(iter(registry()))
+    assert database_key("oracle", impl, "float32") == f"oracle/{impl.id}/float32"
