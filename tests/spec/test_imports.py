@@ -1,6 +1,7 @@
 """The import namespace: everything is ``relpos.*``; importing relpos.spec, relpos.impls and
-relpos.equivalence imports neither torch nor jax; public names import; the packaging
-configuration maps every package folder into the namespace."""
+relpos.equivalence imports neither torch nor jax (relpos.studies, which trains torch models,
+needs torch); public names import; the packaging configuration maps every package folder into
+the namespace."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-LAYERS = ("spec", "impls", "equivalence")
+LAYERS = ("spec", "impls", "equivalence", "studies")
 
 
 def test_the_layers_import_no_backend(tmp_path):
