@@ -22,6 +22,8 @@ Position schemes (:data:`SCHEMES`):
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -34,7 +36,7 @@ from relpos.impls.torch.shaw import shaw_fast
 from relpos.impls.torch.t5 import t5_fast
 from relpos.impls.torch.xl import xl_fast
 
-__all__ = ["SCHEMES", "TIMED", "Classifier", "throughput"]
+__all__ = ["SCHEMES", "TIMED", "Classifier", "one_thread", "throughput"]
 
 SCHEMES = ("none", "absolute", "shaw", "t5", "alibi", "rope", "xl", "deberta")
 #: DeBERTa's span: relative positions clipped to [-span, span - 1].
@@ -153,6 +155,18 @@ class Classifier(nn.Module):
         return self.head(x.sum(1) / real.sum(1, keepdim=True).clamp(min=1))
 
 
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on one thread inside, as many as before afterwards: models this small gain
+    nothing from more, and on a loaded machine each step of them took 40 times as long."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def throughput(
     schemes: tuple[str, ...] = TIMED,
     *,
@@ -169,9 +183,7 @@ def throughput(
     import statistics
     import time
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         generator = torch.Generator().manual_seed(seed)
         ids = torch.randint(2, 1000, (batch, length), generator=generator)
         labels = torch.randint(0, 2, (batch,), generator=generator)
@@ -188,5 +200,3 @@ def throughput(
                     optimisers[scheme].step()
                 timings[scheme].append(steps * batch * length / (time.perf_counter() - start))
         return {s: statistics.median(t) for s, t in timings.items()}
-    finally:
-        torch.set_num_threads(threads)

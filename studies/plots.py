@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,30 +25,25 @@ def _pyplot() -> Any:
     return plt
 
 
-def accuracy_bars(runs: Sequence[dict[str, Any]], path: Path, title: str) -> list[Path]:
-    """Test accuracy per scheme (bars: mean over seeds; error bars: standard deviation), one
-    group per dataset; written to ``path`` with the suffixes .png and .svg."""
+def accuracy_bars(
+    accuracies: Mapping[str, Mapping[str, Sequence[float]]], path: Path, title: str
+) -> list[Path]:
+    """Test accuracy (%) per scheme, ``accuracies[scheme][dataset]`` one value per seed
+    (bars: the mean; error bars: the standard deviation), one group per dataset; written to
+    ``path`` with the suffixes .png and .svg."""
     plt = _pyplot()
-    datasets = list(dict.fromkeys(r["config"]["dataset"] for r in runs))
-    schemes = list(dict.fromkeys(r["config"]["scheme"] for r in runs))
-    width = 0.8 / len(schemes)
-    figure, axes = plt.subplots(figsize=(1.2 + 1.1 * len(datasets) * len(schemes) / 2, 3.6))
-    for i, scheme in enumerate(schemes):
-        means, spreads = [], []
-        for name in datasets:
-            got = [
-                100 * r["test_accuracy"]
-                for r in runs
-                if r["config"]["scheme"] == scheme and r["config"]["dataset"] == name
-            ]
-            means.append(np.mean(got))
-            spreads.append(np.std(got, ddof=1) if len(got) > 1 else 0.0)
-        at = np.arange(len(datasets)) + (i - (len(schemes) - 1) / 2) * width
+    datasets = list(next(iter(accuracies.values())))
+    width = 0.8 / len(accuracies)
+    figure, axes = plt.subplots(figsize=(1.2 + 1.1 * len(datasets) * len(accuracies) / 2, 3.6))
+    for i, (scheme, row) in enumerate(accuracies.items()):
+        means = [np.mean(got) for got in row.values()]
+        spreads = [np.std(got, ddof=1) if len(got) > 1 else 0.0 for got in row.values()]
+        at = np.arange(len(datasets)) + (i - (len(accuracies) - 1) / 2) * width
         axes.bar(at, means, width, yerr=spreads, capsize=3, label=scheme)
     axes.set_xticks(np.arange(len(datasets)), datasets)
     axes.set_ylabel("test accuracy (%)")
     axes.set_title(title)
-    low = min(100 * r["test_accuracy"] for r in runs)
+    low = min(min(got) for row in accuracies.values() for got in row.values() if got)
     axes.set_ylim(max(0.0, low - 10), 100)
     axes.legend(fontsize="small", ncols=3)
     figure.tight_layout()

@@ -18,11 +18,11 @@ import numpy as np
 import torch
 
 from relpos.studies.data import DATASETS, Dataset, load, tokenize
-from relpos.studies.model import SCHEMES, Classifier
+from relpos.studies.model import SCHEMES, Classifier, one_thread
 from relpos.studies.plots import accuracy_bars
 from relpos.studies.runs import progress, run_once
 
-__all__ = ["DEFAULT", "QUICK", "Settings", "run", "table"]
+__all__ = ["DEFAULT", "QUICK", "Settings", "accuracies", "run", "table"]
 
 NAME = "text-classification"
 
@@ -85,12 +85,8 @@ def _accuracy(model: Classifier, examples, batch: int) -> float:
 def train_one(data: Dataset, scheme: str, seed: int, settings: Settings) -> dict[str, Any]:
     """Train one classifier; its metrics per epoch, and the test accuracy at the epoch of
     best validation accuracy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # models this small gain nothing from more, and lose much on a
-    try:  # loaded machine
+    with one_thread():
         return _train(data, scheme, seed, settings)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train(data: Dataset, scheme: str, seed: int, settings: Settings) -> dict[str, Any]:
@@ -186,24 +182,30 @@ def run(
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     (folder / "results.md").write_text(table(runs) + "\n")
-    accuracy_bars(runs, folder / "accuracy", "text classification: test accuracy")
+    accuracy_bars(accuracies(runs), folder / "accuracy", "text classification: test accuracy")
     return results
+
+
+def accuracies(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, list[float]]]:
+    """Test accuracy (%) of ``runs`` by scheme, then dataset (in the order the runs first
+    name them), one value per seed."""
+    grouped: dict[str, dict[str, list[float]]] = {}
+    datasets = list(dict.fromkeys(r["config"]["dataset"] for r in runs))
+    for r in runs:
+        row = grouped.setdefault(r["config"]["scheme"], {name: [] for name in datasets})
+        row[r["config"]["dataset"]].append(100 * r["test_accuracy"])
+    return grouped
 
 
 def table(runs: Sequence[dict[str, Any]]) -> str:
     """Markdown: test accuracy (%) as mean ± standard deviation over seeds, a row per
     scheme and a column per dataset."""
-    datasets = list(dict.fromkeys(r["config"]["dataset"] for r in runs))
-    schemes = list(dict.fromkeys(r["config"]["scheme"] for r in runs))
+    grouped = accuracies(runs)
+    datasets = list(next(iter(grouped.values())))
     lines = ["| scheme | " + " | ".join(datasets) + " |", "|---|" + "---:|" * len(datasets)]
-    for scheme in schemes:
+    for scheme, row in grouped.items():
         cells = []
-        for name in datasets:
-            got = [
-                100 * r["test_accuracy"]
-                for r in runs
-                if r["config"]["scheme"] == scheme and r["config"]["dataset"] == name
-            ]
+        for got in row.values():
             spread = f" ± {np.std(got, ddof=1):.1f}" if len(got) > 1 else ""
             cells.append(f"{np.mean(got):.1f}{spread} (n = {len(got)})" if got else "-")
         lines.append(f"| {scheme} | " + " | ".join(cells) + " |")
