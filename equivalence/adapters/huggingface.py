@@ -784,12 +784,15 @@ def qwen_vl_vision_rotations(family: str, rows: int, cols: int) -> tuple[Any, An
     window order (Qwen2.5-VL) and rotary embedding. Positions are read back from the features
     the block is given, so a token order that the position ids do not follow shows as a
     rotation at the wrong (row, column)."""
+    import copy
+
     import numpy as np
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
         Qwen2VLImageProcessorPil,
     )
 
-    visual = _qwen_vl_generator(family).model.visual
+    # a copy to set the probe's weights in: the cached model stays as generate uses it
+    visual = copy.deepcopy(_qwen_vl_generator(family).model.visual)
     patch = visual.config.patch_size
     image = np.zeros((rows * patch, cols * patch, 3), dtype=np.float32)
     image[..., 0] = (np.arange(rows * patch) // patch)[:, None]
@@ -810,22 +813,15 @@ def qwen_vl_vision_rotations(family: str, rows: int, cols: int) -> tuple[Any, An
         seen["rotation"] = kwargs["position_embeddings"]
 
     proj = visual.patch_embed.proj
-    kept = {name: t.detach().clone() for name, t in visual.named_parameters()}
-    hook = visual.blocks[0].register_forward_pre_hook(record, with_kwargs=True)
-    try:
-        with torch.no_grad():
-            proj.weight.zero_()
-            proj.weight[0, 0] = proj.weight[1, 1] = 1 / proj.weight[0, 0].numel()
-            if proj.bias is not None:
-                proj.bias.zero_()
-            if hasattr(visual, "pos_embed"):
-                visual.pos_embed.weight.zero_()
-            visual(inputs["pixel_values"], grid_thw=inputs["image_grid_thw"])
-    finally:
-        hook.remove()
-        with torch.no_grad():
-            for name, t in visual.named_parameters():
-                t.copy_(kept[name])
+    visual.blocks[0].register_forward_pre_hook(record, with_kwargs=True)
+    with torch.no_grad():
+        proj.weight.zero_()
+        proj.weight[0, 0] = proj.weight[1, 1] = 1 / proj.weight[0, 0].numel()
+        if proj.bias is not None:
+            proj.bias.zero_()
+        if hasattr(visual, "pos_embed"):
+            visual.pos_embed.weight.zero_()
+        visual(inputs["pixel_values"], grid_thw=inputs["image_grid_thw"])
     positions = seen["features"][:, :2].T.to(torch.float64).numpy()
     if not np.array_equal(positions, np.round(positions)):
         raise ValueError("the patch features do not carry whole rows and columns")
