@@ -16,7 +16,7 @@ relpos rotations --target M:F --layout L
 relpos position-ids --target M:F       multimodal position ids of prompts and generation
 relpos profiles [--encoding NAME]      conventions and named library profiles
 relpos bench                           benchmarks
-relpos study list | run NAME [--quick] [--seeds N] [--out DIR] | bench
+relpos study list | run NAME [--quick] [--seeds N] [-n N] [--out DIR] | bench
                                        studies on small trained models
 relpos --version                       the installed distribution's version
 """
@@ -822,6 +822,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quick", action="store_true", help="a small version, in minutes")
     run.add_argument("--seeds", type=int, default=3, help="seeds per configuration (default 3)")
     run.add_argument(
+        "-n",
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="train runs in N processes at once ('auto': one per core); default 1",
+    )
+    run.add_argument(
         "--out", default="studies-results", help="where runs and results go (default %(default)s)"
     )
     run.set_defaults(run=_study_run)
@@ -859,7 +867,9 @@ def _study_run(args: argparse.Namespace) -> int:
     from relpos.studies import run_study
 
     try:
-        results = run_study(args.name, Path(args.out), quick=args.quick, seeds=args.seeds)
+        results = run_study(
+            args.name, Path(args.out), quick=args.quick, seeds=args.seeds, workers=args.workers
+        )
     except ValueError as exc:
         sys.stderr.write(f"relpos study run: {exc}\n")
         return 2

@@ -39,11 +39,13 @@ STUDIES = {
 
 
 def run_study(
-    name: str, out: Path, *, quick: bool = False, seeds: int = 3, **kw: Any
+    name: str, out: Path, *, quick: bool = False, seeds: int = 3, workers: int = 1, **kw: Any
 ) -> dict[str, Any]:
-    """Run study ``name`` (see :data:`STUDIES`), its records under ``out``."""
+    """Run study ``name`` (see :data:`STUDIES`), its records under ``out``, its runs spread
+    over ``workers`` processes."""
     if name not in STUDIES:
         raise ValueError(f"study={name!r} must be one of {', '.join(STUDIES)}")
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ValueError(f"seeds={seeds!r} must be an integer >= 1")
-    return STUDIES[name].runner()(out, quick=quick, seeds=seeds, **kw)
+    for argument, value in (("seeds", seeds), ("workers", workers)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{argument}={value!r} must be an integer >= 1")
+    return STUDIES[name].runner()(out, quick=quick, seeds=seeds, workers=workers, **kw)

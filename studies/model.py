@@ -9,7 +9,8 @@ Position schemes (:data:`SCHEMES`):
 - ``absolute``: sinusoidal positions added to the token embeddings (Vaswani et al. 2017), the
   same attention;
 - ``shaw``: learned key and value tables per layer, shared by the heads, distances clipped to
-  ``clip`` (Shaw et al. 2018);
+  ``clip`` (Shaw et al. 2018); ``tables`` "key" or "value" keeps one of them (the other: no
+  value term, or a key table fixed at zero, which adds nothing to the logits);
 - ``t5``: a learned bias per bucket and head, 32 buckets up to distance 128, bidirectional;
 - ``alibi``: the paper's slopes over |i - j| (bidirectional);
 - ``rope``: rotary positions, base 10000;
@@ -36,9 +37,13 @@ from relpos.impls.torch.shaw import shaw_fast
 from relpos.impls.torch.t5 import t5_fast
 from relpos.impls.torch.xl import xl_fast
 
-__all__ = ["SCHEMES", "TIMED", "Classifier", "one_thread", "throughput"]
+__all__ = ["POOLS", "SCHEMES", "TABLES", "TIMED", "Classifier", "one_thread", "throughput"]
 
 SCHEMES = ("none", "absolute", "shaw", "t5", "alibi", "rope", "xl", "deberta")
+#: Shaw's tables a model learns.
+TABLES = ("both", "key", "value")
+#: How the classifier reads its tokens: their mean, or the first token's state.
+POOLS = ("mean", "first")
 #: DeBERTa's span: relative positions clipped to [-span, span - 1].
 DEBERTA_SPAN = 32
 #: The schemes and the baseline the throughput benchmark times: ``sdpa`` is the ``none``
@@ -47,15 +52,27 @@ TIMED = (*SCHEMES, "sdpa")
 
 
 class _Attention(nn.Module):
-    def __init__(self, d_model: int, n_head: int, scheme: str, clip: tuple[int, int]) -> None:
+    rel_k: torch.Tensor
+    rel_v: torch.Tensor | None
+
+    def __init__(
+        self, d_model: int, n_head: int, scheme: str, clip: tuple[int, int], tables: str
+    ) -> None:
         super().__init__()
         self.n_head, self.d_head, self.scheme, self.clip = n_head, d_model // n_head, scheme, clip
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out = nn.Linear(d_model, d_model)
         if scheme == "shaw":
             rows = clip[1] - clip[0] + 1
-            self.rel_k = nn.Parameter(torch.randn(rows, self.d_head) * self.d_head**-0.5)
-            self.rel_v = nn.Parameter(torch.randn(rows, self.d_head) * self.d_head**-0.5)
+            # both tables are drawn whichever are kept, so that the other weights do not
+            # depend on ``tables``
+            rel_k = torch.randn(rows, self.d_head) * self.d_head**-0.5
+            rel_v = torch.randn(rows, self.d_head) * self.d_head**-0.5
+            if tables == "value":
+                self.register_buffer("rel_k", torch.zeros(rows, self.d_head))
+            else:
+                self.rel_k = nn.Parameter(rel_k)
+            self.rel_v = None if tables == "key" else nn.Parameter(rel_v)
         elif scheme == "t5":
             self.rel_bias = nn.Parameter(torch.zeros(32, n_head))
         elif scheme == "xl":
@@ -94,10 +111,12 @@ class _Attention(nn.Module):
 
 
 class _Layer(nn.Module):
-    def __init__(self, d_model: int, n_head: int, scheme: str, clip: tuple[int, int]) -> None:
+    def __init__(
+        self, d_model: int, n_head: int, scheme: str, clip: tuple[int, int], tables: str
+    ) -> None:
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
-        self.attention = _Attention(d_model, n_head, scheme, clip)
+        self.attention = _Attention(d_model, n_head, scheme, clip, tables)
         self.ffn = nn.Sequential(
             nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model)
         )
@@ -118,8 +137,8 @@ def sinusoidal(length: int, d_model: int) -> torch.Tensor:
 
 
 class Classifier(nn.Module):
-    """Pre-norm Transformer encoder over token ids (0 = padding), mean-pooled over the real
-    tokens, then a linear layer to the classes."""
+    """Pre-norm Transformer encoder over token ids (0 = padding), pooled (``pool``: the mean
+    over the real tokens, or the first token's state), then a linear layer to the classes."""
 
     def __init__(
         self,
@@ -132,14 +151,24 @@ class Classifier(nn.Module):
         layers: int = 2,
         max_len: int = 64,
         clip: tuple[int, int] = (-16, 16),
+        tables: str = "both",
+        pool: str = "mean",
     ) -> None:
         super().__init__()
         if scheme not in TIMED:
             raise ValueError(f"scheme={scheme!r} must be one of {', '.join(TIMED)}")
-        self.scheme = scheme
+        if tables not in TABLES:
+            raise ValueError(f"tables={tables!r} must be one of {', '.join(TABLES)}")
+        if tables != "both" and scheme != "shaw":
+            raise ValueError(f"tables={tables!r} is Shaw's: scheme={scheme!r} has no tables")
+        if pool not in POOLS:
+            raise ValueError(f"pool={pool!r} must be one of {', '.join(POOLS)}")
+        self.scheme, self.pool = scheme, pool
         self.embed = nn.Embedding(vocab, d_model, padding_idx=0)
         self.register_buffer("positions", sinusoidal(max_len, d_model), persistent=False)
-        self.layers = nn.ModuleList(_Layer(d_model, n_head, scheme, clip) for _ in range(layers))
+        self.layers = nn.ModuleList(
+            _Layer(d_model, n_head, scheme, clip, tables) for _ in range(layers)
+        )
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, classes)
 
@@ -152,6 +181,8 @@ class Classifier(nn.Module):
         for layer in self.layers:
             x = layer(x, mask)
         x = self.norm(x) * real[..., None]
+        if self.pool == "first":
+            return self.head(x[:, 0])
         return self.head(x.sum(1) / real.sum(1, keepdim=True).clamp(min=1))
 
 

@@ -5,13 +5,16 @@ with the same configuration is read back instead of trained again."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["progress", "record_path", "run_once", "versions"]
+__all__ = ["Job", "progress", "record_path", "run_all", "run_once", "versions"]
 
 
 def versions() -> dict[str, str]:
@@ -37,11 +40,10 @@ def run_once(
     """The record of run ``name`` of ``study`` with ``config``, and whether it was read back:
     from its file when a finished run of the same configuration wrote it, else by calling
     ``train`` (its metrics) and writing the record, atomically."""
+    kept = _finished(out, study, name, config)
+    if kept is not None:
+        return kept, True
     path = record_path(out, study, name)
-    if path.exists():
-        kept = json.loads(path.read_text())
-        if kept.get("finished") and kept.get("config") == config:
-            return kept, True
     record: dict[str, Any] = {"study": study, "name": name, "config": config}
     record["versions"] = versions()
     record.update(train())
@@ -51,6 +53,69 @@ def run_once(
     partial.write_text(json.dumps(record, indent=1) + "\n")
     os.replace(partial, path)
     return record, False
+
+
+def _finished(out: Path, study: str, name: str, config: dict[str, Any]) -> dict[str, Any] | None:
+    """The record of a finished run ``name`` with ``config``, or None."""
+    path = record_path(out, study, name)
+    if path.exists():
+        kept: dict[str, Any] = json.loads(path.read_text())
+        if kept.get("finished") and kept.get("config") == config:
+            return kept
+    return None
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run of a study: its name, its configuration (what a record must match to be read
+    back) and the call that trains it, which a worker process must be able to unpickle (a
+    module-level function, or a ``functools.partial`` of one)."""
+
+    name: str
+    config: dict[str, Any]
+    train: Callable[[], dict[str, Any]]
+
+
+def _run_job(out: Path, study: str, job: Job) -> tuple[dict[str, Any], bool]:
+    return run_once(out, study, job.name, job.config, job.train)
+
+
+def run_all(
+    out: Path,
+    study: str,
+    jobs: Sequence[Job],
+    *,
+    workers: int = 1,
+    show_progress: bool = True,
+    label: Callable[[dict[str, Any]], str] = lambda record: record["name"],
+) -> tuple[list[dict[str, Any]], int]:
+    """The records of ``jobs``, in their order, and how many were read back: finished runs
+    are read back, the others trained (:func:`run_once`) in this process (``workers`` 1) or
+    in up to ``workers`` spawned processes. A run's numbers do not depend on the process that
+    trains it: each is seeded and runs torch on one thread."""
+    records: list[dict[str, Any] | None] = [
+        _finished(out, study, job.name, job.config) for job in jobs
+    ]
+    resumed = sum(record is not None for record in records)
+    pending = [i for i, record in enumerate(records) if record is None]
+    with progress(len(jobs), study, show_progress) as bar:
+        bar.update(resumed)
+
+        def done(i: int, record: dict[str, Any]) -> None:
+            records[i] = record
+            bar.set_postfix_str(label(record))
+            bar.update()
+
+        if workers == 1 or len(pending) <= 1:
+            for i in pending:
+                done(i, _run_job(out, study, jobs[i])[0])
+        else:
+            context = multiprocessing.get_context("spawn")  # no forked torch state
+            with ProcessPoolExecutor(min(workers, len(pending)), mp_context=context) as pool:
+                futures = {pool.submit(_run_job, out, study, jobs[i]): i for i in pending}
+                for future in as_completed(futures):
+                    done(futures[future], future.result()[0])
+    return [record for record in records if record is not None], resumed
 
 
 def progress(total: int, description: str, enabled: bool = True) -> Any:

@@ -6,7 +6,6 @@ accuracy, as mean and standard deviation over seeds."""
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -20,7 +19,8 @@ import torch
 from relpos.studies.data import DATASETS, Dataset, load, tokenize
 from relpos.studies.model import SCHEMES, Classifier, one_thread
 from relpos.studies.plots import accuracy_bars
-from relpos.studies.runs import progress, run_once
+from relpos.studies.runs import Job, run_all
+from relpos.studies.training import Example, fit
 
 __all__ = ["DEFAULT", "QUICK", "Settings", "accuracies", "run", "table"]
 
@@ -56,93 +56,51 @@ def _vocabulary(rows: Sequence[tuple[str, int]], size: int) -> dict[str, int]:
     return {token: i + 2 for i, token in enumerate(kept)}
 
 
-def _encode(
-    rows: Sequence[tuple[str, int]], vocab: dict[str, int], max_len: int
-) -> list[tuple[list[int], int]]:
+def _encode(rows: Sequence[tuple[str, int]], vocab: dict[str, int], max_len: int) -> list[Example]:
     return [([vocab.get(t, 1) for t in tokenize(text)][:max_len] or [1], y) for text, y in rows]
 
 
-def _batches(examples: Sequence[tuple[list[int], int]], size: int, rng: np.random.Generator | None):
-    order = np.arange(len(examples)) if rng is None else rng.permutation(len(examples))
-    for start in range(0, len(order), size):
-        chosen = [examples[i] for i in order[start : start + size]]
-        width = max(len(ids) for ids, _ in chosen)
-        ids = torch.zeros(len(chosen), width, dtype=torch.long)
-        for row, (tokens, _) in enumerate(chosen):
-            ids[row, : len(tokens)] = torch.tensor(tokens)
-        yield ids, torch.tensor([y for _, y in chosen])
-
-
-def _accuracy(model: Classifier, examples, batch: int) -> float:
-    model.eval()
-    right = 0
-    with torch.no_grad():
-        for ids, labels in _batches(examples, batch, None):
-            right += int((model(ids).argmax(-1) == labels).sum())
-    return right / len(examples)
-
-
-def train_one(data: Dataset, scheme: str, seed: int, settings: Settings) -> dict[str, Any]:
+def train_one(
+    data: Dataset, scheme: str, seed: int, settings: Settings, *, tables: str = "both"
+) -> dict[str, Any]:
     """Train one classifier; its metrics per epoch, and the test accuracy at the epoch of
-    best validation accuracy."""
+    best validation accuracy. ``tables``: Shaw's tables (see :class:`Classifier`)."""
     with one_thread():
-        return _train(data, scheme, seed, settings)
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        rows = data.train[: settings.train_limit]
+        vocab = _vocabulary(rows, settings.vocab)
+        splits = tuple(
+            _encode(part, vocab, settings.max_len) for part in (rows, data.validation, data.test)
+        )
+        model = Classifier(
+            len(vocab) + 2,
+            len(data.classes),
+            scheme,
+            d_model=settings.d_model,
+            n_head=settings.n_head,
+            layers=settings.layers,
+            max_len=settings.max_len,
+            clip=settings.clip,
+            tables=tables,
+        )
+        metrics = fit(
+            model, splits, epochs=settings.epochs, batch=settings.batch, lr=settings.lr, rng=rng
+        )
+    return {"seed": seed, "data": data.describe(), "vocabulary": len(vocab), **metrics}
 
 
-def _train(data: Dataset, scheme: str, seed: int, settings: Settings) -> dict[str, Any]:
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    rows = data.train[: settings.train_limit]
-    vocab = _vocabulary(rows, settings.vocab)
-    train = _encode(rows, vocab, settings.max_len)
-    validation = _encode(data.validation, vocab, settings.max_len)
-    test = _encode(data.test, vocab, settings.max_len)
-    model = Classifier(
-        len(vocab) + 2,
-        len(data.classes),
-        scheme,
-        d_model=settings.d_model,
-        n_head=settings.n_head,
-        layers=settings.layers,
-        max_len=settings.max_len,
-        clip=settings.clip,
-    )
-    optimiser = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=0.01)
-    epochs, best = [], None
-    start = time.perf_counter()
-    tokens = 0
-    for epoch in range(settings.epochs):
-        model.train()
-        losses = []
-        for ids, labels in _batches(train, settings.batch, rng):
-            loss = torch.nn.functional.cross_entropy(model(ids), labels)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            losses.append(loss.item())
-            tokens += int((ids != 0).sum())
-        row = {
-            "epoch": epoch + 1,
-            "train_loss": float(np.mean(losses)),
-            "first_loss": losses[0],
-            "validation_accuracy": _accuracy(model, validation, settings.batch),
-            "test_accuracy": _accuracy(model, test, settings.batch),
-        }
-        epochs.append(row)
-        if best is None or row["validation_accuracy"] > best["validation_accuracy"]:
-            best = row
-    assert best is not None
-    seconds = time.perf_counter() - start
-    return {
-        "seed": seed,
-        "data": data.describe(),
-        "vocabulary": len(vocab),
-        "epochs": epochs,
-        "best_epoch": best["epoch"],
-        "test_accuracy": best["test_accuracy"],
-        "seconds": seconds,
-        "train_tokens_per_second": tokens / seconds,
-    }
+def train_named(
+    dataset: str, scheme: str, seed: int, settings: Settings, *, tables: str = "both"
+) -> dict[str, Any]:
+    """:func:`train_one` on the dataset of that name: what a worker process is sent."""
+    return train_one(load(dataset), scheme, seed, settings, tables=tables)
+
+
+def config_of(settings: Settings, quick: bool) -> dict[str, Any]:
+    """``settings`` as a run's JSON records them (lists, not tuples, as JSON reads them
+    back, so that a finished run is recognised)."""
+    return {**asdict(settings), "clip": list(settings.clip), "quick": quick}
 
 
 def run(
@@ -150,33 +108,30 @@ def run(
     *,
     quick: bool = False,
     seeds: int = 3,
+    workers: int = 1,
     datasets: Sequence[str] = DATASETS,
     schemes: Sequence[str] = SCHEMES,
     settings: Settings | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Every (dataset, scheme, seed) run, trained or read back (:func:`run_once`); writes
-    ``OUT/text-classification/results.json`` (every run), ``results.md`` (the table) and
-    ``accuracy.png`` and ``.svg`` (the figure)."""
+    """Every (dataset, scheme, seed) run, trained (over ``workers`` processes) or read back
+    (:func:`run_all`); writes ``OUT/text-classification/results.json`` (every run),
+    ``results.md`` (the table) and ``accuracy.png`` and ``.svg`` (the figure)."""
     chosen = settings or (QUICK if quick else DEFAULT)
-    # as JSON reads it back (lists, not tuples), so that a finished run is recognised
-    config = {**asdict(chosen), "clip": list(chosen.clip), "quick": quick}
-    runs, resumed = [], 0
-    jobs = [(d, s, seed) for d in datasets for s in schemes for seed in range(seeds)]
-    with progress(len(jobs), NAME, show_progress) as bar:
-        for name, scheme, seed in jobs:
-            data = load(name)
-            record, again = run_once(
-                out,
-                NAME,
-                f"{name}/{scheme}/seed{seed}",
-                {**config, "dataset": name, "scheme": scheme, "seed": seed},
-                partial(train_one, data, scheme, seed, chosen),
-            )
-            runs.append(record)
-            resumed += again
-            bar.set_postfix_str(f"{name} {scheme} seed {seed}: {record['test_accuracy']:.3f}")
-            bar.update()
+    config = config_of(chosen, quick)
+    jobs = [
+        Job(
+            f"{name}/{scheme}/seed{seed}",
+            {**config, "dataset": name, "scheme": scheme, "seed": seed},
+            partial(train_named, name, scheme, seed, chosen),
+        )
+        for name in datasets
+        for scheme in schemes
+        for seed in range(seeds)
+    ]
+    runs, resumed = run_all(
+        out, NAME, jobs, workers=workers, show_progress=show_progress, label=_label
+    )
     results = {"study": NAME, "config": config, "runs": runs, "resumed": resumed}
     folder = out / NAME
     folder.mkdir(parents=True, exist_ok=True)
@@ -184,6 +139,10 @@ def run(
     (folder / "results.md").write_text(table(runs) + "\n")
     accuracy_bars(accuracies(runs), folder / "accuracy", "text classification: test accuracy")
     return results
+
+
+def _label(record: dict[str, Any]) -> str:
+    return f"{record['name']}: {record['test_accuracy']:.3f}"
 
 
 def accuracies(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, list[float]]]:
