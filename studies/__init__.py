@@ -34,6 +34,13 @@ STUDIES = {
             "polarity and TREC question classes: test accuracy, mean ± std over seeds",
             "relpos.studies.text_classification",
         ),
+        Study(
+            "clip-range",
+            "Shaw's clip range: k from 0 to unclipped, one-sided ranges, key or value table "
+            "only; on MR and TREC, and on a probe whose label lies at an offset inside or "
+            "outside the range",
+            "relpos.studies.clip_range",
+        ),
     )
 }
 

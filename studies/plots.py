@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["accuracy_bars"]
+__all__ = ["accuracy_against", "accuracy_bars"]
 
 
 def _pyplot() -> Any:
@@ -46,6 +46,10 @@ def accuracy_bars(
     low = min(min(got) for row in accuracies.values() for got in row.values() if got)
     axes.set_ylim(max(0.0, low - 10), 100)
     axes.legend(fontsize="small", ncols=3)
+    return _save(plt, figure, path)
+
+
+def _save(plt: Any, figure: Any, path: Path) -> list[Path]:
     figure.tight_layout()
     written = []
     for suffix in (".png", ".svg"):
@@ -54,3 +58,36 @@ def accuracy_bars(
         written.append(target)
     plt.close(figure)
     return written
+
+
+def accuracy_against(
+    panels: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]],
+    path: Path,
+    title: str,
+    *,
+    xlabel: str,
+) -> list[Path]:
+    """Test accuracy (%) against a setting, one panel per entry of ``panels`` and one line per
+    entry of a panel, ``panels[panel][line][setting]`` one value per seed (points: the mean;
+    error bars: the standard deviation); the settings are categories, in the order the lines
+    first name them. Written to ``path`` with the suffixes .png and .svg."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(
+        1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False, sharey=True
+    )
+    for ax, (name, lines) in zip(axes[0], panels.items(), strict=True):
+        settings = list(dict.fromkeys(s for line in lines.values() for s in line))
+        for label, line in lines.items():
+            at = [settings.index(s) for s in line]
+            means = [np.mean(got) for got in line.values()]
+            spreads = [np.std(got, ddof=1) if len(got) > 1 else 0.0 for got in line.values()]
+            ax.errorbar(at, means, yerr=spreads, marker="o", capsize=3, label=label)
+        ax.set_xticks(range(len(settings)), settings, rotation=30, ha="right")
+        ax.set_xlabel(xlabel)
+        ax.set_title(name, fontsize="medium")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    axes[0][0].set_ylabel("test accuracy (%)")
+    axes[0][0].set_ylim(0, 100)
+    figure.suptitle(title)
+    return _save(plt, figure, path)
