@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import abc
 import importlib
+import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,8 +28,11 @@ __all__ = [
     "Outputs",
     "backend",
     "backends",
+    "device",
+    "device_problems",
     "jax_cache_dir",
     "release_compiled_code",
+    "set_device",
 ]
 
 #: The dtypes every implementation is checked in.
@@ -35,6 +40,47 @@ DTYPES = ("float64", "float32", "bfloat16", "float16")
 
 #: The canonical tensor arguments' order when calling an implementation.
 _POSITIONAL = ("q", "k", "v")
+
+#: Where the checked code's tensors live: "cpu" (the default), "cuda" or "cuda:N". Kept in the
+#: environment, so that worker processes (``-n``, pytest-xdist, a target's worker) use it too.
+DEVICE_VARIABLE = "RELPOS_DEVICE"
+_DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+
+
+def _device_name(name: str, source: str) -> str:
+    if not _DEVICE.fullmatch(name):
+        raise ValueError(f"{source}={name!r} must be cpu, cuda or cuda:N (N a device index)")
+    return name
+
+
+def device() -> str:
+    """The device the backends put tensors on (RELPOS_DEVICE, else cpu)."""
+    name = os.environ.get(DEVICE_VARIABLE, "").strip() or "cpu"
+    return _device_name(name, DEVICE_VARIABLE)
+
+
+def set_device(name: str) -> None:
+    """Put every later tensor on device ``name`` (cpu, cuda or cuda:N), in this process and
+    in the processes it starts from now on."""
+    os.environ[DEVICE_VARIABLE] = _device_name(name, "device")
+
+
+def _index(name: str) -> int:
+    return int(name.split(":")[1]) if ":" in name else 0
+
+
+def device_problems(name: str, names: tuple[str, ...] | None = None) -> dict[str, str]:
+    """Why backends ``names`` (default: every one installed here) cannot put tensors on
+    ``name``, by backend; empty when they all can. A backend not installed is not asked."""
+    _device_name(name, "device")
+    problems = {}
+    for chosen in backends():
+        if (names is not None and chosen.name not in names) or not chosen.available()[0]:
+            continue
+        why = chosen.device_problem(name)
+        if why:
+            problems[chosen.name] = why
+    return problems
 
 
 @dataclass(frozen=True)
@@ -146,6 +192,10 @@ class Backend(abc.ABC):
         """The dtype whose unit roundoff bounds :meth:`plain_attention` for ``dtype`` input."""
         return dtype
 
+    @abc.abstractmethod
+    def device_problem(self, name: str) -> str:
+        """Why this backend cannot put tensors on device ``name``, or "" when it can."""
+
     def release(self, *, force: bool = False) -> bool:
         """Drop code this backend compiled and keeps, if it keeps any: always when ``force``,
         else only when the process's memory mappings crowd the kernel's limit. Returns whether
@@ -202,8 +252,21 @@ class TorchBackend(Backend):
         # Copies, never views of ``value``: a target that writes into its inputs must not
         # write into the checker's arrays.
         if value.dtype.kind == "f":
-            return torch.tensor(np.asarray(value, dtype=np.float64), dtype=getattr(torch, dtype))
-        return torch.tensor(np.asarray(value))
+            return torch.tensor(
+                np.asarray(value, dtype=np.float64), dtype=getattr(torch, dtype), device=device()
+            )
+        return torch.tensor(np.asarray(value), device=device())
+
+    def device_problem(self, name: str) -> str:
+        if name == "cpu":
+            return ""
+        cuda = self.torch.cuda
+        if not cuda.is_available():
+            return "torch sees no CUDA device (torch.cuda.is_available() is False)"
+        count = cuda.device_count()
+        if _index(name) >= count:
+            return f"torch sees {count} CUDA device{'s' * (count != 1)}: cuda:0 to cuda:{count - 1}"
+        return ""
 
     def to_numpy(self, value: Any) -> np.ndarray:
         # Always a copy: a float64 CPU tensor's numpy() shares its memory, and a target may
@@ -221,7 +284,7 @@ class TorchBackend(Backend):
         leaves = {name: converted[name] for name in wrt}
         positional = [converted.pop(name) for name in _POSITIONAL]
         out = fn(*positional, **converted)
-        loss = (out.to(torch.float64) * torch.from_numpy(weights)).sum()
+        loss = (out.to(torch.float64) * torch.from_numpy(weights).to(out.device)).sum()
         grads = torch.autograd.grad(loss, [leaves[n] for n in wrt], allow_unused=True)
         return {
             name: (np.zeros(args[name].shape) if g is None else self.to_numpy(g))
@@ -232,7 +295,9 @@ class TorchBackend(Backend):
         torch = self.torch
         sdpa = torch.nn.functional.scaled_dot_product_attention
         t = [self.tensor(x, dtype) for x in (q, k, v)]
-        attn_mask = None if mask is None else torch.from_numpy(np.ascontiguousarray(mask))
+        attn_mask = (
+            None if mask is None else torch.tensor(np.asarray(mask, dtype=bool), device=device())
+        )
         return self.to_numpy(sdpa(*t, attn_mask=attn_mask, scale=scale))
 
 
@@ -279,8 +344,24 @@ class JaxBackend(Backend):
         if value.dtype.kind == "f":
             with np.errstate(over="ignore"):  # beyond the dtype's range: inf, as a cast gives
                 host = np.asarray(value, dtype=np.float64).astype(getattr(jax.numpy, dtype))
-            return jax.device_put(host)
-        return jax.device_put(np.asarray(value))
+            return jax.device_put(host, self._device())
+        return jax.device_put(np.asarray(value), self._device())
+
+    def _device(self) -> Any:
+        """The device to put arrays on; None (JAX's default, uncommitted) for cpu."""
+        name = device()
+        return None if name == "cpu" else self.jax.devices("gpu")[_index(name)]
+
+    def device_problem(self, name: str) -> str:
+        if name == "cpu":
+            return ""
+        try:
+            found = self.jax.devices("gpu")
+        except RuntimeError as exc:  # no GPU backend in this jaxlib, or none initialised
+            return f"JAX has no GPU backend here ({str(exc).splitlines()[0]})"
+        if _index(name) >= len(found):
+            return f"JAX sees {len(found)} GPU device{'s' * (len(found) != 1)}"
+        return ""
 
     def to_numpy(self, value: Any) -> np.ndarray:
         host = np.asarray(value)
@@ -315,7 +396,7 @@ class JaxBackend(Backend):
         jnp = jax.numpy
         converted = self.convert(args, dtype)
         fixed = {k: v for k, v in converted.items() if k not in wrt}
-        w = jax.device_put(np.asarray(weights))
+        w = jax.device_put(np.asarray(weights), self._device())
 
         def loss(leaves: dict[str, Any]) -> Any:
             call = {**fixed, **leaves}
@@ -330,7 +411,7 @@ class JaxBackend(Backend):
         jnp = self.jax.numpy
         # jax.nn.dot_product_attention takes (batch, length, heads, d_head).
         t = [jnp.swapaxes(self.tensor(x, dtype), 1, 2) for x in (q, k, v)]
-        m = None if mask is None else self.jax.device_put(np.asarray(mask))
+        m = None if mask is None else self.jax.device_put(np.asarray(mask), self._device())
         out = self.jax.nn.dot_product_attention(*t, mask=m, scale=scale)
         return self.to_numpy(jnp.swapaxes(out, 1, 2))
 

@@ -152,6 +152,31 @@ def _workers(text: str) -> int:
     return value
 
 
+def _device_value(text: str) -> str:
+    from relpos.equivalence.backends import _device_name
+
+    try:
+        return _device_name(text, "--device")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _use_device(args: argparse.Namespace, backends: Sequence[str]) -> bool:
+    """Put every later tensor on --device (when given), once each of ``backends`` can;
+    False (the reason written) when one cannot."""
+    from relpos.equivalence.backends import device_problems, set_device
+
+    if args.device is None:
+        return True
+    problems = device_problems(args.device, tuple(backends))
+    for name, why in problems.items():
+        sys.stderr.write(f"relpos check: --device {args.device}: {name}: {why}\n")
+    if problems:
+        return False
+    set_device(args.device)
+    return True
+
+
 def _nothing_checked(results: Sequence[Any]) -> int:
     """0, or 2 when every check was skipped: a run that checked nothing is no verdict."""
     if results and all(r.status == "skip" for r in results):
@@ -243,6 +268,10 @@ def _check(args: argparse.Namespace) -> int:
         and (not args.backend or i.backend in args.backend)
         and (not args.variant or i.variant in args.variant)
     ]
+    if not _use_device(args, sorted({i.backend for i in chosen})):
+        return 2
+    if args.device:
+        sys.stdout.write(f"tensors on {args.device}\n")
     if args.isolate:
         from relpos.equivalence.isolation import Isolated, set_timeout
 
@@ -318,7 +347,10 @@ def _check_target(args: argparse.Namespace, budget: str, seed: int | None) -> in
     except ArgumentError as exc:
         sys.stderr.write(f"relpos check: {exc}\n")
         return 2
+    if not _use_device(args, [target.backend]):
+        return 2
     kept = "; its adapter keeps one module per configuration across calls" * target.stateful
+    kept += f"; tensors on {args.device}" * bool(args.device)
     sys.stderr.write(
         f"checking {target.target_path} as {target.encoding} under profile "
         f"{target.profile.label} on {target.backend}{kept}\n"
@@ -698,6 +730,13 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         metavar="N",
         help="spread the checks over N processes ('auto': one per core); default 1",
+    )
+    check.add_argument(
+        "--device",
+        type=_device_value,
+        metavar="DEVICE",
+        help="run the implementations (or the --target) with tensors on cpu, cuda or "
+        "cuda:N (default: RELPOS_DEVICE, else cpu); the oracle stays on the CPU",
     )
     check.add_argument("--json", metavar="FILE", help="write the report as JSON")
     check.add_argument("--verbose", action="store_true", help="also list skipped checks")

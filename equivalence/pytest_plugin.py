@@ -7,6 +7,7 @@ Installed with the package (entry point ``pytest11``: ``relpos``); inert unless
            [--relpos-profile hf-bert-relative-key] [--relpos-adapter mypkg.adapt:call] \
            [--relpos-backend torch] [--relpos-budget ci] [--junitxml report.xml] \
            [--relpos-allow NAME[=VALUES]] [--relpos-exclude NAME[=VALUES]]
+           [--relpos-device cuda]
 
 adds one test item per (property, dtype), named ``relpos[<property>-<dtype>]``, next to the
 suite's own tests. A failing item's report is the checker's (the worst error, the bound, the
@@ -27,6 +28,7 @@ _OPTIONS = (
     ("adapter", "MODULE:FUNCTION", "adapter(target, q, k, v, **arguments) for its signature"),
     ("backend", "NAME", "torch or jax (default: guessed from the target's module)"),
     ("budget", "NAME", "Hypothesis profile: dev, ci or thorough"),
+    ("device", "DEVICE", "the target's tensors on cpu, cuda or cuda:N (default cpu)"),
 )
 
 
@@ -127,6 +129,7 @@ def pytest_collection_modifyitems(
         )
     except ArgumentError as exc:
         raise pytest.UsageError(f"relpos: {exc}") from exc
+    _use_device(config.getoption("relpos_device"), target.backend)
     budget = config.getoption("relpos_budget") or active_profile()
     for prop in TARGET_PROPERTIES:
         for dtype in PROPERTIES[prop].dtypes:
@@ -140,6 +143,22 @@ def pytest_collection_modifyitems(
                     budget=budget,
                 )
             )
+
+
+def _use_device(name: str | None, backend: str) -> None:
+    """Put the target's tensors on device ``name``, in this process and in pytest-xdist's
+    workers (through the environment), or refuse a device its backend cannot reach."""
+    if not name:
+        return
+    from relpos.equivalence.backends import device_problems, set_device
+
+    try:
+        problems = device_problems(name, (backend,))
+    except ValueError as exc:
+        raise pytest.UsageError(f"relpos: --relpos-device: {exc}") from exc
+    if problems:
+        raise pytest.UsageError(f"relpos: --relpos-device {name}: {backend}: {problems[backend]}")
+    set_device(name)
 
 
 def pytest_configure(config: pytest.Config) -> None:

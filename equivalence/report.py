@@ -45,9 +45,12 @@ def _version(package: str) -> str | None:
 
 
 def environment() -> dict[str, Any]:
+    from relpos.equivalence.backends import device
+
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "device": device(),
         **{
             name: _version(name)
             for name in (
