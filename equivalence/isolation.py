@@ -132,7 +132,10 @@ class WorkerPool:
             # the checker's import path as it is now (a persistent worker was started earlier)
             self.call(who, _load, key, list(sys.path), limit=max(LOAD_TIMEOUT, timeout()))
             self._loaded.add(key)
-        return self.call(who, _TASKS[task], key, *args, limit=timeout())
+        from relpos.equivalence.backends import device
+
+        # the checker's device as it is now, like its import path
+        return self.call(who, _task, task, device(), key, *args, limit=timeout())
 
     def shutdown(self) -> None:
         if self._pool is not None:
@@ -231,3 +234,10 @@ def _gradients(
 
 
 _TASKS: dict[str, Callable[..., Any]] = {"outputs": _outputs, "gradients": _gradients}
+
+
+def _task(task: str, device: str, key: tuple[str, ...], *args: Any) -> Any:
+    from relpos.equivalence.backends import set_device
+
+    set_device(device)
+    return _TASKS[task](key, *args)

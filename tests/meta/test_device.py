@@ -128,3 +128,11 @@ def test_the_plugin_refuses_a_device_its_target_cannot_reach(tmp_path):
     assert "relpos: --relpos-device cuda:7: torch: torch sees" in refused.stderr
     ran = run("cpu")
     assert ran.returncode == 0 and "1 passed" in ran.stdout, ran.stdout + ran.stderr
+
+
+def test_a_target_in_its_worker_process_conforms_on_a_gpu(capsys):
+    """A target runs in a worker process of its own, which gets the checker's device."""
+    _gpu("torch")
+    args = ["check", "--target", "relpos.impls.torch.shaw:shaw_reference", "--encoding", "shaw"]
+    code = main([*args, "--property", "oracle", "--property", "golden", "--device", "cuda"])
+    assert code == 0, capsys.readouterr().out
