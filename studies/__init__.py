@@ -41,6 +41,12 @@ STUDIES = {
             "outside the range",
             "relpos.studies.clip_range",
         ),
+        Study(
+            "length-generalisation",
+            "every encoding, absolute positions and none on copy, associative recall and "
+            "flip-flop: trained at one length, accuracy at up to four times that length",
+            "relpos.studies.length_generalisation",
+        ),
     )
 }
 

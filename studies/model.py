@@ -42,8 +42,9 @@ __all__ = ["POOLS", "SCHEMES", "TABLES", "TIMED", "Classifier", "one_thread", "t
 SCHEMES = ("none", "absolute", "shaw", "t5", "alibi", "rope", "xl", "deberta")
 #: Shaw's tables a model learns.
 TABLES = ("both", "key", "value")
-#: How the classifier reads its tokens: their mean, or the first token's state.
-POOLS = ("mean", "first")
+#: How the classifier reads its tokens: their mean, the first token's state, or every token's
+#: state (a label per token).
+POOLS = ("mean", "first", "every")
 #: DeBERTa's span: relative positions clipped to [-span, span - 1].
 DEBERTA_SPAN = 32
 #: The schemes and the baseline the throughput benchmark times: ``sdpa`` is the ``none``
@@ -138,7 +139,9 @@ def sinusoidal(length: int, d_model: int) -> torch.Tensor:
 
 class Classifier(nn.Module):
     """Pre-norm Transformer encoder over token ids (0 = padding), pooled (``pool``: the mean
-    over the real tokens, or the first token's state), then a linear layer to the classes."""
+    over the real tokens, the first token's state, or every token's state for a label per
+    token), then a linear layer to the classes. ``causal``: each token attends to itself and
+    the tokens before it only."""
 
     def __init__(
         self,
@@ -153,6 +156,7 @@ class Classifier(nn.Module):
         clip: tuple[int, int] = (-16, 16),
         tables: str = "both",
         pool: str = "mean",
+        causal: bool = False,
     ) -> None:
         super().__init__()
         if scheme not in TIMED:
@@ -163,7 +167,7 @@ class Classifier(nn.Module):
             raise ValueError(f"tables={tables!r} is Shaw's: scheme={scheme!r} has no tables")
         if pool not in POOLS:
             raise ValueError(f"pool={pool!r} must be one of {', '.join(POOLS)}")
-        self.scheme, self.pool = scheme, pool
+        self.scheme, self.pool, self.causal = scheme, pool, causal
         self.embed = nn.Embedding(vocab, d_model, padding_idx=0)
         self.register_buffer("positions", sinusoidal(max_len, d_model), persistent=False)
         self.layers = nn.ModuleList(
@@ -178,9 +182,14 @@ class Classifier(nn.Module):
         if self.scheme == "absolute":
             x = x + self.positions[: ids.shape[1]]
         mask = real[:, None, None, :]  # (b, 1, 1, n): every query attends to the real keys
+        if self.causal:  # (b, 1, n, n): and to none after it
+            n = ids.shape[1]
+            mask = mask & torch.ones(n, n, dtype=torch.bool).tril()
         for layer in self.layers:
             x = layer(x, mask)
         x = self.norm(x) * real[..., None]
+        if self.pool == "every":
+            return self.head(x)
         if self.pool == "first":
             return self.head(x[:, 0])
         return self.head(x.sum(1) / real.sum(1, keepdim=True).clamp(min=1))
