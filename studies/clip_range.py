@@ -146,7 +146,8 @@ def probe_data(
         raise ValueError(f"offset={offset!r} must be in [1, length - 1 = {probe.length - 1}]")
     rng = np.random.default_rng([20180, offset])
     sizes = {"train": probe.train, "validation": probe.validation, "test": probe.test}
-    splits, digest = [], hashlib.sha256()
+    splits: list[list[Example]] = []
+    digest = hashlib.sha256()
     for count in sizes.values():
         ids = rng.integers(3, 3 + probe.symbols, size=(count, probe.length))
         ids[:, 0] = 2

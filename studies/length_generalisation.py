@@ -122,7 +122,7 @@ QUICK = LengthSettings(train=1500, test=100, validation=100, epochs=2, test_leng
 
 
 def sequences(
-    task: str, length: int, count: int, symbols: int, seed: int
+    task: str, length: int, count: int, symbols: int, seed: int | Sequence[int]
 ) -> tuple[list[Example], str]:
     """``count`` sequences of ``task`` at ``length`` from ``seed``, and their sha256."""
     if task not in TASKS:

@@ -70,7 +70,7 @@ def train_one(
         rng = np.random.default_rng(seed)
         rows = data.train[: settings.train_limit]
         vocab = _vocabulary(rows, settings.vocab)
-        splits = tuple(
+        train, validation, test = (
             _encode(part, vocab, settings.max_len) for part in (rows, data.validation, data.test)
         )
         model = Classifier(
@@ -85,7 +85,12 @@ def train_one(
             tables=tables,
         )
         metrics = fit(
-            model, splits, epochs=settings.epochs, batch=settings.batch, lr=settings.lr, rng=rng
+            model,
+            (train, validation, test),
+            epochs=settings.epochs,
+            batch=settings.batch,
+            lr=settings.lr,
+            rng=rng,
         )
     return {"seed": seed, "data": data.describe(), "vocabulary": len(vocab), **metrics}
 
