@@ -42,6 +42,13 @@ STUDIES = {
             "relpos.studies.clip_range",
         ),
         Study(
+            "long-text",
+            "byte-level language modelling of Wikipedia XML: absolute positions with a fixed "
+            "context against Transformer-XL's relative attention with and without recurrence, "
+            "bits per character at spans up to four training segments",
+            "relpos.studies.long_text",
+        ),
+        Study(
             "length-generalisation",
             "every encoding, absolute positions and none on copy, associative recall and "
             "flip-flop: trained at one length, accuracy at up to four times that length",

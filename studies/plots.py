@@ -66,11 +66,14 @@ def accuracy_against(
     title: str,
     *,
     xlabel: str,
+    ylabel: str = "test accuracy (%)",
+    limits: tuple[float, float] | None = (0, 100),
 ) -> list[Path]:
-    """Test accuracy (%) against a setting, one panel per entry of ``panels`` and one line per
-    entry of a panel, ``panels[panel][line][setting]`` one value per seed (points: the mean;
-    error bars: the standard deviation); the settings are categories, in the order the lines
-    first name them. Written to ``path`` with the suffixes .png and .svg."""
+    """A measure (test accuracy in % by default) against a setting, one panel per entry of
+    ``panels`` and one line per entry of a panel, ``panels[panel][line][setting]`` one value
+    per seed (points: the mean; error bars: the standard deviation); the settings are
+    categories, in the order the lines first name them. ``limits``: the y axis's (None: the
+    data's). Written to ``path`` with the suffixes .png and .svg."""
     plt = _pyplot()
     figure, axes = plt.subplots(
         1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False, sharey=True
@@ -87,7 +90,8 @@ def accuracy_against(
         ax.set_title(name, fontsize="medium")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-    axes[0][0].set_ylabel("test accuracy (%)")
-    axes[0][0].set_ylim(0, 100)
+    axes[0][0].set_ylabel(ylabel)
+    if limits is not None:
+        axes[0][0].set_ylim(*limits)
     figure.suptitle(title)
     return _save(plt, figure, path)
