@@ -89,7 +89,13 @@ def accuracy_against(
         ax.set_xlabel(xlabel)
         ax.set_title(name, fontsize="medium")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+    labels = [list(lines) for lines in panels.values()]
+    if len(panels) > 1 and all(named == labels[0] for named in labels):
+        # the same lines in every panel: one legend, beside the last, over no data
+        axes[0][-1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1))
+    else:
+        for ax in axes[0]:
+            ax.legend(fontsize="small")
     axes[0][0].set_ylabel(ylabel)
     if limits is not None:
         axes[0][0].set_ylim(*limits)
