@@ -36,7 +36,7 @@ import torch
 from relpos.studies.data import DATASETS
 from relpos.studies.model import Classifier, one_thread
 from relpos.studies.plots import accuracy_against
-from relpos.studies.runs import Job, run_all
+from relpos.studies.runs import Job, mean_spread, run_all, write_results
 from relpos.studies.text_classification import DEFAULT as TEXT_DEFAULT
 from relpos.studies.text_classification import QUICK as TEXT_QUICK
 from relpos.studies.text_classification import Settings, config_of, train_named
@@ -251,11 +251,7 @@ def run(
         label=lambda r: f"{r['name']}: {r['test_accuracy']:.3f}",
     )
     config = {"settings": json.loads(json.dumps(asdict(chosen))), "quick": quick}
-    results = {"study": NAME, "config": config, "runs": runs, "resumed": resumed}
-    folder = out / NAME
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    (folder / "results.md").write_text(table(runs) + "\n")
+    results, folder = write_results(out, NAME, config, runs, resumed, table(runs))
     symmetric = {"none", "unclipped"} | {f"k = {k}" for k in chosen.ks}
     grouped = accuracies(runs)
     panels = {
@@ -305,12 +301,7 @@ def table(runs: Sequence[dict[str, Any]]) -> str:
     for variant in rows:
         cells = []
         for column in columns:
-            got = grouped[column].get(variant)
-            if not got:
-                cells.append("-")
-                continue
-            spread = f" ± {np.std(got, ddof=1):.1f}" if len(got) > 1 else ""
-            cells.append(f"{np.mean(got):.1f}{spread}")
+            cells.append(mean_spread(grouped[column].get(variant, [])))
         lines.append(f"| {variant} | " + " | ".join(cells) + " |")
     n = sorted({len(got) for row in grouped.values() for got in row.values()})
     lines.append("")

@@ -33,7 +33,7 @@ import torch
 
 from relpos.studies.model import SCHEMES, Classifier, one_thread
 from relpos.studies.plots import accuracy_against
-from relpos.studies.runs import Job, run_all
+from relpos.studies.runs import Job, mean_spread, run_all, write_results
 from relpos.studies.training import IGNORED, Example, accuracy, fit
 
 __all__ = ["DEFAULT", "QUICK", "TASKS", "LengthSettings", "run", "sequences", "table"]
@@ -232,11 +232,7 @@ def run(
         show_progress=show_progress,
         label=lambda r: f"{r['name']}: {r['accuracy_by_length']}",
     )
-    results = {"study": NAME, "config": config, "runs": runs, "resumed": resumed}
-    folder = out / NAME
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    (folder / "results.md").write_text(table(runs) + "\n")
+    results, folder = write_results(out, NAME, config, runs, resumed, table(runs))
     accuracy_against(
         accuracies(runs),
         folder / "accuracy-by-length",
@@ -267,11 +263,7 @@ def table(runs: Sequence[dict[str, Any]]) -> str:
         out.append("| scheme | " + " | ".join(f"n = {n}" for n in lengths) + " |")
         out.append("|---|" + "---:|" * len(lengths))
         for scheme, line in lines.items():
-            cells = []
-            for length in lengths:
-                got = line.get(length, [])
-                spread = f" ± {np.std(got, ddof=1):.1f}" if len(got) > 1 else ""
-                cells.append(f"{np.mean(got):.1f}{spread}" if got else "-")
+            cells = [mean_spread(line.get(length, [])) for length in lengths]
             out.append(f"| {scheme} | " + " | ".join(cells) + " |")
         out.append("")
     seeds = sorted({len(g) for lines in accuracies(runs).values() for line in lines.values()

@@ -34,7 +34,7 @@ import torch
 from relpos.studies.data import wiki
 from relpos.studies.model import LanguageModel, one_thread
 from relpos.studies.plots import accuracy_against
-from relpos.studies.runs import Job, run_all
+from relpos.studies.runs import Job, mean_spread, run_all, write_results
 
 __all__ = ["DEFAULT", "MODELS", "QUICK", "LongSettings", "bits_per_character", "run", "table"]
 
@@ -201,11 +201,7 @@ def run(
         show_progress=show_progress,
         label=lambda r: f"{r['name']}: {r['test_bpc_by_span']}",
     )
-    results = {"study": NAME, "config": config, "runs": runs, "resumed": resumed}
-    folder = out / NAME
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    (folder / "results.md").write_text(table(runs) + "\n")
+    results, folder = write_results(out, NAME, config, runs, resumed, table(runs))
     accuracy_against(
         {f"trained on segments of {chosen.segment} bytes": bpc(runs)},
         folder / "bpc-by-span",
@@ -235,11 +231,7 @@ def table(runs: Sequence[dict[str, Any]]) -> str:
     lines = ["| model | " + " | ".join(f"span {s}" for s in spans) + " |"]
     lines.append("|---|" + "---:|" * len(spans))
     for name, line in grouped.items():
-        cells = []
-        for span in spans:
-            got = line.get(span, [])
-            spread = f" ± {np.std(got, ddof=1):.3f}" if len(got) > 1 else ""
-            cells.append(f"{np.mean(got):.3f}{spread}" if got else "-")
+        cells = [mean_spread(line.get(span, []), 3) for span in spans]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     n = sorted({len(got) for line in grouped.values() for got in line.values()})
     lines.append("")

@@ -14,7 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Job", "progress", "record_path", "run_all", "run_once", "versions"]
+import numpy as np
+
+__all__ = [
+    "Job",
+    "mean_spread",
+    "progress",
+    "record_path",
+    "run_all",
+    "run_once",
+    "versions",
+    "write_results",
+]
 
 
 def versions() -> dict[str, str]:
@@ -116,6 +127,34 @@ def run_all(
                 for future in as_completed(futures):
                     done(futures[future], future.result()[0])
     return [record for record in records if record is not None], resumed
+
+
+def write_results(
+    out: Path,
+    study: str,
+    config: dict[str, Any],
+    runs: list[dict[str, Any]],
+    resumed: int,
+    table: str,
+) -> tuple[dict[str, Any], Path]:
+    """The study's results (its configuration, every run, how many were read back), written
+    to ``OUT/STUDY/results.json`` beside ``table`` as ``results.md``; and that folder, for
+    the figures."""
+    results = {"study": study, "config": config, "runs": runs, "resumed": resumed}
+    folder = out / study
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    (folder / "results.md").write_text(table + "\n")
+    return results, folder
+
+
+def mean_spread(values: Sequence[float], digits: int = 1) -> str:
+    """A table cell: the mean of ``values`` (one per seed) ± their standard deviation (the
+    mean alone for one value, "-" for none)."""
+    if not values:
+        return "-"
+    spread = f" ± {np.std(values, ddof=1):.{digits}f}" if len(values) > 1 else ""
+    return f"{np.mean(values):.{digits}f}{spread}"
 
 
 def progress(total: int, description: str, enabled: bool = True) -> Any:

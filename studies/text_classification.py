@@ -5,7 +5,6 @@ accuracy, as mean and standard deviation over seeds."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -19,7 +18,7 @@ import torch
 from relpos.studies.data import DATASETS, Dataset, load, tokenize
 from relpos.studies.model import SCHEMES, Classifier, one_thread
 from relpos.studies.plots import accuracy_bars
-from relpos.studies.runs import Job, run_all
+from relpos.studies.runs import Job, mean_spread, run_all, write_results
 from relpos.studies.training import Example, fit
 
 __all__ = ["DEFAULT", "QUICK", "Settings", "accuracies", "run", "table"]
@@ -137,11 +136,7 @@ def run(
     runs, resumed = run_all(
         out, NAME, jobs, workers=workers, show_progress=show_progress, label=_label
     )
-    results = {"study": NAME, "config": config, "runs": runs, "resumed": resumed}
-    folder = out / NAME
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    (folder / "results.md").write_text(table(runs) + "\n")
+    results, folder = write_results(out, NAME, config, runs, resumed, table(runs))
     accuracy_bars(accuracies(runs), folder / "accuracy", "text classification: test accuracy")
     return results
 
@@ -170,7 +165,6 @@ def table(runs: Sequence[dict[str, Any]]) -> str:
     for scheme, row in grouped.items():
         cells = []
         for got in row.values():
-            spread = f" ± {np.std(got, ddof=1):.1f}" if len(got) > 1 else ""
-            cells.append(f"{np.mean(got):.1f}{spread} (n = {len(got)})" if got else "-")
+            cells.append(f"{mean_spread(got)} (n = {len(got)})" if got else "-")
         lines.append(f"| {scheme} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
