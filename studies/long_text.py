@@ -56,7 +56,7 @@ class LongSettings:
     segment: int = 64
     spans: tuple[int, ...] = (1, 2, 4)
     streams: int = 16
-    steps: int = 2500
+    steps: int = 3000
     evaluations: int = 3
     eval_bytes: int = 65536
     d_model: int = 64
@@ -123,7 +123,12 @@ def train_model(settings: LongSettings, model_name: str, seed: int) -> dict[str,
         offset = int(rng.integers(0, length))
         keep = length if recurrent else 0
         rows, losses, kept = [], [], None
-        per = max(1, settings.steps // settings.evaluations)
+        # evaluated after these steps, the last step last
+        points = {
+            round(settings.steps * (i + 1) / settings.evaluations)
+            for i in range(settings.evaluations)
+        }
+        last = 0
         start = time.perf_counter()
         for step in range(settings.steps):
             at = offset + (step * length) % (train.shape[1] - length - 1 - offset)
@@ -137,16 +142,17 @@ def train_model(settings: LongSettings, model_name: str, seed: int) -> dict[str,
             loss.backward()
             optimiser.step()
             losses.append(loss.item() / math.log(2))
-            if (step + 1) % per == 0 or step + 1 == settings.steps:
+            if step + 1 in points:
                 rows.append(
                     {
                         "step": step + 1,
-                        "train_bpc": float(np.mean(losses[-per:])),
+                        "train_bpc": float(np.mean(losses[last:])),
                         "validation_bpc": bits_per_character(
                             model, validation, length, length if recurrent else 0
                         ),
                     }
                 )
+                last = len(losses)
         seconds = time.perf_counter() - start
         spans = {}
         for span in settings.spans:

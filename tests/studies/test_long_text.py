@@ -82,6 +82,7 @@ def test_bits_per_character_of_a_uniform_model_are_eight():
 def test_the_loss_falls():
     record = long_text.train_model(replace(TINY, steps=60), "xl, memory", 0)
     rows = record["evaluations"]
+    assert [row["step"] for row in rows] == [30, 60]  # evaluations 2, the last step last
     assert rows[-1]["train_bpc"] < record["first_bpc"], rows
     assert set(record["test_bpc_by_span"]) == {"16", "32"}
 
