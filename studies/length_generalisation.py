@@ -33,7 +33,7 @@ import torch
 
 from relpos.studies.model import SCHEMES, Classifier, one_thread
 from relpos.studies.plots import accuracy_against
-from relpos.studies.runs import Job, mean_spread, run_all, write_results
+from relpos.studies.runs import Job, brief, mean_spread, run_all, write_results
 from relpos.studies.training import IGNORED, Example, accuracy, fit
 
 __all__ = ["DEFAULT", "QUICK", "TASKS", "LengthSettings", "run", "sequences", "table"]
@@ -230,7 +230,7 @@ def run(
         jobs,
         workers=workers,
         show_progress=show_progress,
-        label=lambda r: f"{r['name']}: {r['accuracy_by_length']}",
+        label=lambda r: f"{r['name']}: " + brief(r["accuracy_by_length"], 3),
     )
     results, folder = write_results(out, NAME, config, runs, resumed, table(runs))
     accuracy_against(

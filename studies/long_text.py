@@ -34,7 +34,7 @@ import torch
 from relpos.studies.data import wiki
 from relpos.studies.model import LanguageModel, one_thread
 from relpos.studies.plots import accuracy_against
-from relpos.studies.runs import Job, mean_spread, run_all, write_results
+from relpos.studies.runs import Job, brief, mean_spread, run_all, write_results
 
 __all__ = ["DEFAULT", "MODELS", "QUICK", "LongSettings", "bits_per_character", "run", "table"]
 
@@ -205,7 +205,7 @@ def run(
         jobs,
         workers=workers,
         show_progress=show_progress,
-        label=lambda r: f"{r['name']}: {r['test_bpc_by_span']}",
+        label=lambda r: f"{r['name']}: " + brief(r["test_bpc_by_span"], 3),
     )
     results, folder = write_results(out, NAME, config, runs, resumed, table(runs))
     accuracy_against(

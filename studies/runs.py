@@ -8,7 +8,7 @@ import json
 import multiprocessing
 import os
 import platform
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +18,7 @@ import numpy as np
 
 __all__ = [
     "Job",
+    "brief",
     "mean_spread",
     "progress",
     "record_path",
@@ -146,6 +147,11 @@ def write_results(
     (folder / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     (folder / "results.md").write_text(table + "\n")
     return results, folder
+
+
+def brief(values: Mapping[str, float], digits: int) -> str:
+    """Measures by setting in a progress bar's few characters: "64: 2.906, 128: 3.915"."""
+    return ", ".join(f"{name}: {value:.{digits}f}" for name, value in values.items())
 
 
 def mean_spread(values: Sequence[float], digits: int = 1) -> str:
