@@ -33,6 +33,7 @@ __all__ = [
     "jax_cache_dir",
     "release_compiled_code",
     "set_device",
+    "use_device",
 ]
 
 #: The dtypes every implementation is checked in.
@@ -80,6 +81,15 @@ def device_problems(name: str, names: tuple[str, ...] | None = None) -> dict[str
         why = chosen.device_problem(name)
         if why:
             problems[chosen.name] = why
+    return problems
+
+
+def use_device(name: str, names: tuple[str, ...] | None = None) -> dict[str, str]:
+    """Put every later tensor on ``name`` (:func:`set_device`) when backends ``names`` can
+    all reach it; otherwise leave the device as it is and return why not, by backend."""
+    problems = device_problems(name, names)
+    if not problems:
+        set_device(name)
     return problems
 
 

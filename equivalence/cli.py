@@ -164,17 +164,14 @@ def _device_value(text: str) -> str:
 def _use_device(args: argparse.Namespace, backends: Sequence[str]) -> bool:
     """Put every later tensor on --device (when given), once each of ``backends`` can;
     False (the reason written) when one cannot."""
-    from relpos.equivalence.backends import device_problems, set_device
+    from relpos.equivalence.backends import use_device
 
     if args.device is None:
         return True
-    problems = device_problems(args.device, tuple(backends))
+    problems = use_device(args.device, tuple(backends))
     for name, why in problems.items():
         sys.stderr.write(f"relpos check: --device {args.device}: {name}: {why}\n")
-    if problems:
-        return False
-    set_device(args.device)
-    return True
+    return not problems
 
 
 def _nothing_checked(results: Sequence[Any]) -> int:

@@ -150,15 +150,14 @@ def _use_device(name: str | None, backend: str) -> None:
     workers (through the environment), or refuse a device its backend cannot reach."""
     if not name:
         return
-    from relpos.equivalence.backends import device_problems, set_device
+    from relpos.equivalence.backends import use_device
 
     try:
-        problems = device_problems(name, (backend,))
+        problems = use_device(name, (backend,))
     except ValueError as exc:
         raise pytest.UsageError(f"relpos: --relpos-device: {exc}") from exc
     if problems:
         raise pytest.UsageError(f"relpos: --relpos-device {name}: {backend}: {problems[backend]}")
-    set_device(name)
 
 
 def pytest_configure(config: pytest.Config) -> None:
