@@ -15,7 +15,7 @@ import re
 import subprocess
 import sys
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -149,15 +149,18 @@ class Dataset:
         return {
             "name": self.name,
             "classes": list(self.classes),
-            "sizes": {
-                "train": len(self.train),
-                "validation": len(self.validation),
-                "test": len(self.test),
-            },
-            "source": f"{self.source.wheel}:{self.source.member}",
-            "member_sha256": self.source.member_sha256,
+            **_provenance(self.source, self.train, self.validation, self.test),
             "split_sha256": self.split_sha256,
         }
+
+
+def _provenance(source: Source, *splits: Sized) -> dict[str, object]:
+    """What a run records of its splits' sizes and the file they come from."""
+    return {
+        "sizes": dict(zip(("train", "validation", "test"), map(len, splits), strict=True)),
+        "source": f"{source.wheel}:{source.member}",
+        "member_sha256": source.member_sha256,
+    }
 
 
 def _mr(data: bytes) -> tuple[tuple[str, ...], list[tuple[str, int]]]:
@@ -199,13 +202,7 @@ class Stream:
         """What a run records about its data."""
         return {
             "name": self.name,
-            "sizes": {
-                "train": len(self.train),
-                "validation": len(self.validation),
-                "test": len(self.test),
-            },
-            "source": f"{self.source.wheel}:{self.source.member}",
-            "member_sha256": self.source.member_sha256,
+            **_provenance(self.source, self.train, self.validation, self.test),
             "text_sha256": _sha256(self.train + self.validation + self.test),
         }
 

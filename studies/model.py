@@ -224,8 +224,8 @@ class LanguageModel(nn.Module):
     of the segment alone. ``xl``: Transformer-XL's relative attention (the bundled
     ``xl_fast``, causal) with segment-level recurrence: each layer's input states of earlier
     segments, detached, are kept as a memory that the next segment's tokens attend to (Dai
-    et al. 2019). ``forward`` returns the logits and the new memory (the last ``memory``
-    states of every layer's input, or None)."""
+    et al. 2019). ``forward(ids, memory, keep=K)`` returns the logits and the new memory: the
+    last K states of every layer's input (the memory's included), or None when K is 0."""
 
     SCHEMES = ("absolute", "xl")
 

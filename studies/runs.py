@@ -55,6 +55,13 @@ def run_once(
     kept = _finished(out, study, name, config)
     if kept is not None:
         return kept, True
+    return _trained(out, study, name, config, train), False
+
+
+def _trained(
+    out: Path, study: str, name: str, config: dict[str, Any], train: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
+    """The record of run ``name``, trained now (``train``) and written atomically."""
     path = record_path(out, study, name)
     record: dict[str, Any] = {"study": study, "name": name, "config": config}
     record["versions"] = versions()
@@ -64,7 +71,7 @@ def run_once(
     partial = path.with_suffix(".json.partial")
     partial.write_text(json.dumps(record, indent=1) + "\n")
     os.replace(partial, path)
-    return record, False
+    return record
 
 
 def _finished(out: Path, study: str, name: str, config: dict[str, Any]) -> dict[str, Any] | None:
@@ -88,8 +95,8 @@ class Job:
     train: Callable[[], dict[str, Any]]
 
 
-def _run_job(out: Path, study: str, job: Job) -> tuple[dict[str, Any], bool]:
-    return run_once(out, study, job.name, job.config, job.train)
+def _train_job(out: Path, study: str, job: Job) -> dict[str, Any]:
+    return _trained(out, study, job.name, job.config, job.train)
 
 
 def run_all(
@@ -102,7 +109,7 @@ def run_all(
     label: Callable[[dict[str, Any]], str] = lambda record: record["name"],
 ) -> tuple[list[dict[str, Any]], int]:
     """The records of ``jobs``, in their order, and how many were read back: finished runs
-    are read back, the others trained (:func:`run_once`) in this process (``workers`` 1) or
+    are read back, the others trained (as :func:`run_once` would) in this process (``workers`` 1) or
     in up to ``workers`` spawned processes. A run's numbers do not depend on the process that
     trains it: each is seeded and runs torch on one thread."""
     records: list[dict[str, Any] | None] = [
@@ -120,13 +127,13 @@ def run_all(
 
         if workers == 1 or len(pending) <= 1:
             for i in pending:
-                done(i, _run_job(out, study, jobs[i])[0])
+                done(i, _train_job(out, study, jobs[i]))
         else:
             context = multiprocessing.get_context("spawn")  # no forked torch state
             with ProcessPoolExecutor(min(workers, len(pending)), mp_context=context) as pool:
-                futures = {pool.submit(_run_job, out, study, jobs[i]): i for i in pending}
+                futures = {pool.submit(_train_job, out, study, jobs[i]): i for i in pending}
                 for future in as_completed(futures):
-                    done(futures[future], future.result()[0])
+                    done(futures[future], future.result())
     return [record for record in records if record is not None], resumed
 
 
