@@ -227,10 +227,19 @@ def _check(args: argparse.Namespace) -> int:
             "--target always runs in a worker process\n"
         )
         return 2
-    unwritable = _unwritable(args.json)
-    if unwritable:
-        sys.stderr.write(f"relpos check: --json {args.json}: {unwritable}\n")
-        return 2
+    for flag in ("json", "html"):
+        unwritable = _unwritable(getattr(args, flag))
+        if unwritable:
+            sys.stderr.write(f"relpos check: --{flag} {getattr(args, flag)}: {unwritable}\n")
+            return 2
+    if args.html:
+        from relpos.equivalence.pictures import require_matplotlib
+
+        try:
+            require_matplotlib("--html")
+        except ImportError as exc:
+            sys.stderr.write(f"relpos check: {exc}\n")
+            return 2
     if not args.target:
         for flag in ("adapter", "profile", "allow", "exclude"):
             if getattr(args, flag):
@@ -310,13 +319,31 @@ def _check(args: argparse.Namespace) -> int:
     if args.json:
         write_json(args.json, to_json(results, budget=budget, seed=seed))
         sys.stdout.write(f"\nreport written to {args.json}\n")
+    if args.html:
+        from relpos.equivalence.html_report import write_html
+
+        by_id = {impl.id: impl for impl in chosen}
+        write_html(
+            args.html,
+            results,
+            lambda r: by_id[r.implementation],
+            budget=budget,
+            seed=seed,
+            subject="the bundled implementations",
+        )
+        sys.stdout.write(f"\nHTML report written to {args.html}\n")
     sys.stdout.write(_summary(results, budget))
     return 1 if bad else _nothing_checked(results)
 
 
 def _check_target(args: argparse.Namespace, budget: str, seed: int | None) -> int:
     from relpos.equivalence.report import matrix, to_json, write_json
-    from relpos.equivalence.targets import check_target, failure_report, make_target
+    from relpos.equivalence.targets import (
+        check_target,
+        diagnosis_text,
+        failure_report,
+        make_target,
+    )
     from relpos.spec import ArgumentError
 
     if not args.encoding or len(args.encoding) != 1:
@@ -383,8 +410,9 @@ def _check_target(args: argparse.Namespace, budget: str, seed: int | None) -> in
     from relpos.equivalence.runner import FAILED
 
     bad = [r for r in results if r.status in FAILED]
+    diagnosis = diagnosis_text(target, bad) if bad else ""
     if bad:
-        sys.stdout.write("\n" + failure_report(target, results) + "\n")
+        sys.stdout.write("\n" + failure_report(target, results, diagnosis) + "\n")
     if args.json:
         extra = {
             "target": target.target_path,
@@ -395,6 +423,20 @@ def _check_target(args: argparse.Namespace, budget: str, seed: int | None) -> in
         }
         write_json(args.json, to_json(results, budget=budget, extra=extra, seed=seed))
         sys.stdout.write(f"\nreport written to {args.json}\n")
+    if args.html:
+        from relpos.equivalence.html_report import write_html
+
+        write_html(
+            args.html,
+            results,
+            lambda r: target,
+            budget=budget,
+            seed=seed,
+            subject=f"{target.target_path} as {target.encoding} under profile "
+            f"{target.profile.label}",
+            diagnosis=diagnosis,
+        )
+        sys.stdout.write(f"\nHTML report written to {args.html}\n")
     sys.stdout.write(_summary(results, budget))
     return 1 if bad else _nothing_checked(results)
 
@@ -599,6 +641,135 @@ def _position_ids(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _explain_results(args: argparse.Namespace) -> tuple[list[Any], Any] | str:
+    """The results to picture and how to rebuild their implementations, from a report JSON
+    or from a repro's own arguments (one result, its draw the given input); a message when
+    the arguments are wrong."""
+    import json
+
+    from relpos.equivalence.draws import Draw
+    from relpos.equivalence.report import result_from_row
+    from relpos.equivalence.runner import Result
+    from relpos.impls import get
+
+    target = None
+    if args.report:
+        if args.draw:
+            return "give a report or a repro's --draw, not both"
+        try:
+            document = json.loads(Path(args.report).read_text())
+            rows = document["results"]
+            results = [result_from_row(row) for row in rows]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return f"{args.report} is not a report of relpos check --json: {exc}"
+        if args.check:
+            results = [
+                r for r in results if f"{r.implementation}/{r.property}/{r.dtype}" in args.check
+            ]
+            if not results:
+                return f"--check {args.check[0]}: no such result in {args.report}"
+        if document.get("target"):
+            adjustments = [a.split(" ", 1) for a in document.get("adjustments", [])]
+            target = (
+                document["target"],
+                document.get("profile"),
+                document.get("adapter"),
+                document.get("backend"),
+                [text for kind, text in adjustments if kind == "allow"],
+                [text for kind, text in adjustments if kind == "exclude"],
+            )
+    else:
+        missing = [f"--{n}" for n in ("property", "dtype", "draw") if not getattr(args, n)]
+        if not args.implementation and not args.target:
+            missing.insert(0, "--implementation (or --target)")
+        if missing:
+            return f"give a report JSON, or a repro's arguments: missing {', '.join(missing)}"
+        try:
+            draw = Draw.parse(args.draw)
+        except ValueError as exc:
+            return f"--draw: {exc}"
+        if args.target:
+            target = (args.target, args.profile, args.adapter, args.backend, [], [])
+            backend, variant = args.backend or "torch", "target"
+        else:
+            try:
+                backend, encoding, variant = args.implementation.split("-", 2)
+                get(encoding, backend, variant)
+            except (ValueError, KeyError) as exc:
+                return f"--implementation {args.implementation}: {exc}"
+        results = [
+            Result(draw.encoding, backend, variant, args.property, args.dtype, "fail", draw=draw)
+        ]
+    if target is None:
+        return results, lambda r: get(r.encoding, r.backend, r.variant)
+    from relpos.equivalence.targets import make_target
+
+    path, profile, adapter, backend, allow, exclude = target
+    if sys.path[0] != "":
+        sys.path.insert(0, "")  # targets are importable from the working directory
+    built = make_target(
+        path,
+        encoding=results[0].encoding,
+        profile=profile,
+        adapter=adapter,
+        backend=backend,
+        allow=allow,
+        exclude=exclude,
+    )
+    return results, lambda r: built
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from relpos.equivalence.pictures import require_matplotlib
+    from relpos.spec import ArgumentError
+
+    try:
+        require_matplotlib("relpos explain")
+    except ImportError as exc:
+        sys.stderr.write(f"relpos explain: {exc}\n")
+        return 2
+    from relpos.equivalence.html_report import GIVEN, SLUGS, draw_pictures, picture
+    from relpos.equivalence.properties import PROPERTIES
+
+    if args.property and args.property not in PROPERTIES:
+        sys.stderr.write(
+            f"relpos explain: --property {args.property} is not a property: "
+            f"{', '.join(PROPERTIES)}\n"
+        )
+        return 2
+    try:
+        found = _explain_results(args)
+    except ArgumentError as exc:
+        sys.stderr.write(f"relpos explain: {exc}\n")
+        return 2
+    if isinstance(found, str):
+        sys.stderr.write(f"relpos explain: {found}\n")
+        return 2
+    results, implementation = found
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.report:
+        pictures = draw_pictures(results, implementation)
+    else:
+        given = results[0]
+        pictures = [picture(given, implementation(given), given.draw, GIVEN)]
+    if not pictures:
+        sys.stderr.write("relpos explain: no failure and no passing input with a draw to picture\n")
+        return 2
+    for n, shown in enumerate(pictures):
+        r = shown.result
+        name = f"{n:02d}-{r.implementation}-{r.property}-{r.dtype}-{SLUGS[shown.kind]}.png"
+        said = ", ".join(f"{k} {v:.3g}" for k, v in (shown.worst or {}).items())
+        sys.stdout.write(f"{shown.kind}: {r.implementation} {r.property} {r.dtype}\n")
+        sys.stdout.write(f"  {shown.draw!r}\n")
+        if shown.png:
+            (out / name).write_bytes(shown.png)
+            sys.stdout.write(f"  largest error / bound: {said}\n  written to {out / name}\n")
+        if shown.note:
+            sys.stdout.write(f"  {shown.note}\n")
+    return 0
+
+
 def _version() -> str:
     """The installed distribution's version (the one pip reports)."""
     from importlib import metadata
@@ -736,8 +907,42 @@ def _parser() -> argparse.ArgumentParser:
         "cuda:N (default: RELPOS_DEVICE, else cpu); the oracle stays on the CPU",
     )
     check.add_argument("--json", metavar="FILE", help="write the report as JSON")
+    check.add_argument(
+        "--html",
+        metavar="FILE",
+        help="write the report as one self-contained HTML page: the matrix coloured by worst "
+        "error, the coverage, and pictures of each failure and of the closest passing inputs "
+        "(needs matplotlib: the report extra)",
+    )
     check.add_argument("--verbose", action="store_true", help="also list skipped checks")
     check.set_defaults(run=_check)
+
+    explain = commands.add_parser(
+        "explain",
+        help="picture where an implementation differs from the oracle, to PNG",
+        description="Picture, for one input, every element's error as a fraction of its bound: "
+        "heatmaps over (query, key), the error against distance, against the table index "
+        "(clip row, bucket) and per head. From a report of relpos check --json (each failure "
+        "and, in each encoding, the passing input closest to its bound), or from a repro's "
+        "own arguments.",
+    )
+    explain.add_argument("report", nargs="?", help="a report written by relpos check --json")
+    explain.add_argument(
+        "--check",
+        action="append",
+        metavar="IMPLEMENTATION/PROPERTY/DTYPE",
+        help="only this result of the report (repeatable)",
+    )
+    explain.add_argument("--implementation", help="a bundled implementation, as torch-shaw-fast")
+    explain.add_argument("--property", help="the property the repro names")
+    explain.add_argument("--dtype", choices=("float64", "float32", "bfloat16", "float16"))
+    explain.add_argument("--draw", help="the repro's Draw(...)")
+    explain.add_argument("--target", metavar="MODULE:FUNCTION", help="a third-party target")
+    explain.add_argument("--profile", help="the target's convention profile")
+    explain.add_argument("--adapter", metavar="MODULE:FUNCTION", help="the target's adapter")
+    explain.add_argument("--backend", choices=("torch", "jax"), help="the target's backend")
+    explain.add_argument("--out", default=".", help="the directory for the PNG files")
+    explain.set_defaults(run=_explain)
 
     freq = commands.add_parser(
         "frequencies",

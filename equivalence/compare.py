@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Verdict", "compare"]
+__all__ = ["Verdict", "compare", "error_ratio"]
 
 
 @dataclass(frozen=True)
@@ -69,11 +69,7 @@ def compare(
             f"{expected[index]:.17g} ({against})"
         )
         return Verdict(False, float("inf"), index, _with_repro(msg, repro), "inf")
-    finite = np.isfinite(expected)
-    error = np.where(finite, np.abs(actual - np.where(finite, expected, 0.0)), 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(error == 0, 0.0, error / np.where(bound > 0, bound, 0.0))
-    ratio = np.where(np.isnan(ratio), np.inf, ratio)
+    error, ratio = _errors(actual, expected, bound)
     if ratio.size == 0:
         return Verdict(True, 0.0, (), "")
     flat = int(np.argmax(ratio))
@@ -87,6 +83,33 @@ def compare(
         f"{error[index]:.3g} is {worst:.4g}x the bound"
     )
     return Verdict(False, worst, index, _with_repro(msg, repro), "bound")
+
+
+def _errors(
+    actual: np.ndarray, expected: np.ndarray, bound: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """|actual - expected| where the expected value is finite (0 elsewhere), and that error
+    as a fraction of ``bound`` (inf where the bound is 0 and the error is not)."""
+    finite = np.isfinite(expected)
+    error = np.where(finite, np.abs(actual - np.where(finite, expected, 0.0)), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(error == 0, 0.0, error / np.where(bound > 0, bound, 0.0))
+    return error, np.where(np.isnan(ratio), np.inf, ratio)
+
+
+def error_ratio(actual: np.ndarray, expected: np.ndarray, bound: np.ndarray) -> np.ndarray:
+    """Every element's error as a fraction of its bound, as :func:`compare` judges it: inf
+    for NaN and for an infinity the oracle does not hold (or holds with the other sign), 0
+    where both hold the same infinity. Shapes must agree."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    if actual.shape != expected.shape:
+        raise ValueError(f"shape {actual.shape} is not the oracle's {expected.shape}")
+    wrong = np.isnan(actual) | (np.isinf(actual) != np.isinf(expected))
+    wrong |= np.isinf(actual) & np.isinf(expected) & (np.sign(actual) != np.sign(expected))
+    with np.errstate(invalid="ignore"):
+        ratio = _errors(np.where(wrong, 0.0, actual), expected, np.asarray(bound))[1]
+    return np.where(wrong, np.inf, ratio)
 
 
 def _with_repro(message: str, repro: str) -> str:

@@ -65,6 +65,20 @@ class Coverage:
             merged.options.setdefault(name, set()).update(values)
         return merged
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Coverage:
+        """The coverage :meth:`to_json` wrote."""
+        return cls(
+            int(data.get("examples", 0)),
+            int(data.get("qlen_max", 0)),
+            int(data.get("klen_max", 0)),
+            set(data.get("n_head", ())),
+            int(data.get("d_head_max", 0)),
+            {name: set(values) for name, values in data.get("options", {}).items()},
+            set(data.get("regions", ())),
+            int(data.get("position_max", 0)),
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "examples": self.examples,

@@ -8,9 +8,10 @@ regenerates the numpy arguments deterministically, rounded to the dtype under te
 
 from __future__ import annotations
 
+import ast
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -118,6 +119,37 @@ class Draw:
         if self.positions != "default":  # absent from the repr of the default layout
             fields += f", positions={self.positions!r}"
         return f"Draw({fields})"
+
+    @classmethod
+    def parse(cls, text: str) -> Draw:
+        """The draw whose ``repr`` is ``text``: a call ``Draw(...)`` with literal keyword
+        arguments only (read with :func:`ast.literal_eval`, never executed)."""
+        try:
+            call = ast.parse(text.strip(), mode="eval").body
+        except SyntaxError as exc:
+            raise ValueError(f"not a Draw(...) repr: {exc.msg}") from exc
+        if not (
+            isinstance(call, ast.Call)
+            and isinstance(call.func, ast.Name)
+            and call.func.id == "Draw"
+            and not call.args
+        ):
+            raise ValueError("not a Draw(...) repr: expected Draw(name=value, ...)")
+        known = {f.name for f in fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for keyword in call.keywords:
+            if keyword.arg not in known:
+                raise ValueError(
+                    f"Draw has no field {keyword.arg!r}: it has {', '.join(sorted(known))}"
+                )
+            try:
+                kwargs[keyword.arg] = ast.literal_eval(keyword.value)
+            except ValueError as exc:
+                raise ValueError(f"Draw field {keyword.arg} is not a literal") from exc
+        if "encoding" not in kwargs or "dims" not in kwargs or "options" not in kwargs:
+            raise ValueError("a Draw needs encoding, dims and options")
+        kwargs["include"] = tuple(kwargs.get("include", ()))
+        return cls(**kwargs)
 
 
 #: The factor of each "limit" draw (by its repr), computed once.

@@ -46,7 +46,7 @@ from relpos.impls import Implementation, registry
 from relpos.spec import get_encoding
 from relpos.spec._cases import POSITION_KINDS
 
-__all__ = ["PROPERTIES", "Finding", "Inapplicable", "Property", "applicable"]
+__all__ = ["PROPERTIES", "Finding", "Inapplicable", "Property", "applicable", "run_implementation"]
 
 Check = Callable[[Implementation, Draw, str], list[Verdict]]
 
@@ -97,7 +97,7 @@ def _who(impl: Implementation, dtype: str) -> str:
 _LENGTHS: dict[str, set[int]] = {}
 
 
-def _run(impl: Implementation, args: Mapping[str, Any], dtype: str) -> Outputs:
+def run_implementation(impl: Implementation, args: Mapping[str, Any], dtype: str) -> Outputs:
     """Run an implementation; one that is not registered (a third-party target) supplies its
     own ``outputs`` (conventions converted, results checked)."""
     _LENGTHS.setdefault(impl.id, set()).add(int(np.shape(args["k"])[2]))
@@ -198,7 +198,7 @@ def _explained(verdicts: list[Verdict], got: Outputs, want: Expected, dtype: str
 def check_oracle(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]:
     args = draw.arguments(dtype)
     want = expected(impl.encoding, args)
-    got = _run(impl, args, dtype)
+    got = run_implementation(impl, args, dtype)
     b = want.bounds(dtype)
     verdicts = [
         compare(
@@ -252,7 +252,7 @@ def check_index_tables(impl: Implementation, draw: Draw, dtype: str) -> list[Ver
 
     args = probe_arguments(draw)
     want = expected(impl.encoding, args)
-    got = _run(impl, args, dtype)
+    got = run_implementation(impl, args, dtype)
     if got.scores is None:
         raise Inapplicable("the implementation returns no scores")
     return [
@@ -274,7 +274,7 @@ def check_cross_backend(impl: Implementation, draw: Draw, dtype: str) -> list[Ve
     assert other is not None
     args = draw.arguments(dtype)
     b = approximate(impl.encoding, args).bounds(dtype)
-    mine, theirs = _run(impl, args, dtype), _run(other, args, dtype)
+    mine, theirs = run_implementation(impl, args, dtype), run_implementation(other, args, dtype)
     return [
         compare(
             name,
@@ -373,8 +373,8 @@ def check_translation(impl: Implementation, draw: Draw, dtype: str) -> list[Verd
     return [
         compare(
             f"out with {t} masked memory positions prepended",
-            _run(impl, shifted, dtype).out,
-            _run(impl, args, dtype).out,
+            run_implementation(impl, shifted, dtype).out,
+            run_implementation(impl, args, dtype).out,
             bound,
             who=_who(impl, dtype),
             against="the unshifted run",
@@ -402,8 +402,8 @@ def check_masked_keys(impl: Implementation, draw: Draw, dtype: str) -> list[Verd
     return [
         compare(
             f"out with the last {hidden} hidden keys changed",
-            _run(impl, changed, dtype).out,
-            _run(impl, masked, dtype).out,
+            run_implementation(impl, changed, dtype).out,
+            run_implementation(impl, masked, dtype).out,
             bound,
             who=_who(impl, dtype),
             against="the run before the change",
@@ -430,8 +430,8 @@ def check_batch(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]:
     return [
         compare(
             "out of batch element 0 after changing the others",
-            _run(impl, changed, dtype).out[:1],
-            _run(impl, args, dtype).out[:1],
+            run_implementation(impl, changed, dtype).out[:1],
+            run_implementation(impl, args, dtype).out[:1],
             bound,
             who=_who(impl, dtype),
             against="the unchanged batch",
@@ -462,8 +462,8 @@ def check_memory_rows(impl: Implementation, draw: Draw, dtype: str) -> list[Verd
     return [
         compare(
             f"out rows {mlen}.. of the full-length run",
-            _run(impl, full, dtype).out[:, :, mlen:],
-            _run(impl, args, dtype).out,
+            run_implementation(impl, full, dtype).out[:, :, mlen:],
+            run_implementation(impl, args, dtype).out,
             bound,
             who=_who(impl, dtype),
             against="the run with memory",
@@ -495,7 +495,7 @@ def check_zero_tables(impl: Implementation, draw: Draw, dtype: str) -> list[Verd
         scale,
         dtype,
     )
-    mine = _run(impl, zeroed, dtype).out
+    mine = run_implementation(impl, zeroed, dtype).out
     b = expected(impl.encoding, zeroed)
     bound = b.bounds(dtype).out + b.bounds(adapter.plain_attention_dtype(dtype)).out
     name = (
@@ -526,8 +526,8 @@ def check_wide_range(impl: Implementation, draw: Draw, dtype: str) -> list[Verdi
     return [
         compare(
             "out with a wider range",
-            _run(impl, wider, dtype).out,
-            _run(impl, covering, dtype).out,
+            run_implementation(impl, wider, dtype).out,
+            run_implementation(impl, covering, dtype).out,
             bound,
             who=_who(impl, dtype),
             against="the covering range",
@@ -572,14 +572,14 @@ def _parts_agree(
     """The output of one call on ``whole`` against separate calls: each part's (rows,
     queries) of the whole output equals that part's own output, within twice the part's
     bound."""
-    out = _run(impl, whole, dtype).out
+    out = run_implementation(impl, whole, dtype).out
     verdicts = []
     for (rows, queries), part in parts:
         verdicts.append(
             compare(
                 what,
                 out[rows][:, :, queries],
-                _run(impl, part, dtype).out,
+                run_implementation(impl, part, dtype).out,
                 2 * expected(impl.encoding, part).bounds(dtype).out,
                 who=_who(impl, dtype),
                 against=against,
@@ -709,7 +709,7 @@ def check_packed(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]:
 
 def check_masked_rows(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]:
     args = draw.arguments(dtype)
-    got = _run(impl, args, dtype)
+    got = run_implementation(impl, args, dtype)
     want = expected(impl.encoding, args)
     dead = ~want.mask.any(axis=-1)
     who = _who(impl, dtype)
@@ -800,7 +800,7 @@ def check_repeatability(impl: Implementation, draw: Draw, dtype: str) -> list[Ve
     other = {**args, "v": _other_values(args["v"], dtype)}
     first: Outputs | None = None
     for n, which in enumerate(_CALLS, start=1):
-        got = _run(impl, args if which == "A" else other, dtype)
+        got = run_implementation(impl, args if which == "A" else other, dtype)
         if which != "A":
             changed = first is None or not np.array_equal(got.out, first.out) or not first.out.any()
             if not changed:
@@ -970,7 +970,7 @@ def check_history(impl: Implementation, draw: Draw, dtype: str) -> list[Verdict]
                 continue
             earlier, earlier_dtype = resized, dtype
             said = f"after a call with qlen {earlier.dims['qlen']}"
-        _run(impl, earlier.arguments(earlier_dtype), earlier_dtype)
+        run_implementation(impl, earlier.arguments(earlier_dtype), earlier_dtype)
         verdicts += _against_oracle(impl, checked, dtype, f"{said}, then")
         if not all(v.ok for v in verdicts):
             break

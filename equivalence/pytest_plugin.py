@@ -29,6 +29,12 @@ _OPTIONS = (
     ("backend", "NAME", "torch or jax (default: guessed from the target's module)"),
     ("budget", "NAME", "Hypothesis profile: dev, ci or thorough"),
     ("device", "DEVICE", "the target's tensors on cpu, cuda or cuda:N (default cpu)"),
+    (
+        "html",
+        "FILE",
+        "write the checks as one self-contained HTML page, with pictures of each failure "
+        "(needs matplotlib: the report extra)",
+    ),
 )
 
 
@@ -58,9 +64,13 @@ class RelposItem(pytest.Item):
         self.add_marker(pytest.mark.relpos)
 
     def runtest(self) -> None:
+        from relpos.equivalence.report import result_row
         from relpos.equivalence.runner import FAILED, run_property
 
         result = run_property(self.prop, self.target, self.dtype, profile=self.budget)
+        # the whole result travels with the report (from pytest-xdist's workers too), for
+        # --relpos-html
+        self.user_properties.append((_RESULT, result_row(result)))
         self.user_properties.append(("worst_ratio", result.worst_ratio))
         self.user_properties.append(("examples", result.examples))
         if result.status == "skip":
@@ -93,6 +103,8 @@ class RelposItem(pytest.Item):
 
 
 _DIAGNOSED = pytest.StashKey[list]()
+#: The user property that carries a check's result (its JSON row).
+_RESULT = "relpos_result"
 
 
 class RelposFailure(AssertionError):
@@ -103,23 +115,17 @@ class RelposFailure(AssertionError):
         )
 
 
-def pytest_collection_modifyitems(
-    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
-) -> None:
-    path = config.getoption("relpos_target")
-    if not path:
-        return
-    from relpos.equivalence.profiles import active_profile
-    from relpos.equivalence.properties import PROPERTIES
-    from relpos.equivalence.targets import TARGET_PROPERTIES, make_target
+def _target(config: pytest.Config) -> Any:
+    """The target the options name."""
+    from relpos.equivalence.targets import make_target
     from relpos.spec import ArgumentError
 
     encoding = config.getoption("relpos_encoding")
     if not encoding:
         raise pytest.UsageError("--relpos-target needs --relpos-encoding")
     try:
-        target = make_target(
-            path,
+        return make_target(
+            config.getoption("relpos_target"),
             encoding=encoding,
             profile=config.getoption("relpos_profile"),
             adapter=config.getoption("relpos_adapter"),
@@ -129,6 +135,18 @@ def pytest_collection_modifyitems(
         )
     except ArgumentError as exc:
         raise pytest.UsageError(f"relpos: {exc}") from exc
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    if not config.getoption("relpos_target"):
+        return
+    from relpos.equivalence.profiles import active_profile
+    from relpos.equivalence.properties import PROPERTIES
+    from relpos.equivalence.targets import TARGET_PROPERTIES
+
+    target = _target(config)
     _use_device(config.getoption("relpos_device"), target.backend)
     budget = config.getoption("relpos_budget") or active_profile()
     for prop in TARGET_PROPERTIES:
@@ -162,6 +180,17 @@ def _use_device(name: str | None, backend: str) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "relpos: a conformance check added by --relpos-target")
+    html = config.getoption("relpos_html")
+    if html:
+        if not config.getoption("relpos_target"):
+            raise pytest.UsageError("relpos: --relpos-html needs --relpos-target")
+        from relpos.equivalence.pictures import require_matplotlib
+
+        try:
+            require_matplotlib("--relpos-html")
+        except ImportError as exc:
+            raise pytest.UsageError(f"relpos: {exc}") from exc
+        config.pluginmanager.register(HtmlReport(config, html), "relpos-html")
     if config.getoption("relpos_target"):
         import os
 
@@ -179,3 +208,44 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
     seed = run_seed()
     return [f"relpos: seed {seed} (RELPOS_SEED={seed} replays this run's draws)"]
+
+
+class HtmlReport:
+    """Keeps each check's result and writes the page at the end of the session, in the
+    process that writes it: the only one, or pytest-xdist's controller, which receives every
+    worker's reports (the result travels as a user property)."""
+
+    def __init__(self, config: pytest.Config, path: str) -> None:
+        self.config, self.path = config, path
+        self.rows: list[dict[str, Any]] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for name, value in report.user_properties:
+            if name == _RESULT and report.when == "call":
+                self.rows.append(value)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if hasattr(self.config, "workerinput"):  # an xdist worker: the controller writes
+            return
+        from relpos.equivalence.html_report import write_html
+        from relpos.equivalence.profiles import active_profile, run_seed
+        from relpos.equivalence.report import result_from_row
+        from relpos.equivalence.runner import FAILED
+        from relpos.equivalence.targets import diagnosis_text
+
+        results = [result_from_row(row) for row in self.rows]
+        target = _target(self.config)
+        bad = [r for r in results if r.status in FAILED]
+        write_html(
+            self.path,
+            results,
+            lambda r: target,
+            budget=self.config.getoption("relpos_budget") or active_profile(),
+            seed=run_seed(),
+            subject=f"{target.target_path} as {target.encoding} under profile "
+            f"{target.profile.label}",
+            diagnosis=diagnosis_text(target, bad) if bad else "",
+        )
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"relpos: HTML report written to {self.path}")

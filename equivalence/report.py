@@ -12,6 +12,10 @@ JSON schema (``relpos check --json FILE``)::
          "status": "pass" | "fail" | "error" | "crash" | "timeout" | "skip",
          "examples", "worst_ratio", "seconds",
          "message" (fail, error, skip), "repro" (fail, error),
+         "draw" (the smallest failing input, as Draw(...)),
+         "found_draw" (the first failing input, before it was shrunk),
+         "worst_draw" (the passing input closest to its bound, as Draw(...)),
+         "coverage" (what the draws reached),
          "target", "adapter", "profile" (a third-party target only)}
       ]
     }
@@ -32,9 +36,18 @@ from pathlib import Path
 from typing import Any
 
 from relpos.equivalence.coverage import Coverage, summary
+from relpos.equivalence.draws import Draw
 from relpos.equivalence.runner import FAILED, Result
 
-__all__ = ["environment", "matrix", "to_json", "write_json"]
+__all__ = [
+    "cell",
+    "environment",
+    "matrix",
+    "result_from_row",
+    "result_row",
+    "to_json",
+    "write_json",
+]
 
 
 def _version(package: str) -> str | None:
@@ -82,26 +95,7 @@ def to_json(
     from relpos.spec import SPEC_VERSION
 
     results = list(results)
-    rows = []
-    for r in results:
-        row: dict[str, Any] = {
-            "encoding": r.encoding,
-            "backend": r.backend,
-            "variant": r.variant,
-            "property": r.property,
-            "dtype": r.dtype,
-            "status": r.status,
-            "examples": r.examples,
-            "worst_ratio": _ratio(r.worst_ratio),
-            "seconds": round(r.seconds, 3),
-        }
-        if r.status != "pass":
-            row["message"] = r.message
-        if r.status in FAILED:
-            row["repro"] = r.repro
-        row["coverage"] = r.coverage.to_json()
-        row.update(r.extra)
-        rows.append(row)
+    rows = [result_row(r) for r in results]
     return {
         "spec_version": SPEC_VERSION,
         "environment": environment(),
@@ -111,6 +105,66 @@ def to_json(
         "coverage": {name: c.to_json() for name, c in coverage_by_encoding(results).items()},
         "results": rows,
     }
+
+
+def result_row(r: Result) -> dict[str, Any]:
+    """One result as a row of the JSON report (see the module's schema)."""
+    row: dict[str, Any] = {
+        "encoding": r.encoding,
+        "backend": r.backend,
+        "variant": r.variant,
+        "property": r.property,
+        "dtype": r.dtype,
+        "status": r.status,
+        "examples": r.examples,
+        "worst_ratio": _ratio(r.worst_ratio),
+        "seconds": round(r.seconds, 3),
+    }
+    if r.status != "pass":
+        row["message"] = r.message
+    if r.status in FAILED:
+        row["repro"] = r.repro
+    if r.draw is not None:
+        row["draw"] = repr(r.draw)
+    if r.found_draw is not None:
+        row["found_draw"] = repr(r.found_draw)
+    if r.worst_draw is not None:
+        row["worst_draw"] = repr(r.worst_draw)
+    row["coverage"] = r.coverage.to_json()
+    row.update(r.extra)
+    return row
+
+
+#: The inputs a row keeps, each as its Draw(...) repr.
+_DRAWS = ("draw", "found_draw", "worst_draw")
+
+#: The keys of a row that are not fields of a Result's ``extra``.
+_ROW_KEYS = frozenset(
+    {"encoding", "backend", "variant", "property", "dtype", "status", "examples"}
+    | {"worst_ratio", "seconds", "message", "repro", "coverage", *_DRAWS}
+)
+
+
+def result_from_row(row: Mapping[str, Any]) -> Result:
+    """A result again from its JSON row (:func:`result_row`): draws parsed back, coverage
+    restored; a ``worst_ratio`` of null (inf or NaN) reads as inf."""
+    ratio = row.get("worst_ratio")
+    return Result(
+        row["encoding"],
+        row["backend"],
+        row["variant"],
+        row["property"],
+        row["dtype"],
+        row["status"],
+        int(row.get("examples", 0)),
+        math.inf if ratio is None else float(ratio),
+        float(row.get("seconds", 0.0)),
+        row.get("message", ""),
+        row.get("repro", ""),
+        {k: v for k, v in row.items() if k not in _ROW_KEYS},
+        **{name: Draw.parse(row[name]) if row.get(name) else None for name in _DRAWS},
+        coverage=Coverage.from_json(row.get("coverage") or {}),
+    )
 
 
 def coverage_by_encoding(results: Iterable[Result]) -> dict[str, Coverage]:
@@ -125,7 +179,8 @@ def write_json(path: str | Path, document: Mapping[str, Any]) -> None:
     Path(path).write_text(json.dumps(document, indent=1) + "\n")
 
 
-def _cell(results: list[Result]) -> str:
+def cell(results: list[Result]) -> str:
+    """A matrix cell of these results (one implementation, one property, every dtype)."""
     ran = [r for r in results if r.status != "skip"]
     if not ran:
         return "skip"
@@ -154,7 +209,7 @@ def matrix(results: list[Result], width: int | None = None) -> str:
     impls = list(dict.fromkeys(r.implementation for r in results))
     props = list(dict.fromkeys(r.property for r in results))
     cells = {
-        (i, p): _cell([r for r in results if r.implementation == i and r.property == p])
+        (i, p): cell([r for r in results if r.implementation == i and r.property == p])
         for i in impls
         for p in props
     }

@@ -55,6 +55,12 @@ class Result:
     extra: dict[str, Any] = field(default_factory=dict)
     #: The smallest failing input Hypothesis found (fail and error only).
     draw: Draw | None = field(default=None, repr=False, compare=False)
+    #: The passing input with the largest worst_ratio (what a report pictures when the
+    #: check passed).
+    worst_draw: Draw | None = field(default=None, repr=False, compare=False)
+    #: The first failing input found, before Hypothesis shrank it (fail and error only): a
+    #: larger input than ``draw``, where a pattern of errors shows.
+    found_draw: Draw | None = field(default=None, repr=False, compare=False)
     #: What the checked draws reached (sizes, positions, heads, options, regions).
     coverage: Coverage = field(default_factory=Coverage, repr=False, compare=False)
 
@@ -86,11 +92,20 @@ class PropertyFailure(AssertionError):
     "error" (the implementation raised), "timeout" or "crash" (a target's worker hung or
     died)."""
 
-    def __init__(self, message: str, repro: str, draw: Draw, status: str = "fail") -> None:
+    def __init__(
+        self,
+        message: str,
+        repro: str,
+        draw: Draw,
+        status: str = "fail",
+        worst: float = float("inf"),
+    ) -> None:
         super().__init__(f"{message}\nrepro:\n{repro}")
         self.repro = repro
         self.draw = draw
         self.status = status
+        #: The largest error as a fraction of its bound (inf when no value could be compared).
+        self.worst = worst
 
 
 _KINDS: dict[frozenset[tuple[str, str]], type[PropertyFailure]] = {}
@@ -141,6 +156,7 @@ def _check(prop: Property, impl: Implementation, draw: Draw, dtype: str) -> floa
             "\n".join([header, *(v.message for v in failed)]),
             repro_snippet(prop.name, impl, dtype, draw),
             draw,
+            worst=max(v.worst_ratio for v in failed),
         )
     coverage = _RECORDING.get()
     if coverage is not None:
@@ -191,7 +207,7 @@ def run_property(
     if dtype not in prop.dtypes:
         result.status, result.message = "skip", f"{prop_name} runs in {', '.join(prop.dtypes)}"
         return result
-    state: dict[str, float] = {"examples": 0, "worst": 0.0}
+    state: dict[str, Any] = {"examples": 0, "worst": 0.0, "draw": None, "found": None}
 
     if isinstance(profile, settings):  # a caller's own settings, database included
         chosen = profile
@@ -212,7 +228,14 @@ def run_property(
     @given(draw=prop.strategy(impl.encoding, getattr(impl, "restriction", None)))
     def property_holds(draw: Draw) -> None:
         state["examples"] += 1
-        state["worst"] = max(state["worst"], _check(prop, impl, draw, dtype))
+        try:
+            ratio = _check(prop, impl, draw, dtype)
+        except PropertyFailure:
+            if state["found"] is None:
+                state["found"] = draw
+            raise
+        if state["draw"] is None or ratio > state["worst"]:
+            state["worst"], state["draw"] = ratio, draw
 
     if not chosen.derandomize:
         property_holds = seed(run_seed())(property_holds)
@@ -249,10 +272,13 @@ def run_property(
             result.message += f"\n\n... and {more} more distinct failures of {prop_name}"
         result.repro = failures[0].repro
         result.draw = failures[0].draw
+        result.found_draw = state["found"]
+        state["worst"] = max(state["worst"], *(f.worst for f in failures))
     finally:
         _RECORDING.reset(recording)
     result.seconds = time.perf_counter() - start
     result.examples, result.worst_ratio = int(state["examples"]), state["worst"]
+    result.worst_draw = state["draw"]
     return result
 
 
@@ -316,7 +342,8 @@ def _run_cases(prop: Property, impl: Implementation, dtype: str, result: Result)
             failed.append((name, died.failure))
             continue
         result.examples += 1
-        result.worst_ratio = max(result.worst_ratio, worst)
+        if result.worst_draw is None or worst > result.worst_ratio:
+            result.worst_ratio, result.worst_draw = worst, draw
     if not result.examples and not failed:
         result.status = "skip"
         result.message = f"no {prop.name} case can be checked on {impl.id}"
@@ -327,6 +354,7 @@ def _run_cases(prop: Property, impl: Implementation, dtype: str, result: Result)
         result.message = f"{len(failed)} {prop.name} cases failed ({names}); case {name}:\n{first}"
         result.repro, result.draw = first.repro, first.draw
         result.examples += len(failed)
+        result.worst_ratio = max(result.worst_ratio, *(f.worst for _, f in failed))
 
 
 #: How many distinct failures of one check its message spells out.

@@ -730,8 +730,19 @@ def check_implementation(
     return results
 
 
-def failure_report(target: Target, results: Sequence[Result]) -> str:
-    """The failed and raised results of a target, with repros, and the diagnosis."""
+def diagnosis_text(target: Target, results: Sequence[Result]) -> str:
+    """The diagnosis of a target whose ``results`` failed, or why there is none."""
+    if any(r.status in ("timeout", "crash") for r in results):
+        return "no diagnosis: the target hung or crashed, and would again"
+    try:
+        return str(diagnose(target))
+    except TargetDied as died:
+        return f"no diagnosis: {died.message}"
+
+
+def failure_report(target: Target, results: Sequence[Result], diagnosis: str | None = None) -> str:
+    """The failed and raised results of a target, with repros, and the diagnosis (made here
+    unless given)."""
     bad = [r for r in results if r.status in FAILED]
     lines = [
         f"{target.target_path} does not conform to {target.encoding} under profile "
@@ -739,11 +750,5 @@ def failure_report(target: Target, results: Sequence[Result]) -> str:
     ]
     for r in bad:
         lines += ["", f"{r.status.upper()}: {r.property} {r.dtype}", r.message]
-    if any(r.status in ("timeout", "crash") for r in bad):
-        lines += ["", "no diagnosis: the target hung or crashed, and would again"]
-        return "\n".join(lines)
-    try:
-        lines += ["", str(diagnose(target))]
-    except TargetDied as died:
-        lines += ["", f"no diagnosis: {died.message}"]
+    lines += ["", diagnosis if diagnosis is not None else diagnosis_text(target, bad)]
     return "\n".join(lines)

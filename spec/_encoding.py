@@ -308,6 +308,12 @@ class Encoding(abc.ABC):
         and both clipped sides, T5's exact and log buckets...), for coverage reports."""
         return frozenset()
 
+    def table_index(self, problem: Problem) -> tuple[str, np.ndarray] | None:
+        """The integer index each pair reads from the encoding's table (a clip row, a bucket,
+        a clamped distance), named: (name, (B, qlen, klen) int64 with B in {1, bsz}); None
+        for an encoding that reads no table by index. Reports plot errors against it."""
+        return None
+
     def structural_mask(self, problem: Problem) -> np.ndarray | None:
         """A (B, qlen, klen) boolean mask the encoding itself imposes (True = may attend), B
         in {1, bsz}: a causal mask compares the positions, pos_j <= pos_i."""

@@ -371,6 +371,9 @@ class DeBERTa(Encoding):
         rows = np.array([row(int(x), o["span"], o["max_position"]) for x in distinct], np.int64)
         return rows[where].reshape(r.shape)
 
+    def table_index(self, problem: Problem) -> tuple[str, np.ndarray]:
+        return "table row d(pos_i - pos_j)", self.rows(problem, reverse=False)
+
     def regions(self, problem: Problem) -> frozenset[str]:
         o = problem.options
         span, max_position = o["span"], o["max_position"]

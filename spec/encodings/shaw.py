@@ -520,6 +520,9 @@ class Shaw(Encoding):
         lo, hi = problem.options["clip"]
         return _ROW.grid(*cv.positions(problem), lo, hi)
 
+    def table_index(self, problem: Problem) -> tuple[str, np.ndarray]:
+        return "clip row c_ij", self.row_index(problem)
+
     def regions(self, problem: Problem) -> frozenset[str]:
         lo, hi = problem.options["clip"]
         distance = -np.unique(cv.query_minus_key(problem))  # pos_j - pos_i

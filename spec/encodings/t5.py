@@ -328,6 +328,9 @@ class T5(Encoding):
             **cv.attention_formulas("v"),
         }
 
+    def table_index(self, problem: Problem) -> tuple[str, np.ndarray]:
+        return "bucket", _bucket_grid(problem)
+
     def regions(self, problem: Problem) -> frozenset[str]:
         o = problem.options
         e = _halves(o["num_buckets"], o["bidirectional"])[1]

@@ -525,6 +525,9 @@ class XL(Encoding):
         style = None if o["clamp_len"] is None else o["clamp_style"]
         return _CLAMPED[style].grid(*cv.positions(problem), o["clamp_len"] or 0)
 
+    def table_index(self, problem: Problem) -> tuple[str, np.ndarray]:
+        return "clamped distance D'_ij", self.distance_index(problem)
+
     def structural_mask(self, problem: Problem) -> np.ndarray | None:
         if problem.options["attn_type"] == "bi":
             return None

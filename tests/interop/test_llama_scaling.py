@@ -66,12 +66,12 @@ def test_dynamic_keeps_a_longer_calls_base_until_a_call_shorter_than_L0():
     call past L0 is rotated by the longer call's base; only a call shorter than L0 resets
     it. All in float32, so finding 8 (frequencies rounded by a move between dtypes) plays no
     part."""
-    from relpos.equivalence.properties import _run
+    from relpos.equivalence.properties import run_implementation
 
     target = make_target(LLAMA, encoding="rope", profile="hf-llama-scaled", adapter=KEPT)
     short, longer, below = _dynamic_call(12), _dynamic_call(48), _dynamic_call(6)
     assert _conforms(target, short)  # klen 12: its own base, on its own
-    _run(target, longer.arguments("float32"), "float32")
+    run_implementation(target, longer.arguments("float32"), "float32")
     assert not _conforms(target, short)  # the same call, now with klen 48's base
     assert _conforms(target, below)  # klen 6 < L0 resets the base
     assert _conforms(target, short)

@@ -150,3 +150,8 @@ def xl(bug: str | None) -> Planted:
         return _finish(torch, logits, mask, values, bug, with_weights)
 
     return Planted("xl", "torch", f"planted-{bug}", "fn", fn)
+
+
+#: The Shaw sign bug as a module-level function, so that ``relpos check --target`` can import
+#: it by name: ``--target tests.meta.planted:shaw_sign --encoding shaw``.
+shaw_sign = shaw("sign").fn
