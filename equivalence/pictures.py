@@ -153,24 +153,34 @@ def _largest_by(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def _shown(ratio: np.ndarray, top: float) -> np.ndarray:
-    """Ratios as drawn: at least :data:`FLOOR`, and inf just above the colour scale's top."""
-    return np.where(np.isinf(ratio), top * 2, np.maximum(ratio, FLOOR))  # NaN stays NaN
+    """Ratios as drawn: at least :data:`FLOOR`, and anything above the scale's top (inf
+    included) just above it, in the over colour; NaN stays NaN (masked, drawn grey)."""
+    with np.errstate(invalid="ignore"):
+        return np.where(ratio > top, top * 2, np.maximum(ratio, FLOOR))
 
 
 def _against(ax: Any, keys: np.ndarray, ratio: np.ndarray, top: float, label: str) -> None:
     from matplotlib.ticker import MaxNLocator
 
     x, y = _largest_by(keys, ratio)
-    infinite = np.isinf(y)
-    ax.plot(x[~infinite], np.maximum(y[~infinite], FLOOR), ".", markersize=4, color="tab:blue")
-    if infinite.any():
-        ax.plot(x[infinite], np.full(infinite.sum(), top), "x", color="tab:red", label="inf/NaN")
-        ax.legend(loc="lower right", fontsize=7)
+    beyond = y > top
+    ax.plot(x[~beyond], np.maximum(y[~beyond], FLOOR), ".", markersize=4, color="tab:blue")
+    if beyond.any():
+        ax.plot(x[beyond], np.full(beyond.sum(), top * 2), "^", markersize=4, color="red")
+        ax.text(
+            0.01,
+            0.02,
+            "red: beyond the scale, or inf/NaN",
+            transform=ax.transAxes,
+            fontsize=7,
+            va="bottom",
+            color="red",
+        )
     ax.axhline(1.0, color="tab:red", linestyle="--", linewidth=0.8)
     ax.set_yscale("log")
     ax.set_ylim(FLOOR / 2, top * 4)
     ax.set_xlabel(label)
-    if len(x) <= 16:
+    if len(x) <= 10:
         ax.xaxis.set_ticks(x)
     else:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -173,8 +173,8 @@ def test_pytest_plugin_adds_items_and_junit(tmp_path):
     assert "profile hf-bert-relative-key" in run.stdout
 
 
-def test_the_readme_adapter_example_works(tmp_path, monkeypatch):
-    text = (ROOT / "README.md").read_text()
+def test_the_documented_adapter_example_works(tmp_path, monkeypatch):
+    text = (ROOT / "docs" / "adapters.md").read_text()
     start = text.index("def call(target, q, k, v,")
     code = text[text.rindex("```python", 0, start) + len("```python") : text.index("```", start)]
     (tmp_path / "readme_adapter.py").write_text(code)
