@@ -1,6 +1,6 @@
 """Hugging Face transformers checked through the bundled adapters (tox environment interop):
-the verdicts the README publishes. What these find are findings about the library; the tests
-pin them so that the README stays true, and fail if the library (or the checker) changes."""
+the verdicts the documentation publishes. What these find are findings about the library; the tests
+pin them so that the documentation stays true, and fail if the library (or the checker) changes."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """transformers' LlamaAttention configured with each rope_type (profile hf-llama-scaled,
 tox environment interop) against the spec's scaled RoPE attention. The golden cases hold
 each variant where its bugs show; the ones it fails are findings about the library, pinned
-here for the README's verdict table."""
+here for the verdicts page (docs/verdicts.md)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from relpos.equivalence.targets import check_target, make_target  # noqa: E402
 LLAMA = "transformers.models.llama.modeling_llama:LlamaAttention"
 ADAPTER = "relpos.equivalence.adapters.huggingface:llama_attention"
 
-#: Findings (README, Hugging Face verdicts): dynamic and longrope rotate the keys a KV cache
+#: Findings (docs/verdicts.md): dynamic and longrope rotate the keys a KV cache
 #: holds by the frequencies of the call that cached them (within L0), and the queries' call
 #: by those of its own length (past L0); dynamic takes one length for the whole batch, its
 #: largest position, so a shorter row is rotated by a longer row's base.

@@ -1,7 +1,7 @@
 """Every rope_type of transformers' LlamaRotaryEmbedding against the spec's exact inverse
 frequencies and attention factor (tox environment interop): the module as a model holds it
 after a forward pass over the current positions, so that the dynamic and longrope updates
-run. What these find are findings about the library; the tests pin them for the README."""
+run. What these find are findings about the library; the tests pin them for the documentation."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """rotary-embedding-torch (lucidrains) checked through its stateful adapter (tox environment
 interop): one RotaryEmbedding per configuration, kept across calls as a model keeps it. What
-these find are findings about the library; the tests pin them for the README."""
+these find are findings about the library; the tests pin them for the documentation."""
 
 from __future__ import annotations
 

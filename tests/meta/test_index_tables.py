@@ -83,3 +83,31 @@ def test_the_long_range_reaches_past_the_options_drawn():
     assert (-64, 64) in clips
     heads = {dr.dims["n_head"] for _, dr in index_cases("alibi")}
     assert heads == set(range(1, 17))
+
+
+@pytest.mark.parametrize("encoding", ["shaw", "t5", "deberta"])
+def test_the_table_index_the_reports_plot_is_the_row_the_oracle_reads(encoding):
+    """Encoding.table_index (what reports plot errors against) names, for every pair, the row
+    the oracle's probe reads: its scores are the row numbers."""
+    enc = get_encoding(encoding)
+    query_side = [d for _, d in index_cases(encoding) if d.seed % 2 == 0]
+    assert query_side
+    for draw in query_side:
+        args = probe_arguments(draw)
+        _, index = enc.table_index(enc.validate(args, check_dtypes=False))
+        assert np.array_equal(expected(encoding, args).scores[0, 0], index[0]), draw
+
+
+def test_the_xl_table_index_is_the_clamped_distance():
+    from relpos.equivalence.draws import Draw
+
+    enc = get_encoding("xl")
+    draw = Draw(
+        "xl",
+        {"bsz": 1, "n_head": 1, "qlen": 6, "mlen": 3, "d_head": 2, "d_model": 4},
+        {"clamp_len": 2, "clamp_style": "symmetric", "attn_type": "bi", "d_model": None},
+    )
+    name, index = enc.table_index(enc.validate(draw.arguments(), check_dtypes=False))
+    distance = (3 + np.arange(6))[:, None] - np.arange(9)[None, :]  # pos_i - pos_j
+    assert name.startswith("clamped distance")
+    assert np.array_equal(index[0], np.clip(distance, -2, 2))

@@ -71,7 +71,7 @@ def wrong_dtype(q, k, v, **_):
 
 def bshd_relative_attention(query, key, value, *, distance_embedding, attention_mask=None):
     """A library-shaped function: (bsz, length, heads, d) tensors, a table indexed by
-    i - j + P - 1 and an additive mask (the README's adapter example calls it)."""
+    i - j + P - 1 and an additive mask (the documented adapter example calls it)."""
     q, k, v = (x.transpose(1, 2) for x in (query, key, value))
     P = (distance_embedding.shape[0] + 1) // 2
     distance = torch.arange(q.shape[2])[:, None] - torch.arange(k.shape[2])[None, :]

@@ -1,4 +1,4 @@
-"""The README's check_implementation example, on every bundled implementation, with the
+"""The documented check_implementation example, on every bundled implementation, with the
 default budget: each is its own spec-conformant target."""
 
 from __future__ import annotations
