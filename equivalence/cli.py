@@ -460,12 +460,8 @@ def _profiles(args: argparse.Namespace) -> int:
             differs = {a: v for a, v in own.items() if p.conventions.get(a)}
             said = ", ".join(f"{a} {v}" for a, v in differs.items()) or "the spec's conventions"
             sys.stdout.write(f"  {p.name}: {p.title}\n    {said}\n    source: {p.source}\n")
-            for note in p.notes:
+            for note in p.all_notes:
                 sys.stdout.write(f"    - {note}\n")
-            if not p.memory:
-                sys.stdout.write("    - no memory positions (qlen = klen)\n")
-            for name, step in p.multiple_of.items():
-                sys.stdout.write(f"    - {name} a multiple of {step}\n")
         sys.stdout.write("\n")
     return 0
 

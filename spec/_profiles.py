@@ -180,6 +180,15 @@ class Profile:
         """The name, with the run's adjustments if any: ``xlnet (allow clamp_len=0)``."""
         return f"{self.name} ({'; '.join(self.adjustments)})" if self.adjustments else self.name
 
+    @property
+    def all_notes(self) -> list[str]:
+        """The notes, and what the profile's restrictions say: no memory, required multiples."""
+        found = list(self.notes)
+        if not self.memory:
+            found.append("no memory positions (qlen = klen)")
+        found += [f"{name} a multiple of {step}" for name, step in self.multiple_of.items()]
+        return found
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "conventions", MappingProxyType(dict(self.conventions)))
         object.__setattr__(self, "multiple_of", MappingProxyType(dict(self.multiple_of)))

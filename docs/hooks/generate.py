@@ -140,13 +140,9 @@ def profiles_page() -> str:
             own = conventions(enc, p)
             differs = {a: v for a, v in own.items() if p.conventions.get(a)}
             said = ", ".join(f"{a} `{v}`" for a, v in differs.items()) or "the spec's"
-            notes = list(p.notes)
-            if not p.memory:
-                notes.append("no memory positions (qlen = klen)")
-            notes += [f"{n} a multiple of {s}" for n, s in p.multiple_of.items()]
             out.append(
                 f"| `{p.name}` | {_cell(p.title)} | {_cell(said)} | {_cell(p.source)} | "
-                f"{_cell('; '.join(notes))} |"
+                f"{_cell('; '.join(p.all_notes))} |"
             )
         out.append("")
     return "\n".join(out) + "\n"

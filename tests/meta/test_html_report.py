@@ -177,35 +177,27 @@ def test_explain_takes_a_repros_own_arguments(tmp_path, capsys):
     assert "the given input" in capsys.readouterr().out
 
 
+def _repro(draw: str) -> list[str]:
+    return [
+        "--implementation",
+        "torch-shaw-fast",
+        "--property",
+        "oracle",
+        "--dtype",
+        "float32",
+        "--draw",
+        draw,
+    ]
+
+
 @pytest.mark.parametrize(
     ("argv", "said"),
     [
         (["--property", "oracle"], "missing --implementation (or --target), --dtype, --draw"),
         (["--property", "nope"], "--property nope is not a property"),
+        (_repro("print(1)"), "--draw: not a Draw(...) repr"),
         (
-            [
-                "--implementation",
-                "torch-shaw-fast",
-                "--property",
-                "oracle",
-                "--dtype",
-                "float32",
-                "--draw",
-                "print(1)",
-            ],
-            "--draw: not a Draw(...) repr",
-        ),
-        (
-            [
-                "--implementation",
-                "torch-shaw-fast",
-                "--property",
-                "oracle",
-                "--dtype",
-                "float32",
-                "--draw",
-                "Draw(encoding='shaw', dims={}, options={}, colour=1)",
-            ],
+            _repro("Draw(encoding='shaw', dims={}, options={}, colour=1)"),
             "Draw has no field 'colour'",
         ),
         (["missing.json"], "missing.json is not a report of relpos check --json"),
