@@ -40,6 +40,10 @@ GROWN = "the smallest failing input grown (its options, mask kind, values and se
 CLOSEST = "the passing input closest to its bound"
 GIVEN = "the given input"
 
+#: The properties whose ratio is the pictured comparison itself (one call of the input
+#: against the oracle); the others compare calls with calls, gradients, or rows.
+AGAINST_THE_ORACLE = ("oracle", "half_range", "golden", "index_tables")
+
 #: A short name of each kind of pictured input, for file names.
 SLUGS = {
     SMALLEST: "smallest",
@@ -84,6 +88,8 @@ def pictured(results: Sequence[Result]) -> list[tuple[Result, Draw, str]]:
     closest: dict[str, Result] = {}
     for r in results:
         if r.status != "pass" or r.worst_draw is None or not math.isfinite(r.worst_ratio):
+            continue
+        if r.property not in AGAINST_THE_ORACLE:  # its ratio is not of what is pictured
             continue
         best = closest.get(r.encoding)
         if best is None or r.worst_ratio > best.worst_ratio:
@@ -316,6 +322,12 @@ def _failure(r: Result, pictures: Sequence[Picture]) -> str:
     ]
     if r.repro:
         parts.append(f"<p>Repro:</p><pre>{html.escape(r.repro)}</pre>")
+    if pictures and r.property not in AGAINST_THE_ORACLE:
+        parts.append(
+            f"<p>{html.escape(r.property)} compares more than this input's one call with the "
+            "oracle (see the message); the pictures show that call, which may be right on its "
+            "own.</p>"
+        )
     for picture in pictures:
         parts.append(
             f"<h4>{html.escape(picture.kind[0].upper() + picture.kind[1:])}</h4>"
