@@ -187,6 +187,13 @@ img { max-width: 100%; border: 1px solid #ddd; }
 .failed { color: #b00020; } .passed { color: #1b5e20; }
 """
 
+#: Why a failure of each status that is not a wrong value has no pictures.
+_WHY_NO_PICTURES = {
+    "error": "the implementation raised, so there are no values to compare",
+    "crash": "the target crashed its worker process, and would again",
+    "timeout": "the target hung, and would again",
+}
+
 #: Cells of checks that did not produce a wrong value but raised, hung or crashed.
 _RAISED_COLOUR = "#6a1b9a"
 _SKIP_COLOUR = "#eeeeee"
@@ -336,13 +343,8 @@ def _failure(r: Result, pictures: Sequence[Picture]) -> str:
             "dashed line and the white tick on the colour bar are the bound).</p>"
         )
         parts.append(_figure(picture))
-    if not pictures and r.status in FAILED and r.status != "fail":
-        parts.append(
-            f"<p>No pictures: the check {'raised' if r.status == 'error' else r.status + 'd'}"
-            ", so there are no values to compare.</p>"
-            if r.status != "timeout"
-            else "<p>No pictures: the target hung, and would again.</p>"
-        )
+    if not pictures and r.status in _WHY_NO_PICTURES:
+        parts.append(f"<p>No pictures: {_WHY_NO_PICTURES[r.status]}.</p>")
     parts.append("</section>")
     return "\n".join(parts)
 

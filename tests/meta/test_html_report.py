@@ -288,3 +288,23 @@ def test_the_plugin_refuses_html_without_a_target(tmp_path):
         timeout=300,
     )
     assert ran.returncode == 4 and "--relpos-html needs --relpos-target" in ran.stderr
+
+
+@pytest.mark.parametrize(
+    ("status", "said"),
+    [
+        ("error", "the implementation raised"),
+        ("crash", "the target crashed its worker process"),
+        ("timeout", "the target hung"),
+    ],
+)
+def test_a_check_with_no_values_says_why_it_has_no_pictures(status, said):
+    from relpos.equivalence.html_report import pictured, render
+    from relpos.equivalence.runner import Result
+
+    draw = Draw("alibi", {"bsz": 1, "n_head": 2, "qlen": 3, "mlen": 0, "d_head": 4}, {})
+    result = Result("alibi", "torch", "x", "oracle", "float32", status, 1, draw=draw)
+    assert pictured([result]) == []  # never run again
+    page = render([result], [], budget="dev", seed=1, subject="a target")
+    assert f"No pictures: {said}" in page
+    assert 'class="failure"' in page
