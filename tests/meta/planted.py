@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from relpos.impls import Implementation
@@ -152,6 +153,15 @@ def xl(bug: str | None) -> Planted:
     return Planted("xl", "torch", f"planted-{bug}", "fn", fn)
 
 
-#: The Shaw sign bug as a module-level function, so that ``relpos check --target`` can import
-#: it by name: ``--target tests.meta.planted:shaw_sign --encoding shaw``.
-shaw_sign = shaw("sign").fn
+@cache
+def _shaw_sign() -> Callable[..., Any]:
+    return shaw("sign").fn
+
+
+def __getattr__(name: str) -> Any:
+    """``shaw_sign``: the Shaw sign bug as a name of this module, so that ``relpos check
+    --target tests.meta.planted:shaw_sign --encoding shaw`` imports it (one function per
+    process, as a target must be; torch is imported only when it is asked for)."""
+    if name == "shaw_sign":
+        return _shaw_sign()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
