@@ -23,7 +23,7 @@ own check) and shown with the profile's name in the report.
 from __future__ import annotations
 
 import ast
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -32,7 +32,7 @@ from relpos.spec._conventions import POSITION_TENSORS
 from relpos.spec._encoding import Encoding
 from relpos.spec._profiles import Candidates, Profile
 
-__all__ = ["KINDS", "adjust", "help_text", "parse"]
+__all__ = ["KINDS", "adjust", "help_text", "parse", "recorded"]
 
 #: The two adjustments and what each does to the values it names.
 KINDS = {"allow": "draw these values too", "exclude": "never draw them"}
@@ -43,6 +43,16 @@ def help_text(kind: str) -> str:
     return (
         f"adjust the profile: {KINDS[kind]} (an option NAME=V1,V2; memory; positions; or "
         "an optional tensor); repeatable"
+    )
+
+
+def recorded(adjustments: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The allow and exclude texts of a profile's recorded adjustments (``allow clamp_len=0``),
+    to apply them again elsewhere (a worker process, a report read back)."""
+    split = [a.split(" ", 1) for a in adjustments]
+    return (
+        tuple(text for kind, text in split if kind == "allow"),
+        tuple(text for kind, text in split if kind == "exclude"),
     )
 
 

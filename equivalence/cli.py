@@ -643,6 +643,7 @@ def _explain_results(args: argparse.Namespace) -> tuple[list[Any], Any] | str:
     the arguments are wrong."""
     import json
 
+    from relpos.equivalence.adjustments import recorded
     from relpos.equivalence.draws import Draw
     from relpos.equivalence.report import result_from_row
     from relpos.equivalence.runner import Result
@@ -665,14 +666,12 @@ def _explain_results(args: argparse.Namespace) -> tuple[list[Any], Any] | str:
             if not results:
                 return f"--check {args.check[0]}: no such result in {args.report}"
         if document.get("target"):
-            adjustments = [a.split(" ", 1) for a in document.get("adjustments", [])]
             target = (
                 document["target"],
                 document.get("profile"),
                 document.get("adapter"),
                 document.get("backend"),
-                [text for kind, text in adjustments if kind == "allow"],
-                [text for kind, text in adjustments if kind == "exclude"],
+                *recorded(document.get("adjustments", [])),
             )
     else:
         missing = [f"--{n}" for n in ("property", "dtype", "draw") if not getattr(args, n)]
@@ -685,7 +684,7 @@ def _explain_results(args: argparse.Namespace) -> tuple[list[Any], Any] | str:
         except ValueError as exc:
             return f"--draw: {exc}"
         if args.target:
-            target = (args.target, args.profile, args.adapter, args.backend, [], [])
+            target = (args.target, args.profile, args.adapter, args.backend, (), ())
             backend, variant = args.backend or "torch", "target"
         else:
             try:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import html
 import math
-import platform
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -60,17 +59,21 @@ _RERUN = ("fail",)
 
 @dataclass
 class Picture:
-    """One pictured input: the result it belongs to, the draw, whether it failed, and the
-    PNG (empty, with ``note`` saying why, when it could not be drawn)."""
+    """One pictured input: the result it belongs to, the draw, what it is, and the PNG
+    (empty, with ``note`` saying why, when it could not be drawn)."""
 
     result: Result
     draw: Draw
-    failed: bool
-    #: What this input is: "smallest failing", "first failing found" or "closest to the bound".
-    kind: str = ""
+    #: What this input is: one of SMALLEST, GROWN, FOUND, CLOSEST, GIVEN.
+    kind: str
     png: bytes = b""
     note: str = ""
     worst: dict[str, float] | None = None
+
+    @property
+    def failed(self) -> bool:
+        """Whether it pictures a failure (not a closest call or a given input)."""
+        return self.kind not in (CLOSEST, GIVEN)
 
 
 def pictured(results: Sequence[Result]) -> list[tuple[Result, Draw, str]]:
@@ -110,7 +113,7 @@ def draw_pictures(
         try:
             impl = implementation(result)
         except Exception as exc:  # an implementation that cannot be rebuilt: say so
-            found.append(Picture(result, draw, kind != CLOSEST, kind, note=f"{exc}"))
+            found.append(Picture(result, draw, kind, note=f"{exc}"))
             continue
         found.append(picture(result, impl, draw, kind))
         if kind == SMALLEST:
@@ -125,7 +128,7 @@ def picture(result: Result, impl: Any, draw: Draw, kind: str) -> Picture:
     compared with the oracle and drawn; a note instead when the oracle refuses the input."""
     from relpos.equivalence.pictures import case_errors, figure, png, summary
 
-    shown = Picture(result, draw, kind not in (CLOSEST, GIVEN), kind)
+    shown = Picture(result, draw, kind)
     try:
         case = case_errors(result.property, impl, result.dtype, draw)
     except Exception as exc:  # the oracle refused the input: say so in the page
@@ -366,7 +369,7 @@ def _meta(
         ("budget", budget),
         ("seed", "derandomized" if seed is None else f"{seed} (--seed {seed} replays this run)"),
         ("spec", SPEC_VERSION),
-        ("environment", f"Python {platform.python_version()}, {platform.platform()}; {versions}"),
+        ("environment", f"Python {environment['python']}, {environment['platform']}; {versions}"),
         ("command", " ".join(sys.argv)),
         ("written", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")),
     ]

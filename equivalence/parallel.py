@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
+from relpos.equivalence.adjustments import recorded
 from relpos.equivalence.isolation import shutdown, timeout
 from relpos.equivalence.runner import Result, run_property
 
@@ -41,7 +42,6 @@ def _recipe(impl: Any) -> tuple[Any, ...]:
             )
         profile = impl.profile
         named = profile.name
-        adjustments = [a.split(" ", 1) for a in profile.adjustments]
         return (
             "target",
             impl.target_path,
@@ -49,8 +49,7 @@ def _recipe(impl: Any) -> tuple[Any, ...]:
             named,
             impl.adapter_path or None,
             impl.backend,
-            tuple(text for kind, text in adjustments if kind == "allow"),
-            tuple(text for kind, text in adjustments if kind == "exclude"),
+            *recorded(profile.adjustments),
         )
     return ("isolated" if getattr(impl, "wrap", None) else "bundled", impl.id)
 

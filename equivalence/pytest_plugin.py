@@ -75,23 +75,23 @@ class RelposItem(pytest.Item):
         self.user_properties.append(("examples", result.examples))
         if result.status == "skip":
             pytest.skip(result.message)
-        if result.status in ("timeout", "crash"):  # diagnosing would hang or crash again
-            raise RelposFailure(result, self.target, "no diagnosis: the target hung or crashed")
         if result.status in FAILED:
-            raise RelposFailure(result, self.target, self._diagnose_once())
+            raise RelposFailure(result, self.target, self._diagnose_once(result))
 
-    def _diagnose_once(self) -> str:
+    def _diagnose_once(self, result: Any) -> str:
+        """The diagnosis, made by the first failing item of this process only (and carried
+        with its report, for --relpos-html); a target that hung or crashed gets none."""
+        from relpos.equivalence.targets import diagnosis_text
+
+        if result.status in ("timeout", "crash"):  # diagnosing would hang or crash again
+            return diagnosis_text(self.target, [result])
         state = self.config.stash.setdefault(_DIAGNOSED, [])
         if state:
             return "(diagnosis: see the first failing relpos item)"
-        from relpos.equivalence.isolation import TargetDied
-        from relpos.equivalence.targets import diagnose
-
         state.append(True)
-        try:
-            return str(diagnose(self.target))
-        except TargetDied as died:
-            return f"no diagnosis: {died.message}"
+        text = diagnosis_text(self.target, [result])
+        self.user_properties.append((_DIAGNOSIS, text))
+        return text
 
     def repr_failure(self, excinfo: Any, style: Any = None) -> str:
         if isinstance(excinfo.value, RelposFailure):
@@ -103,8 +103,9 @@ class RelposItem(pytest.Item):
 
 
 _DIAGNOSED = pytest.StashKey[list]()
-#: The user property that carries a check's result (its JSON row).
+#: The user properties that carry a check's result (its JSON row), and the diagnosis.
 _RESULT = "relpos_result"
+_DIAGNOSIS = "relpos_diagnosis"
 
 
 class RelposFailure(AssertionError):
@@ -218,11 +219,16 @@ class HtmlReport:
     def __init__(self, config: pytest.Config, path: str) -> None:
         self.config, self.path = config, path
         self.rows: list[dict[str, Any]] = []
+        self.diagnosis = ""
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call":
+            return
         for name, value in report.user_properties:
-            if name == _RESULT and report.when == "call":
+            if name == _RESULT:
                 self.rows.append(value)
+            elif name == _DIAGNOSIS and not self.diagnosis:
+                self.diagnosis = value
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if hasattr(self.config, "workerinput"):  # an xdist worker: the controller writes
@@ -236,6 +242,8 @@ class HtmlReport:
         results = [result_from_row(row) for row in self.rows]
         target = _target(self.config)
         bad = [r for r in results if r.status in FAILED]
+        # the items' own diagnosis when one was made; else why there is none (cheap then)
+        diagnosis = self.diagnosis or (diagnosis_text(target, bad) if bad else "")
         write_html(
             self.path,
             results,
@@ -244,7 +252,7 @@ class HtmlReport:
             seed=run_seed(),
             subject=f"{target.target_path} as {target.encoding} under profile "
             f"{target.profile.label}",
-            diagnosis=diagnosis_text(target, bad) if bad else "",
+            diagnosis=diagnosis,
         )
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
