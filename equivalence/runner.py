@@ -284,45 +284,68 @@ def run_property(
 
 #: How many smaller inputs that crash again a crash's search may meet (each costs a fresh
 #: worker), and how many it tries in all.
-CRASH_SHRINK_CRASHES = 12
-CRASH_SHRINK_TRIES = 48
+CRASH_SHRINK_CRASHES = 16
+CRASH_SHRINK_TRIES = 64
 
 
 def _smaller_crash(
     prop: Property, impl: Implementation, dtype: str, failure: PropertyFailure
 ) -> PropertyFailure:
-    """The crash on the smallest input a short greedy search finds: each dimension in turn
-    set to its least, else halved, else one less, kept when the target crashes again (an input the
-    target's profile does not admit is not tried). Hypothesis does not shrink a crash, since
-    each attempt that crashes costs a fresh worker; this one meets at most
-    :data:`CRASH_SHRINK_CRASHES` of them."""
-    draw, tries, crashes = failure.draw, 0, 0
+    """The crash on the smallest input a short search finds. Hypothesis does not shrink a
+    crash, since each attempt that crashes costs a fresh worker; this search spends few of them.
+    For each dimension in turn it climbs from the least value (least, +1, +3, +7, ...: inputs
+    that pass are cheap) to the first that crashes again, then bisects between it and the
+    largest that did not; passes repeat while one lowers a dimension. An input the target's
+    profile does not admit is not tried. It meets at most :data:`CRASH_SHRINK_CRASHES` crashes
+    and tries :data:`CRASH_SHRINK_TRIES` inputs."""
     admits = getattr(getattr(impl, "restriction", None), "admits", lambda d: True)
     floors = {"mlen": 0}
+    spent = {"tries": 0, "crashes": 0}
+    state = {"draw": failure.draw, "failure": failure}
+
+    def crashes_at(name: str, value: int) -> bool | None:
+        """Whether the current draw with ``name`` set to ``value`` crashes (kept when it
+        does); None when the budget is spent or the input is not admitted."""
+        if spent["tries"] >= CRASH_SHRINK_TRIES or spent["crashes"] >= CRASH_SHRINK_CRASHES:
+            return None
+        candidate = replace(state["draw"], dims={**state["draw"].dims, name: value})
+        if not admits(candidate):
+            return None
+        spent["tries"] += 1
+        try:
+            _check(prop, impl, candidate, dtype)
+        except TargetDied as died:
+            spent["crashes"] += 1
+            if died.status == "crash":
+                state["draw"], state["failure"] = candidate, died.failure
+                return True
+        except Exception:  # passes, fails otherwise, or is not a valid input
+            pass
+        return False
+
     improved = True
-    while improved and tries < CRASH_SHRINK_TRIES and crashes < CRASH_SHRINK_CRASHES:
+    while improved:
         improved = False
-        for name, size in draw.dims.items():
-            least = floors.get(name, 1)
-            for smaller in dict.fromkeys((least, (size + least) // 2, size - 1)):
-                if smaller >= size or tries >= CRASH_SHRINK_TRIES:
-                    continue
-                candidate = replace(draw, dims={**draw.dims, name: smaller})
-                if not admits(candidate):
-                    continue
-                tries += 1
-                try:
-                    _check(prop, impl, candidate, dtype)
-                except TargetDied as died:
-                    crashes += 1
-                    if died.status == "crash":
-                        draw, failure, improved = candidate, died.failure, True
-                        break
-                except Exception:  # passes, fails otherwise, or is not a valid input
-                    pass
-            if improved:
-                break
-    return failure
+        for name in list(state["draw"].dims):
+            size = state["draw"].dims[name]
+            passed, step = floors.get(name, 1) - 1, 1  # the largest value known not to crash
+            crashed = None
+            while passed + step < size:  # climb
+                outcome = crashes_at(name, passed + step)
+                if outcome is None:
+                    break
+                if outcome:
+                    crashed = passed + step
+                    break
+                passed, step = passed + step, step * 2
+            while crashed is not None and crashed - passed > 1:  # bisect
+                middle = (passed + crashed) // 2
+                outcome = crashes_at(name, middle)
+                if outcome is None:
+                    break
+                passed, crashed = (passed, middle) if outcome else (middle, crashed)
+            improved |= state["draw"].dims[name] < size
+    return state["failure"]
 
 
 def _run_cases(prop: Property, impl: Implementation, dtype: str, result: Result) -> None:

@@ -283,6 +283,34 @@ def test_a_target_checked_over_several_processes_reports_like_one(tmp_path):
     assert main(argv) == 0
 
 
+def test_a_crash_on_a_large_input_comes_down_to_the_least_that_crashes(monkeypatch):
+    """The search climbs from the least value and bisects, so a crash drawn at 300 queries
+    with the other axes above their least meets few crashes on its way down to 3 queries."""
+    from relpos.equivalence import runner
+    from relpos.equivalence.draws import Draw
+    from relpos.equivalence.properties import PROPERTIES
+
+    target = make_target(f"{HERE}:aborts_from_three_queries", encoding="shaw")
+    dims = {"bsz": 2, "n_head": 3, "qlen": 300, "mlen": 20, "d_head": 8}
+    draw = Draw("shaw", dims, {"clip": (-2, 2)}, seed=1)
+    seen = []
+    checked = runner._check
+
+    def counted(prop, impl, candidate, dtype):
+        seen.append(candidate.dims)
+        return checked(prop, impl, candidate, dtype)
+
+    monkeypatch.setattr(runner, "_check", counted)
+    with pytest.raises(isolation.TargetDied) as died:
+        counted(PROPERTIES["oracle"], target, draw, "float64")
+    failure = runner._smaller_crash(PROPERTIES["oracle"], target, "float64", died.value.failure)
+    assert failure.status == "crash"
+    assert failure.draw.dims == {"bsz": 1, "n_head": 1, "qlen": 3, "mlen": 0, "d_head": 1}
+    crashed = [d for d in seen[1:] if d["qlen"] >= 3]
+    assert len(crashed) <= 6, seen  # one for each axis brought to its least, two for qlen
+    assert len(seen) - 1 <= runner.CRASH_SHRINK_TRIES
+
+
 def test_a_crash_is_reported_on_a_smaller_input_that_still_crashes():
     target = make_target(f"{HERE}:aborts_from_three_queries", encoding="shaw")
     settings_ = settings(load_profile("dev"), max_examples=30, database=None)
