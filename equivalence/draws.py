@@ -159,7 +159,8 @@ _FACTORS: dict[str, float] = {}
 def _limit_factor(encoding: str, args: Mapping[str, Any], floats: set[str], target: float) -> float:
     """The factor c for every float input that brings the largest |logit| to about
     ``target``, and never above 0.97 of float16's largest finite value (so rounding the
-    inputs keeps every score in range). The logits are polynomials in c (degree 2 for
+    inputs keeps every score in range) unless the logits' part that no input scales is
+    beyond it already. The logits are polynomials in c (degree 2 for
     q k^T, 1 for a bias table, 3 through a projection), so c follows a secant on log c."""
     from relpos.spec import float_logits
 
@@ -180,7 +181,12 @@ def _limit_factor(encoding: str, args: Mapping[str, Any], floats: set[str], targ
         c1 = c1 * (target / p1) ** (1 / degree)
         p1 = peak(c1)
     cap = 0.97 * largest_finite("float16")
-    while p1 > cap:
+    if p1 > cap and peak(0.0) >= cap:
+        # A part of the logits that no input scales (an ALiBi bias at distances of 2^17)
+        # is beyond float16 already: no factor brings every score in range, and the one
+        # found aims the scaled part at the target.
+        return c1
+    while p1 > cap:  # ends: the peak tends to peak(0) < cap as the factor falls
         c1 *= 0.95
         p1 = peak(c1)
     return c1

@@ -146,3 +146,23 @@ def test_limit_values_bring_the_largest_logit_near_float16s_range(encoding, data
     args = draw.arguments("float16")
     peak = float(np.abs(float_logits(encoding, **args)).max())
     assert 0.5 * 65504 <= peak <= 0.98 * 65504, (draw, peak)
+
+
+def test_limit_values_end_where_a_bias_alone_is_beyond_float16():
+    """ALiBi at positions up to 2^17: the first head's bias alone passes float16's range, so no
+    factor of the inputs brings every score in range; the draw still comes back (shrinking
+    the factor towards zero never ended), with the inputs scaled down."""
+    draw = Draw(
+        "alibi",
+        {"bsz": 1, "n_head": 16, "qlen": 4, "mlen": 0, "d_head": 1},
+        {"causal": False, "signed": False, "slope_rule": "paper", "scale": None},
+        values="limit",
+        seed=4,
+        positions="per_row",
+    )
+    args = draw.arguments("float64")
+    bias_alone = {**args, **{name: 0 * args[name] for name in ("q", "k", "v")}}
+    beyond = np.abs(float_logits("alibi", **bias_alone)).max()
+    assert beyond > 0.97 * 65504, beyond  # the case this test exists for
+    assert np.abs(float_logits("alibi", **args)).max() < 1.01 * beyond
+    assert 0 < np.abs(args["q"]).max() < 1
