@@ -301,14 +301,16 @@ def _smaller_crash(
     admits = getattr(getattr(impl, "restriction", None), "admits", lambda d: True)
     floors = {"mlen": 0}
     spent = {"tries": 0, "crashes": 0}
-    state = {"draw": failure.draw, "failure": failure}
+    current: Draw = failure.draw
+    smallest: PropertyFailure = failure
 
     def crashes_at(name: str, value: int) -> bool | None:
         """Whether the current draw with ``name`` set to ``value`` crashes (kept when it
         does); None when the budget is spent or the input is not admitted."""
+        nonlocal current, smallest
         if spent["tries"] >= CRASH_SHRINK_TRIES or spent["crashes"] >= CRASH_SHRINK_CRASHES:
             return None
-        candidate = replace(state["draw"], dims={**state["draw"].dims, name: value})
+        candidate = replace(current, dims={**current.dims, name: value})
         if not admits(candidate):
             return None
         spent["tries"] += 1
@@ -317,7 +319,7 @@ def _smaller_crash(
         except TargetDied as died:
             spent["crashes"] += 1
             if died.status == "crash":
-                state["draw"], state["failure"] = candidate, died.failure
+                current, smallest = candidate, died.failure
                 return True
         except Exception:  # passes, fails otherwise, or is not a valid input
             pass
@@ -326,8 +328,8 @@ def _smaller_crash(
     improved = True
     while improved:
         improved = False
-        for name in list(state["draw"].dims):
-            size = state["draw"].dims[name]
+        for name in list(current.dims):
+            size = current.dims[name]
             passed, step = floors.get(name, 1) - 1, 1  # the largest value known not to crash
             crashed = None
             while passed + step < size:  # climb
@@ -344,8 +346,8 @@ def _smaller_crash(
                 if outcome is None:
                     break
                 passed, crashed = (passed, middle) if outcome else (middle, crashed)
-            improved |= state["draw"].dims[name] < size
-    return state["failure"]
+            improved |= current.dims[name] < size
+    return smallest
 
 
 def _run_cases(prop: Property, impl: Implementation, dtype: str, result: Result) -> None:
